@@ -1,0 +1,21 @@
+namespace MambaGen;
+
+/// <summary>What every generated model offers the runtime (training loop, evaluation, checkpointing, samples).</summary>
+public interface IMambaModel
+{
+    /// <summary>The constants the type was generated with.</summary>
+    MambaShape Shape { get; }
+
+    /// <summary>The model's parameters (flat, HF-keyed); training updates them in place.</summary>
+    MambaParameters Parameters { get; }
+
+    /// <summary>Logits for every position: tokens are batch×len ids row-major; the result is batch×len×Vocab.</summary>
+    float[] Forward(int[] tokens, int batch);
+
+    /// <summary>
+    /// Forward and backward for next-token training. <paramref name="targets"/> has one id per token, −1 where the
+    /// position is not scored. Overwrites <paramref name="gradients"/> (laid out like <see cref="Parameters"/>) with
+    /// the gradient of the mean cross-entropy over scored positions, and returns that mean loss.
+    /// </summary>
+    float ForwardBackward(ReadOnlySpan<int> tokens, ReadOnlySpan<int> targets, int batch, Span<float> gradients);
+}
