@@ -132,20 +132,19 @@ public sealed class SafeTensorsFile : IDisposable
     {
         ObjectDisposedException.ThrowIf(_handle.IsClosed, this);
         var entry = GetEntry(key);
+        if (entry.DType is not (DType.I64 or DType.I32))
+            throw new CheckpointException($"{FilePath}: tensor '{key}' has dtype {entry.DType.HeaderName()}, not I64 or I32.");
         var values = new long[CheckedArrayLength(entry)];
-        switch (entry.DType)
+        if (entry.DType == DType.I64)
         {
-            case DType.I64:
-                ReadData(entry, MemoryMarshal.AsBytes(values.AsSpan()), 0);
-                break;
-            case DType.I32:
-                ReadConverted<int, long>(entry, values.AsSpan(), static (source, target) =>
-                {
-                    for (int i = 0; i < source.Length; i++) target[i] = source[i];
-                });
-                break;
-            default:
-                throw new CheckpointException($"{FilePath}: tensor '{key}' has dtype {entry.DType.HeaderName()}, not I64 or I32.");
+            ReadData(entry, MemoryMarshal.AsBytes(values.AsSpan()), 0);
+        }
+        else
+        {
+            ReadConverted<int, long>(entry, values.AsSpan(), static (source, target) =>
+            {
+                for (int i = 0; i < source.Length; i++) target[i] = source[i];
+            });
         }
         return values;
     }
