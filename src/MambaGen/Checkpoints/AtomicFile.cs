@@ -1,0 +1,45 @@
+namespace MambaGen.Checkpoints;
+
+/// <summary>
+/// Replaces a file all at once: the content goes to a temporary sibling which is flushed to disk and then renamed
+/// over the target, so a reader (or a crash) sees either the old file or the complete new one, never a partial one.
+/// </summary>
+public static class AtomicFile
+{
+    /// <summary>Writes <paramref name="path"/> through <paramref name="writeContent"/>; on any exception the target is untouched and the temporary file removed.</summary>
+    public static void Write(string path, Action<Stream> writeContent)
+    {
+        string fullPath = Path.GetFullPath(path);
+        // A random suffix keeps concurrent writers (or a stale leftover from a killed process) from colliding.
+        string temporaryPath = $"{fullPath}.tmp-{Convert.ToHexStringLower(Guid.NewGuid().ToByteArray(), 0, 8)}";
+        try
+        {
+            using (var stream = new FileStream(temporaryPath, FileMode.CreateNew, FileAccess.Write, FileShare.None, bufferSize: 1 << 16))
+            {
+                writeContent(stream);
+                stream.Flush(flushToDisk: true);
+            }
+            File.Move(temporaryPath, fullPath, overwrite: true);
+        }
+        catch
+        {
+            TryDelete(temporaryPath);
+            throw;
+        }
+    }
+
+    private static void TryDelete(string temporaryPath)
+    {
+        try
+        {
+            File.Delete(temporaryPath);
+        }
+        catch (IOException)
+        {
+            // The original failure is the one worth reporting; a leftover temporary file is harmless.
+        }
+        catch (UnauthorizedAccessException)
+        {
+        }
+    }
+}
