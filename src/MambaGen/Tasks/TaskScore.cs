@@ -1,3 +1,5 @@
+using MambaGen.Numerics;
+
 namespace MambaGen.Tasks;
 
 /// <summary>
@@ -65,5 +67,36 @@ public readonly record struct TaskScore(long ScoredTokens, long CorrectTokens, l
             if (allRight) correctSequences++;
         }
         return new TaskScore(scored, correct, sequences, correctSequences, lossSum);
+    }
+
+    /// <summary>
+    /// Scores <paramref name="model"/> on <paramref name="sequences"/> fresh sequences of <paramref name="task"/>
+    /// drawn from <paramref name="random"/>, <paramref name="batchSize"/> at a time through
+    /// <see cref="IMambaModel.Forward"/> (e.g. a held-out set, or one length of an extrapolation sweep).
+    /// </summary>
+    public static TaskScore Evaluate(IMambaModel model, ISequenceTask task, int sequences, int batchSize, Xoshiro256 random)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(task);
+        ArgumentNullException.ThrowIfNull(random);
+        if (sequences < 1) throw new ArgumentOutOfRangeException(nameof(sequences), sequences, $"sequences must be >= 1, was {sequences}.");
+        if (batchSize < 1) throw new ArgumentOutOfRangeException(nameof(batchSize), batchSize, $"batchSize must be >= 1, was {batchSize}.");
+        if (model.Shape.Vocab < task.VocabSize)
+            throw new ArgumentException($"The model's vocabulary ({model.Shape.Vocab}) is smaller than the task's ({task.VocabSize}: {task.Description}).", nameof(model));
+        var score = default(TaskScore);
+        int[] tokens = [], targets = [];
+        for (int remaining = sequences; remaining > 0;)
+        {
+            int batch = Math.Min(remaining, batchSize);
+            if (tokens.Length != batch * task.SequenceLength)
+            {
+                tokens = new int[batch * task.SequenceLength];
+                targets = new int[tokens.Length];
+            }
+            task.Fill(random, tokens, targets, batch);
+            score += Measure(model.Forward(tokens, batch), targets, batch, model.Shape.Vocab);
+            remaining -= batch;
+        }
+        return score;
     }
 }

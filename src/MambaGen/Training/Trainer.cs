@@ -23,7 +23,6 @@ public sealed class Trainer
     private readonly string _modelShape;
     private readonly string _fingerprint;
     private Xoshiro256 _dataRandom;
-    private (int[] Tokens, int[] Targets, int Batch)[]? _evaluationSet;
 
     public Trainer(IMambaModel model, ISequenceTask task, TrainingOptions options)
     {
@@ -144,34 +143,15 @@ public sealed class Trainer
     }
 
     /// <summary>
-    /// Scores the model on a fixed held-out set (<see cref="TrainingOptions.EvaluationSequences"/> sequences drawn
-    /// once from a stream separate from the training data) and records the result.
+    /// Scores the model on a fixed held-out set (<see cref="TrainingOptions.EvaluationSequences"/> sequences, the
+    /// same ones every time, drawn from a stream separate from the training data) and records the result.
     /// </summary>
     public EvaluationResult Evaluate()
     {
-        _evaluationSet ??= MakeEvaluationSet();
-        var score = default(TaskScore);
-        foreach (var (tokens, targets, batch) in _evaluationSet)
-            score += TaskScore.Measure(Model.Forward(tokens, batch), targets, batch, Model.Shape.Vocab);
-        var result = new EvaluationResult(Step, score);
+        var heldOut = new Xoshiro256(unchecked(Options.Seed + EvaluationSeedOffset));
+        var result = new EvaluationResult(Step, TaskScore.Evaluate(Model, SequenceTask, Options.EvaluationSequences, Options.BatchSize, heldOut));
         _evaluations.Add(result);
         return result;
-    }
-
-    private (int[] Tokens, int[] Targets, int Batch)[] MakeEvaluationSet()
-    {
-        var random = new Xoshiro256(unchecked(Options.Seed + EvaluationSeedOffset));
-        var chunks = new List<(int[], int[], int)>();
-        for (int remaining = Options.EvaluationSequences; remaining > 0;)
-        {
-            int batch = Math.Min(remaining, Options.BatchSize);
-            var tokens = new int[batch * SequenceTask.SequenceLength];
-            var targets = new int[tokens.Length];
-            SequenceTask.Fill(random, tokens, targets, batch);
-            chunks.Add((tokens, targets, batch));
-            remaining -= batch;
-        }
-        return chunks.ToArray();
     }
 
     /// <summary>Saves the full training state atomically (a failed write leaves the previous file intact).</summary>

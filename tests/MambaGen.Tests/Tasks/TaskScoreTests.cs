@@ -45,3 +45,33 @@ public class TaskScoreTests
         Assert.Equal("targets", Assert.Throws<ArgumentException>(() => TaskScore.Measure(new float[9], [0, 1, 2], 2, 3)).ParamName);
     }
 }
+
+public class TaskEvaluationTests
+{
+    [Fact]
+    public void EvaluateScoresFreshSequencesInBatchesIncludingAPartialLastOne()
+    {
+        var task = new InductionHeadsTask(12, 5);
+        var model = new MambaGen.Tests.Training.FakeLinearModel(task.VocabSize, seed: 2);
+        var whole = TaskScore.Evaluate(model, task, sequences: 10, batchSize: 4, new MambaGen.Numerics.Xoshiro256(8));
+        Assert.Equal(10, whole.Sequences);
+        Assert.Equal(10, whole.ScoredTokens);
+
+        // The same sequences scored one by one, by hand, give the same counts.
+        var random = new MambaGen.Numerics.Xoshiro256(8);
+        var expected = default(TaskScore);
+        foreach (int batch in new[] { 4, 4, 2 })
+        {
+            var tokens = new int[batch * 12];
+            var targets = new int[tokens.Length];
+            task.Fill(random, tokens, targets, batch);
+            for (int b = 0; b < batch; b++)
+            {
+                var one = tokens.AsSpan(b * 12, 12).ToArray();
+                expected += TaskScore.Measure(model.Forward(one, 1), targets.AsSpan(b * 12, 12), 1, task.VocabSize);
+            }
+        }
+        Assert.Equal(expected.CorrectTokens, whole.CorrectTokens);
+        Assert.Equal(expected.LossSum, whole.LossSum, 6);
+    }
+}
