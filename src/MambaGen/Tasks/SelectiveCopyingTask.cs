@@ -10,9 +10,9 @@ namespace MambaGen.Tasks;
 /// </summary>
 /// <remarks>
 /// Vocabulary: 0 is noise, 1 .. DataVocab are data tokens (drawn independently, repeats allowed), DataVocab + 1 is
-/// the marker, so <see cref="VocabSize"/> = DataVocab + 2. The paper's setting (sequences of 4096, 16 tokens to
-/// memorise, "vocab size 16 including the noise token") corresponds to DataVocab = 14 under this layout, with the
-/// marker counted in the 16 as in the H3 codebase's copying generator. Because spacing between data tokens is random
+/// the marker, so <see cref="VocabSize"/> = DataVocab + 2. The paper's setting (4096 positions, 16 tokens to
+/// memorise, a vocabulary of 16 that counts the noise token) is DataVocab = 14 if the marker is also one of the 16,
+/// or 15 if it is not; the paper does not say. Because the spacing between data tokens is random
 /// and the answer region's offset from each data token varies, a time-invariant model cannot solve it by a fixed
 /// delay. Targets are −1 everywhere except the Count marker positions, whose targets are the data tokens in order.
 /// </remarks>

@@ -118,7 +118,8 @@ public sealed class Trainer
             }
             if (Options.EvaluationInterval > 0 && Step % Options.EvaluationInterval == 0 && Step < Options.Steps)
                 progress?.OnEvaluation(Evaluate());
-            if (Options.CheckpointPath is not null && Options.CheckpointInterval > 0 && Step % Options.CheckpointInterval == 0)
+            // The last step's evaluation and checkpoint come after the loop, so the saved history includes it.
+            if (Options.CheckpointPath is not null && Options.CheckpointInterval > 0 && Step % Options.CheckpointInterval == 0 && Step < Options.Steps)
             {
                 SaveCheckpoint(Options.CheckpointPath);
                 progress?.OnCheckpoint(Options.CheckpointPath, Step);
@@ -132,7 +133,7 @@ public sealed class Trainer
             final = Evaluate();
             progress?.OnEvaluation(final);
         }
-        if (Options.CheckpointPath is not null && lastSaved != Step)
+        if (Options.CheckpointPath is not null && !(cancelled && lastSaved == Step))
         {
             SaveCheckpoint(Options.CheckpointPath);
             progress?.OnCheckpoint(Options.CheckpointPath, Step);
