@@ -1,0 +1,28 @@
+namespace MambaGen.Training;
+
+/// <summary>
+/// Turns the first Ctrl+C into a cancellation request, so a <see cref="Trainer.Run"/> stops between steps and saves
+/// its state; a second Ctrl+C ends the process as usual (checkpoints are written atomically, so the last complete
+/// one survives even that).
+/// </summary>
+public sealed class ConsoleCancellation : IDisposable
+{
+    private readonly CancellationTokenSource _source = new();
+
+    public ConsoleCancellation() => Console.CancelKeyPress += OnCancelKeyPress;
+
+    public CancellationToken Token => _source.Token;
+
+    private void OnCancelKeyPress(object? sender, ConsoleCancelEventArgs e)
+    {
+        if (_source.IsCancellationRequested) return;
+        e.Cancel = true;
+        _source.Cancel();
+    }
+
+    public void Dispose()
+    {
+        Console.CancelKeyPress -= OnCancelKeyPress;
+        _source.Dispose();
+    }
+}
