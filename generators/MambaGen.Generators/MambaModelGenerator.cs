@@ -27,7 +27,8 @@ namespace MambaGen.Generators
                     static (node, _) => node is ClassDeclarationSyntax,
                     static (ctx, ct) => DeclarationReader.Read(ctx, ct))
                 .Where(static declaration => declaration is not null)
-                .Select(static (declaration, _) => declaration!);
+                .Select(static (declaration, _) => declaration!)
+                .WithTrackingName(TrackingNames.Declarations);
 
             var projectDirectory = context.AnalyzerConfigOptionsProvider.Select(static (options, _) =>
                 options.GlobalOptions.TryGetValue("build_property.projectdir", out var directory) ? directory : null);
@@ -65,20 +66,32 @@ namespace MambaGen.Generators
                 .Combine(selectedPaths)
                 .Where(static input => input.Right.Contains(input.Left.Path))
                 .Select(static (input, ct) => ConfigReader.Read(input.Left.Path, input.Left.GetText(ct)?.ToString()))
+                .WithTrackingName(TrackingNames.ConfigDocuments)
                 .Collect();
 
             var configFiles = additionalPaths
                 .Combine(projectDirectory)
                 .Combine(documents)
-                .Select(static (input, _) => new ConfigFileSet(input.Left.Left, input.Left.Right, new EquatableArray<ConfigDocument>(input.Right)));
+                .Select(static (input, _) => new ConfigFileSet(input.Left.Left, input.Left.Right, new EquatableArray<ConfigDocument>(input.Right)))
+                .WithTrackingName(TrackingNames.ConfigFiles);
 
             var specs = declarations
                 .Combine(configFiles)
                 .Select(static (input, ct) => SpecBuilder.Build(input.Left, input.Right, ct).Spec)
-                .Where(static spec => spec is not null);
+                .Where(static spec => spec is not null)
+                .WithTrackingName(TrackingNames.ModelSpecs);
 
             context.RegisterSourceOutput(specs, static (spc, spec) =>
                 spc.AddSource(spec!.Type.HintName + ".g.cs", ModelEmitter.Emit(spec, spc.CancellationToken)));
         }
+    }
+
+    /// <summary>Names of the pipeline steps, so tests can check what was cached.</summary>
+    internal static class TrackingNames
+    {
+        public const string Declarations = nameof(Declarations);
+        public const string ConfigDocuments = nameof(ConfigDocuments);
+        public const string ConfigFiles = nameof(ConfigFiles);
+        public const string ModelSpecs = nameof(ModelSpecs);
     }
 }

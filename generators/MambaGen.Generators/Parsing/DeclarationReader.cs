@@ -53,7 +53,7 @@ namespace MambaGen.Generators.Parsing
                 cancellationToken.ThrowIfCancellationRequested();
                 enclosing.Insert(0, PartialDeclarationKeywords(outer) + outer.Name);
                 if (!IsPartial(outer, cancellationToken)) nonPartialContainers.Insert(0, outer.ToDisplayString());
-                if (outer.IsGenericType && genericContainer is null) genericContainer = outer.ToDisplayString();
+                if (outer.Arity > 0 && genericContainer is null) genericContainer = outer.ToDisplayString();
             }
 
             var ns = symbol.ContainingNamespace is { IsGlobalNamespace: false } containing ? containing.ToDisplayString() : "";
@@ -63,7 +63,7 @@ namespace MambaGen.Generators.Parsing
                 location,
                 LocationInfo.From(symbol.Locations.FirstOrDefault()),
                 IsPartial(symbol, cancellationToken),
-                symbol.IsGenericType,
+                symbol.Arity > 0, // IsGenericType would also be true for a class nested in a generic type
                 genericContainer,
                 new EquatableArray<string>(nonPartialContainers),
                 UnsupportedKind(symbol),
