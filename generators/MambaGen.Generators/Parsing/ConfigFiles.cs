@@ -76,7 +76,7 @@ namespace MambaGen.Generators.Parsing
                 || f.Normalized.EndsWith("/" + wanted, StringComparison.OrdinalIgnoreCase)));
         }
 
-        /// <summary>Forward slashes, no empty or <c>.</c> segments, <c>..</c> folded into its parent where there is one.</summary>
+        /// <summary>Forward slashes, no empty or <c>.</c> segments, <c>..</c> folded into its parent where there is one (and dropped at the root).</summary>
         public static string Normalize(string path)
         {
             var unified = path.Trim().Replace('\\', '/');
@@ -85,10 +85,17 @@ namespace MambaGen.Generators.Parsing
             foreach (var segment in unified.Split('/'))
             {
                 if (segment.Length == 0 || segment == ".") continue;
-                if (segment == ".." && segments.Count > 0 && segments[segments.Count - 1] != ".." && !IsDrive(segments[segments.Count - 1]))
-                    segments.RemoveAt(segments.Count - 1);
-                else
-                    segments.Add(segment);
+                if (segment == "..")
+                {
+                    bool atRoot = (rooted && segments.Count == 0) || (segments.Count == 1 && IsDrive(segments[0]));
+                    if (atRoot) continue; // as the file system does: the parent of the root is the root
+                    if (segments.Count > 0 && segments[segments.Count - 1] != "..")
+                    {
+                        segments.RemoveAt(segments.Count - 1);
+                        continue;
+                    }
+                }
+                segments.Add(segment);
             }
             return (rooted ? "/" : "") + string.Join("/", segments);
         }
