@@ -36,12 +36,18 @@ public sealed class TestOptionsProvider(string? projectDirectory) : AnalyzerConf
 }
 
 /// <summary>What one run of generator and analyzer over a compilation produced.</summary>
+/// <param name="GeneratorDiagnostics">What the driver reported, including CS8784/CS8785 when the generator fails.</param>
+/// <param name="Output">The compilation with the generated sources added.</param>
 internal sealed record RunOutcome(
     GeneratorRunResult Generator,
+    ImmutableArray<Diagnostic> GeneratorDiagnostics,
     ImmutableArray<Diagnostic> AnalyzerDiagnostics,
-    ImmutableArray<Diagnostic> CompilerDiagnostics,
-    IReadOnlyList<Exception> AnalyzerExceptions)
+    IReadOnlyList<Exception> AnalyzerExceptions,
+    Compilation Output)
 {
+    /// <summary>The compiler's diagnostics for the user code plus generated code (binds everything: costly).</summary>
+    public ImmutableArray<Diagnostic> CompilerDiagnostics => Output.GetDiagnostics();
+
     /// <summary>MambaGen's own diagnostics, in source order.</summary>
     public IReadOnlyList<Diagnostic> Mamba => AnalyzerDiagnostics.Where(d => d.Id.StartsWith("MAMBA", StringComparison.Ordinal)).ToList();
 
@@ -96,7 +102,7 @@ internal static class Harness
     public static RunOutcome Run(Compilation compilation, IEnumerable<AdditionalText>? additionalFiles = null, string? projectDirectory = null)
     {
         var files = (additionalFiles ?? []).ToImmutableArray();
-        var driver = CreateDriver(files, projectDirectory).RunGeneratorsAndUpdateCompilation(compilation, out var output, out _);
+        var driver = CreateDriver(files, projectDirectory).RunGeneratorsAndUpdateCompilation(compilation, out var output, out var generatorDiagnostics);
         var generator = driver.GetRunResult().Results.Single();
 
         var exceptions = new List<Exception>();
@@ -107,7 +113,7 @@ internal static class Harness
             logAnalyzerExecutionTime: false);
         var analyzed = compilation.WithAnalyzers([new MambaModelAnalyzer()], options);
         var analyzerDiagnostics = analyzed.GetAnalyzerDiagnosticsAsync().GetAwaiter().GetResult();
-        return new RunOutcome(generator, analyzerDiagnostics, output.GetDiagnostics(), exceptions);
+        return new RunOutcome(generator, generatorDiagnostics, analyzerDiagnostics, exceptions, output);
     }
 
     public static RunOutcome Run(string source, params AdditionalText[] additionalFiles) => Run(Compile(source), additionalFiles);
