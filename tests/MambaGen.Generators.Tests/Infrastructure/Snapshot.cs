@@ -22,7 +22,11 @@ public static class Snapshot
         string hint,
         string extension = "cs",
         [CallerFilePath] string sourceFile = "",
-        [CallerMemberName] string testMethod = "")
+        [CallerMemberName] string testMethod = "") =>
+        Verify(text, hint, extension, Environment.GetEnvironmentVariable(AcceptVariable) == "1", sourceFile, testMethod);
+
+    /// <summary>The comparison itself, with the accept switch passed in (so tests of the helper need not set it process-wide).</summary>
+    internal static void Verify(string text, string hint, string extension, bool accept, string sourceFile, string testMethod)
     {
         // The compiler records the test's path in the source tree, so snapshots are found from bin/ too.
         var directory = Path.GetDirectoryName(sourceFile)!;
@@ -31,7 +35,7 @@ public static class Snapshot
         var receivedPath = $"{stem}.received.{extension}";
         var received = NormalizeNewlines(text);
 
-        if (Environment.GetEnvironmentVariable(AcceptVariable) == "1")
+        if (accept)
         {
             File.WriteAllText(verifiedPath, received, new UTF8Encoding(false));
             File.Delete(receivedPath);
