@@ -1,7 +1,0 @@
-namespace MambaGen.Generators.Tests;
-
-public class SmokeTests
-{
-    [Fact]
-    public void GeneratorTypeLoads() => Assert.NotNull(new MambaModelGenerator());
-}
