@@ -28,6 +28,9 @@ namespace MambaGen.Generators.Emitters
             w.Line("// Every number the model's architecture fixes is a constant below; loops over N, K and R have constant bounds,");
             w.Line("// and code for features this variant does not have is not emitted.");
             w.Line("#nullable enable");
+            // Types below are fully qualified; this using only brings in MemoryExtensions (AsSpan), so the file
+            // compiles whatever usings the declaring project has.
+            w.Line("using System;");
             w.Line();
 
             var scopes = new System.Collections.Generic.List<CodeWriter.BlockScope>();
