@@ -174,6 +174,17 @@ public class DiagnosticTests
     }
 
     [Fact]
+    public void Mamba0009_PartialClassOverTwoFiles_ReportsInTheFileHoldingTheArgument()
+    {
+        var outcome = Harness.Run(Harness.Compile(
+            ("A.cs", "namespace Demo; public partial class Tiny { public int Extra; }"),
+            ("B.cs", Declare("[MambaModel(DModel = 64, Layers = 2, Vocab = 100)] [SelectiveSsm(DState = 0)]"))));
+        var diagnostic = Single(outcome, "MAMBA0009");
+        Assert.Equal("B.cs", diagnostic.Location.SourceTree!.FilePath);
+        Assert.Equal("DState = 0", SourceAt(diagnostic));
+    }
+
+    [Fact]
     public void Mamba0010_ModelTooLarge()
     {
         var diagnostic = Single(Run(Declare("[MambaModel(DModel = 8192, Layers = 64, Vocab = 50000)] [SelectiveSsm]")), "MAMBA0010");
@@ -227,6 +238,7 @@ public class DiagnosticTests
     [Theory]
     [InlineData("""{ "model_type": "mamba2", "hidden_size": 64, "num_hidden_layers": 2, "vocab_size": 128 }""", "model_type \"mamba2\"")]
     [InlineData("""{ "d_model": 64, "n_layer": 2, "vocab_size": 128, "ssm_cfg": { "layer": "Mamba2" } }""", "ssm_cfg.layer \"Mamba2\"")]
+    [InlineData("""{ "model_type": "llama", "hidden_size": 64 }""", "model_type \"llama\"")]
     public void Mamba0016_ConfigOfAnotherModelType(string config, string described)
     {
         var diagnostic = Single(Run(Declare("[MambaModel(ConfigFile = \"checkpoints/tiny/config.json\")]"), new InMemoryAdditionalText(ConfigPath, config)), "MAMBA0016");

@@ -45,14 +45,15 @@ namespace MambaGen.Generators.Analyzers
             var result = SpecBuilder.Build(declaration, configFiles, context.CancellationToken);
             if (result.Diagnostics.Count == 0) return;
 
-            // Positions were stored symbol-free; map them back into this type's syntax trees.
+            // Positions were stored symbol-free; map them back into this type's syntax trees. Trees are told apart
+            // by path; where paths repeat (in-memory sources), a tree too short for the span is never picked.
             var trees = symbol.DeclaringSyntaxReferences
                 .Select(reference => reference.SyntaxTree)
                 .Concat(symbol.GetAttributes().Select(a => a.ApplicationSyntaxReference?.SyntaxTree).OfType<SyntaxTree>())
-                .GroupBy(tree => tree.FilePath)
-                .ToDictionary(group => group.Key, group => group.First());
+                .Distinct()
+                .ToList();
             Location ToLocation(LocationInfo info) =>
-                trees.TryGetValue(info.FilePath, out var tree)
+                trees.FirstOrDefault(tree => tree.FilePath == info.FilePath && tree.Length >= info.Span.End) is { } tree
                     ? Location.Create(tree, info.Span)
                     : Location.Create(info.FilePath, info.Span, info.LineSpan);
 

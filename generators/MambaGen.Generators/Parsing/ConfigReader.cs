@@ -136,10 +136,16 @@ namespace MambaGen.Generators.Parsing
                 return null;
             }
             var ssm = fields.Nested(ssmConfig as JsonObject ?? new JsonObject(new List<KeyValuePair<string, JsonValue>>()), "ssm_cfg.");
-            if (ssm.Get("layer") is JsonString { Value: not "Mamba1" } layer)
+            switch (ssm.Get("layer"))
             {
-                problems.Add(Problem(DiagnosticDescriptors.ConfigModelTypeUnsupported, "ssm_cfg.layer \"" + layer.Value + "\""));
-                return null;
+                case null or JsonString { Value: "Mamba1" }:
+                    break;
+                case JsonString layer:
+                    problems.Add(Problem(DiagnosticDescriptors.ConfigModelTypeUnsupported, "ssm_cfg.layer \"" + layer.Value + "\""));
+                    return null;
+                case var layer:
+                    ssm.Invalid("layer", "\"Mamba1\"", layer.Describe());
+                    return null;
             }
             var dState = ssm.IntOr("d_state", 16);
             var convKernel = ssm.IntOr("d_conv", 4);
