@@ -162,7 +162,7 @@ public class ConfigFileTests
     {
         var spec = FromConfig("""
             { "model_type": "mamba", "hidden_size": 64, "num_hidden_layers": 2, "vocab_size": 100,
-              "mambagen": { "selective_delta": false, "selective_b": true, "selective_c": false, "a_init": "NegativeHalf" } }
+              "mambagen": { "selective_delta": false, "selective_b": true, "selective_c": false, "a_init": "negative_half" } }
             """);
         Assert.Equal((false, true, false, AInitKind.NegativeHalf), (spec.SelectiveDelta, spec.SelectiveB, spec.SelectiveC, spec.AInit));
         Assert.Equal(16, spec.XProjRows); // only B is projected from x: N = 16 rows
@@ -252,7 +252,7 @@ public class ConfigFileTests
     [Fact]
     public void EveryTruncationOfAConfig_IsReportedAsInvalidJson()
     {
-        const string config = """{"model_type": "mamba", "hidden_size": 64, "num_hidden_layers": 2, "vocab_size": 1e2, "eos_token_id": [0, 1], "mambagen": {"a_init": "S4D\u0052eal", "selective_b": false}, "x": null}""";
+        const string config = """{"model_type": "mamba", "hidden_size": 64, "num_hidden_layers": 2, "vocab_size": 1e2, "eos_token_id": [0, 1], "mambagen": {"a_init": "s4d_\u0072eal", "selective_b": false}, "x": null}""";
         Assert.NotNull(ConfigReader.Read("c.json", config).Config);
         for (int length = 0; length < config.Length; length++)
         {

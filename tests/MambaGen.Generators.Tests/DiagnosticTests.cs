@@ -249,7 +249,7 @@ public class DiagnosticTests
     [InlineData("\"hidden_size\": 64", "\"hidden_size\": \"64\"", "field 'hidden_size' must be an integer, but is the string \"64\"")]
     [InlineData("\"state_size\": 8", "\"state_size\": 8.5", "field 'state_size' must be an integer, but is the number 8.5")]
     [InlineData("\"state_size\": 8", "\"state_size\": 8, \"use_bias\": 1", "field 'use_bias' must be true or false, but is the number 1")]
-    [InlineData("\"state_size\": 8", "\"state_size\": 8, \"mambagen\": { \"a_init\": \"Zero\" }", "field 'mambagen.a_init' must be \"S4DReal\", \"NegativeHalf\" or \"Random\", but is the string \"Zero\"")]
+    [InlineData("\"state_size\": 8", "\"state_size\": 8, \"mambagen\": { \"a_init\": \"Zero\" }", "field 'mambagen.a_init' must be \"s4d_real\", \"negative_half\" or \"random\", but is the string \"Zero\"")]
     [InlineData("\"state_size\": 8", "\"state_size\": 8, \"hidden_act\": \"gelu\"", "field 'hidden_act' must be \"silu\"")]
     public void Mamba0017_ConfigFieldInvalid(string field, string replacement, string message)
     {

@@ -30,6 +30,13 @@ namespace MambaGen.Generators.Parsing
         /// </summary>
         public const bool HuggingFaceDefaultUseBias = false;
 
+        private static readonly Dictionary<string, AInitKind> AInitNames = new Dictionary<string, AInitKind>
+        {
+            ["s4d_real"] = AInitKind.S4DReal,
+            ["negative_half"] = AInitKind.NegativeHalf,
+            ["random"] = AInitKind.Random,
+        };
+
         /// <param name="path">The AdditionalText's path.</param>
         /// <param name="text">Its text, or null when the compiler could not read it.</param>
         public static ConfigDocument Read(string path, string? text)
@@ -181,10 +188,11 @@ namespace MambaGen.Generators.Parsing
             ConfigValue<AInitKind>? aInit = null;
             if (flags.Get("a_init") is { } initValue)
             {
-                if (initValue is JsonString text && Enum.GetNames(typeof(AInitKind)).Contains(text.Value))
-                    aInit = new ConfigValue<AInitKind>("mambagen.a_init", (AInitKind)Enum.Parse(typeof(AInitKind), text.Value));
+                // Spelled as the runtime's MambaConfig.WriteHfConfig writes it (snake_case, like HF's own values).
+                if (initValue is JsonString text && AInitNames.TryGetValue(text.Value, out var kind))
+                    aInit = new ConfigValue<AInitKind>("mambagen.a_init", kind);
                 else
-                    flags.Invalid("a_init", "\"S4DReal\", \"NegativeHalf\" or \"Random\"", initValue.Describe());
+                    flags.Invalid("a_init", "\"s4d_real\", \"negative_half\" or \"random\"", initValue.Describe());
             }
             return new MambaGenFlags(flags.Bool("selective_delta"), flags.Bool("selective_b"), flags.Bool("selective_c"), aInit);
         }

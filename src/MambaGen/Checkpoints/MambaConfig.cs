@@ -8,7 +8,8 @@ namespace MambaGen.Checkpoints;
 /// Reads and writes a model's <c>config.json</c>. Two formats are read:
 /// <list type="bullet">
 /// <item>Hugging Face (<c>"model_type": "mamba"</c>), with HF's defaults for absent fields (note <c>use_bias</c>
-/// defaults to <b>true</b> there) and unknown keys ignored, plus MambaGen's optional <c>"mambagen"</c> object
+/// defaults to <b>false</b>: transformers 5.17's <c>MambaConfig</c> declares <c>use_bias=False</c>, checked on the
+/// GPU machine, and the generator's config reader uses the same default) and unknown keys ignored, plus MambaGen's optional <c>"mambagen"</c> object
 /// (<c>selective_delta</c>, <c>selective_b</c>, <c>selective_c</c>: booleans, default true; <c>a_init</c>:
 /// <c>"s4d_real"</c> (default), <c>"negative_half"</c> or <c>"random"</c>) for variants HF cannot express;</item>
 /// <item>mamba_ssm (no <c>model_type</c>; <c>d_model</c>, <c>n_layer</c>, <c>vocab_size</c> padded up to
@@ -147,7 +148,7 @@ public static class MambaConfig
             DInner = dInner,
             DtRank = config.DtRank("time_step_rank", dModel),
             ConvKernel = config.Int("conv_kernel", nameof(MambaShape.ConvKernel), 4),
-            ProjBias = config.Bool("use_bias", nameof(MambaShape.ProjBias), true),
+            ProjBias = config.Bool("use_bias", nameof(MambaShape.ProjBias), false),
             ConvBias = config.Bool("use_conv_bias", nameof(MambaShape.ConvBias), true),
             NormEpsilon = config.Float("layer_norm_epsilon", nameof(MambaShape.NormEpsilon), 1e-5f),
             ResidualInFp32 = config.Bool("residual_in_fp32", nameof(MambaShape.ResidualInFp32), true),

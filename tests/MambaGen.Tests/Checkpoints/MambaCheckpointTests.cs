@@ -142,9 +142,9 @@ public class MambaCheckpointTests
         using var dir = new ScratchDirectory();
         File.WriteAllText(dir.File("config.json"), """{"model_type": "mamba", "hidden_size": 6, "num_hidden_layers": 2, "vocab_size": 11, "state_size": 3, "time_step_rank": 2}""");
 
-        var error = Assert.Throws<CheckpointException>(() => MambaCheckpoint.Load(dir.Path, Tiny));
-        Assert.EndsWith("config.json: use_bias is absent, read as true but the model type was generated with ProjBias = false.", error.Message);
-        var ablation = Tiny with { ProjBias = true, SelectiveC = false };
+        var error = Assert.Throws<CheckpointException>(() => MambaCheckpoint.Load(dir.Path, Tiny with { ProjBias = true }));
+        Assert.EndsWith("config.json: use_bias is absent, read as false but the model type was generated with ProjBias = true.", error.Message);
+        var ablation = Tiny with { SelectiveC = false };
         error = Assert.Throws<CheckpointException>(() => MambaCheckpoint.Load(dir.Path, ablation));
         Assert.EndsWith("mambagen.selective_c is absent, read as true but the model type was generated with SelectiveC = false.", error.Message);
     }

@@ -61,12 +61,12 @@ public class MambaConfigTests
     {
         var shape = Read("""{"model_type": "mamba", "hidden_size": 20, "num_hidden_layers": 2, "vocab_size": 50}""");
 
-        // HF's MambaConfig defaults: use_bias TRUE, use_conv_bias true, tie_word_embeddings true, state_size 16,
+        // HF's MambaConfig defaults (transformers 5.17): use_bias false, use_conv_bias true, tie_word_embeddings true, state_size 16,
         // expand 2 (intermediate_size = expand · hidden_size), conv_kernel 4, time_step_rank "auto" = ceil(20/16) = 2.
         Assert.Equal(new MambaShape
         {
             DModel = 20, Layers = 2, Vocab = 50, DState = 16, Expand = 2, DInner = 40, DtRank = 2, ConvKernel = 4,
-            ProjBias = true, ConvBias = true, TieEmbeddings = true, NormEpsilon = 1e-5f, ResidualInFp32 = true,
+            ProjBias = false, ConvBias = true, TieEmbeddings = true, NormEpsilon = 1e-5f, ResidualInFp32 = true,
             SelectiveDelta = true, SelectiveB = true, SelectiveC = true, AInit = AInit.S4DReal,
         }, shape);
         Assert.Equal(3, Read("""{"model_type": "mamba", "hidden_size": 33, "num_hidden_layers": 2, "vocab_size": 50, "time_step_rank": "auto"}""").DtRank);
