@@ -190,7 +190,7 @@ public sealed class Trainer
     }
 
     /// <summary>The storage format; tests swap in one that fails mid-write.</summary>
-    internal ITrainingStateFormat StateFormat { get; init; } = new BinaryTrainingStateFormat();
+    internal ITrainingStateFormat StateFormat { get; init; } = new SafeTensorsTrainingStateFormat();
 
     /// <summary>
     /// Lists the fields that differ between two canonical descriptions (a record's "{ A = 1, B = 2 }" text or
