@@ -1,7 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
 using MambaGen.Samples;
-using MambaGen.Samples.InductionHeads;
 using MambaGen.Tasks;
 using MambaGen.Training;
 using Spectre.Console;
@@ -16,12 +15,12 @@ var common = new CommonOptions(steps: 300, batch: 8, learningRate: 3e-3f, evalua
 var length = CommonOptions.RequireAtLeast(new Option<int>("--length")
     { Description = "Training sequence length", DefaultValueFactory = _ => 256 }, 3);
 var vocab = new Option<int>("--vocab")
-    { Description = $"Task vocabulary, trigger token included (3..{Architecture.Vocab})", DefaultValueFactory = _ => Architecture.Vocab };
+    { Description = $"Task vocabulary, trigger token included (3..{Architecture.Vocab}; the paper uses 16)", DefaultValueFactory = _ => 16 };
 vocab.Validators.Add(result =>
 {
     int value = result.GetValueOrDefault<int>();
     if (value is < 3 or > Architecture.Vocab)
-        result.AddError($"--vocab must be in 3..{Architecture.Vocab} (the variants are generated with Vocab = {Architecture.Vocab}; change Architecture.Vocab for more), was {value}.");
+        result.AddError($"--vocab must be in 3..{Architecture.Vocab} (the variants are generated with Vocab = {Architecture.Vocab}; change Architecture.Vocab in samples/Shared for more), was {value}.");
 });
 var minEvalLength = CommonOptions.RequireAtLeast(new Option<int>("--min-eval-length")
     { Description = "Shortest evaluated length (a power of two)", DefaultValueFactory = _ => 64 }, 4);
@@ -35,7 +34,13 @@ foreach (var option in new[] { minEvalLength, maxEvalLength })
         int value = result.GetValueOrDefault<int>();
         if (value > 0 && !int.IsPow2(value)) result.AddError($"{option.Name} must be a power of two, was {value}.");
     });
-var variants = CommonOptions.VariantsOption(Architecture.Variants);
+// Mamba (S6) and, for contrast, the same block with a time-invariant SSM.
+Variant[] allVariants =
+[
+    new("S6", S6.ModelShape, seed => S6.Create(seed)),
+    new("LTI", Lti.ModelShape, seed => Lti.Create(seed)),
+];
+var variants = CommonOptions.VariantsOption(allVariants);
 
 var root = new RootCommand("Induction Heads: does recall learned at one length hold at far longer ones? (Gu & Dao 2023, Table 2)");
 common.AddTo(root);
@@ -50,7 +55,7 @@ return SampleOutput.Run(root, args, (result, cancellationToken) =>
 {
     var settings = common.Read(result);
     var task = new InductionHeadsTask(result.GetValue(length), result.GetValue(vocab));
-    var chosen = CommonOptions.SelectedVariants(result, variants, Architecture.Variants);
+    var chosen = CommonOptions.SelectedVariants(result, variants, allVariants);
     var lengths = new List<int>();
     for (int l = result.GetValue(minEvalLength); l <= result.GetValue(maxEvalLength); l *= 2) lengths.Add(l);
     AnsiConsole.MarkupLine(Markup.Escape(string.Create(CultureInfo.InvariantCulture,

@@ -20,9 +20,9 @@ dataVocab.Validators.Add(result =>
 {
     int value = result.GetValueOrDefault<int>();
     if (value is < 1 or > Architecture.Vocab - 2)
-        result.AddError($"--data-vocab must be in 1..{Architecture.Vocab - 2} (the variants are generated with Vocab = {Architecture.Vocab}; change Architecture.Vocab for more), was {value}.");
+        result.AddError($"--data-vocab must be in 1..{Architecture.Vocab - 2} (the variants are generated with Vocab = {Architecture.Vocab}; change Architecture.Vocab in samples/Shared for more), was {value}.");
 });
-var variants = CommonOptions.VariantsOption(Architecture.Variants);
+var variants = CommonOptions.VariantsOption(Variants.All);
 
 var root = new RootCommand("Selective Copying: do selective Δ, B, C let a Mamba model copy tokens scattered among noise? (Gu & Dao 2023, Tables 1 and 7)");
 common.AddTo(root);
@@ -32,7 +32,7 @@ return SampleOutput.Run(root, args, (result, cancellationToken) =>
 {
     var settings = common.Read(result);
     var task = new SelectiveCopyingTask(result.GetValue(length), result.GetValue(count), result.GetValue(dataVocab));
-    var chosen = CommonOptions.SelectedVariants(result, variants, Architecture.Variants);
+    var chosen = CommonOptions.SelectedVariants(result, variants, Variants.All);
     AnsiConsole.MarkupLine(Markup.Escape(string.Create(CultureInfo.InvariantCulture,
         $"{task.Description}; D = {Architecture.DModel}, {Architecture.Layers} layers, N = {Architecture.DState}; {settings.Steps} steps × {settings.Batch} sequences, lr {settings.LearningRate}, seed {settings.Seed}")));
 
