@@ -14,14 +14,9 @@ const int SweepTokensPerBatch = 32_768;
 var common = new CommonOptions(steps: 300, batch: 8, learningRate: 3e-3f, evaluationSequences: 128, evaluationEvery: 50);
 var length = CommonOptions.RequireAtLeast(new Option<int>("--length")
     { Description = "Training sequence length", DefaultValueFactory = _ => 256 }, 3);
-var vocab = new Option<int>("--vocab")
-    { Description = $"Task vocabulary, trigger token included (3..{Architecture.Vocab}; the paper uses 16)", DefaultValueFactory = _ => 16 };
-vocab.Validators.Add(result =>
-{
-    int value = result.GetValueOrDefault<int>();
-    if (value is < 3 or > Architecture.Vocab)
-        result.AddError($"--vocab must be in 3..{Architecture.Vocab} (the variants are generated with Vocab = {Architecture.Vocab}; change Architecture.Vocab in samples/Shared for more), was {value}.");
-});
+var vocab = CommonOptions.RequireVocabulary(new Option<int>("--vocab")
+    { Description = $"Task vocabulary, trigger token included (3..{Architecture.Vocab}; the paper uses 16)", DefaultValueFactory = _ => 16 },
+    3, Architecture.Vocab);
 var minEvalLength = CommonOptions.RequireAtLeast(new Option<int>("--min-eval-length")
     { Description = "Shortest evaluated length (a power of two)", DefaultValueFactory = _ => 64 }, 4);
 var maxEvalLength = CommonOptions.RequireAtLeast(new Option<int>("--max-eval-length")

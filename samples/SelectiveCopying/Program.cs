@@ -14,14 +14,9 @@ var length = CommonOptions.RequireAtLeast(new Option<int>("--length")
     { Description = "Tokens per sequence, including the markers at the end", DefaultValueFactory = _ => 64 }, 2);
 var count = CommonOptions.RequireAtLeast(new Option<int>("--count")
     { Description = "Data tokens to memorise (scattered among noise) and recall in order", DefaultValueFactory = _ => 4 }, 1);
-var dataVocab = new Option<int>("--data-vocab")
-    { Description = $"Distinct data tokens (1..{Architecture.Vocab - 2}; the models' vocabulary is {Architecture.Vocab})", DefaultValueFactory = _ => 8 };
-dataVocab.Validators.Add(result =>
-{
-    int value = result.GetValueOrDefault<int>();
-    if (value is < 1 or > Architecture.Vocab - 2)
-        result.AddError($"--data-vocab must be in 1..{Architecture.Vocab - 2} (the variants are generated with Vocab = {Architecture.Vocab}; change Architecture.Vocab in samples/Shared for more), was {value}.");
-});
+var dataVocab = CommonOptions.RequireVocabulary(new Option<int>("--data-vocab")
+    { Description = $"Distinct data tokens (1..{Architecture.Vocab - 2}; the models' vocabulary is {Architecture.Vocab})", DefaultValueFactory = _ => 8 },
+    1, Architecture.Vocab - 2);
 var variants = CommonOptions.VariantsOption(Variants.All);
 
 var root = new RootCommand("Selective Copying: do selective Δ, B, C let a Mamba model copy tokens scattered among noise? (Gu & Dao 2023, Tables 1 and 7)");

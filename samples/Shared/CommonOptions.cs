@@ -87,6 +87,18 @@ internal sealed class CommonOptions
         return option;
     }
 
+    /// <summary>A vocabulary flag that must fit the generated models' <see cref="Architecture.Vocab"/> logits.</summary>
+    public static Option<int> RequireVocabulary(Option<int> option, int minimum, int maximum)
+    {
+        option.Validators.Add(result =>
+        {
+            int value = result.GetValueOrDefault<int>();
+            if (value < minimum || value > maximum)
+                result.AddError($"{option.Name} must be in {minimum}..{maximum} (the variants are generated with Vocab = {Architecture.Vocab}; change Architecture.Vocab in samples/Shared for more), was {value}.");
+        });
+        return option;
+    }
+
     /// <summary>
     /// <c>--variants</c>: names from <paramref name="variants"/> (any case, space- or comma-separated), all by default.
     /// </summary>
