@@ -6,10 +6,15 @@ namespace MambaGen.Checkpoints;
 /// </summary>
 public static class AtomicFile
 {
-    /// <summary>Writes <paramref name="path"/> through <paramref name="writeContent"/>; on any exception the target is untouched and the temporary file removed.</summary>
+    /// <summary>
+    /// Writes <paramref name="path"/> through <paramref name="writeContent"/>, creating its folder if needed; on any
+    /// exception the target is untouched and the temporary file removed.
+    /// </summary>
     public static void Write(string path, Action<Stream> writeContent)
     {
+        ArgumentException.ThrowIfNullOrEmpty(path);
         string fullPath = Path.GetFullPath(path);
+        Directory.CreateDirectory(Path.GetDirectoryName(fullPath)!);
         // A random suffix keeps concurrent writers (or a stale leftover from a killed process) from colliding.
         string temporaryPath = $"{fullPath}.tmp-{Convert.ToHexStringLower(Guid.NewGuid().ToByteArray(), 0, 8)}";
         try
@@ -27,6 +32,14 @@ public static class AtomicFile
             throw;
         }
     }
+
+    /// <summary>Writes <paramref name="text"/> as UTF-8 (no byte-order mark) atomically.</summary>
+    public static void WriteText(string path, string text) =>
+        Write(path, stream =>
+        {
+            using var writer = new StreamWriter(stream, new System.Text.UTF8Encoding(encoderShouldEmitUTF8Identifier: false), leaveOpen: true);
+            writer.Write(text);
+        });
 
     private static void TryDelete(string temporaryPath)
     {

@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Xml.Linq;
+using MambaGen.Checkpoints;
 
 namespace MambaGen.Training;
 

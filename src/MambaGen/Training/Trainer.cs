@@ -149,11 +149,16 @@ public sealed class Trainer
     /// </summary>
     public EvaluationResult Evaluate()
     {
-        var heldOut = new Xoshiro256(unchecked(Options.Seed + EvaluationSeedOffset));
-        var result = new EvaluationResult(Step, TaskScore.Evaluate(Model, SequenceTask, Options.EvaluationSequences, Options.BatchSize, heldOut));
+        var result = new EvaluationResult(Step, TaskScore.Evaluate(Model, SequenceTask, Options.EvaluationSequences, Options.BatchSize, HeldOutRandom(Options.Seed)));
         _evaluations.Add(result);
         return result;
     }
+
+    /// <summary>
+    /// A fresh copy of the stream the held-out sequences of a run seeded with <paramref name="seed"/> are drawn from,
+    /// so code outside the trainer (an untrained baseline, other sequence lengths) scores on the same set.
+    /// </summary>
+    public static Xoshiro256 HeldOutRandom(ulong seed) => new(unchecked(seed + EvaluationSeedOffset));
 
     /// <summary>Saves the full training state atomically (a failed write leaves the previous file intact).</summary>
     public void SaveCheckpoint(string path) => StateFormat.Write(path, new TrainingState(
@@ -190,7 +195,7 @@ public sealed class Trainer
     }
 
     /// <summary>The storage format; tests swap in one that fails mid-write.</summary>
-    internal ITrainingStateFormat StateFormat { get; init; } = new BinaryTrainingStateFormat();
+    internal ITrainingStateFormat StateFormat { get; init; } = new SafeTensorsTrainingStateFormat();
 
     /// <summary>
     /// Lists the fields that differ between two canonical descriptions (a record's "{ A = 1, B = 2 }" text or

@@ -22,8 +22,7 @@ internal sealed record TrainingState(
     EvaluationResult[] Evaluations);
 
 /// <summary>
-/// How training state is stored on disk. Kept behind this interface so the self-contained binary format can be
-/// replaced by safetensors without touching the trainer.
+/// How training state is stored on disk; the trainer uses <see cref="SafeTensorsTrainingStateFormat"/>.
 /// </summary>
 internal interface ITrainingStateFormat
 {

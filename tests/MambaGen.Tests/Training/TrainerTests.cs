@@ -1,5 +1,6 @@
 using MambaGen.Numerics;
 using MambaGen.Tasks;
+using MambaGen.Tests.Checkpoints;
 using MambaGen.Training;
 
 namespace MambaGen.Tests.Training;
@@ -202,10 +203,12 @@ public sealed class TrainerTests : IDisposable
         trainer.SaveCheckpoint(path);
         byte[] good = File.ReadAllBytes(path);
 
-        // Same trainer state, but the disk "fills up" 100 bytes into the next save.
+        // Same trainer state, but the next save fails after the header and the first tensors are written: the
+        // last tensor's data cannot be produced.
         var failing = new Trainer(trainer.Model, trainer.SequenceTask, trainer.Options)
         {
-            StateFormat = new BinaryTrainingStateFormat(stream => new FailingStream(stream, failAfter: 100)),
+            StateFormat = new SafeTensorsTrainingStateFormat(tensors =>
+                [.. tensors.SkipLast(1), tensors[^1] with { Data = FailingMemory.OfLength(tensors[^1].Data.Length) }]),
         };
         failing.TrainStep();
         Assert.Throws<IOException>(() => failing.SaveCheckpoint(path));
@@ -264,27 +267,5 @@ public sealed class TrainerTests : IDisposable
         var trainer = NewTrainer(Options(5));
         for (int i = 0; i < 5; i++) trainer.TrainStep();
         Assert.Throws<InvalidOperationException>(() => trainer.TrainStep());
-    }
-
-    /// <summary>Passes writes through until a byte budget is spent, then fails like a full disk.</summary>
-    internal sealed class FailingStream(Stream inner, long failAfter) : Stream
-    {
-        private long _written;
-        public override void Write(ReadOnlySpan<byte> buffer)
-        {
-            if (_written + buffer.Length > failAfter) throw new IOException("No space left on device (simulated).");
-            _written += buffer.Length;
-            inner.Write(buffer);
-        }
-        public override void Write(byte[] buffer, int offset, int count) => Write(buffer.AsSpan(offset, count));
-        public override void Flush() => inner.Flush();
-        public override bool CanRead => false;
-        public override bool CanSeek => false;
-        public override bool CanWrite => true;
-        public override long Length => throw new NotSupportedException();
-        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
-        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-        public override void SetLength(long value) => throw new NotSupportedException();
     }
 }
