@@ -7,6 +7,9 @@ namespace MambaGen.Cpu;
 /// </summary>
 internal static unsafe class GemmBlocked<TKernel> where TKernel : struct, IGemmMicroKernel
 {
+    /// <summary>Largest op(A) (in floats, 16 MB) packed once and shared by all threads.</summary>
+    private const long SharedPackLimitFloats = 4L << 20;
+
     public static void Run(in GemmProblem problem, int threads)
     {
         int rowTiles = DivideRoundingUp(problem.M, TKernel.Rows);
@@ -37,20 +40,37 @@ internal static unsafe class GemmBlocked<TKernel> where TKernel : struct, IGemmM
         int colChunkWidth = colChunkTiles * TKernel.Cols;
         int rowChunkHeight = rowChunkTiles * TKernel.Rows;
 
+        // When every row of C is computed against more than one column block, op(A) would be packed once per
+        // block; pack it once up front instead (if it is of a size worth keeping) and let all chunks read it.
+        int paddedRows = rowTiles * TKernel.Rows;
+        bool shareA = rowChunks == 1 && colChunks > 1 && (long)paddedRows * problem.K <= SharedPackLimitFloats;
+        float* sharedA = null;
+        if (shareA)
+        {
+            sharedA = GemmScratch.GetShared(paddedRows * problem.K);
+            for (int pc = 0; pc < problem.K; pc += TKernel.DepthBlock)
+                PackA(problem, 0, problem.M, pc, Math.Min(TKernel.DepthBlock, problem.K - pc), sharedA + (nint)pc * paddedRows);
+        }
+
         int chunks = colChunks * rowChunks;
         if (threads == 1 || chunks == 1)
         {
             for (int chunk = 0; chunk < chunks; chunk++)
-                RunChunk(problem, chunk, colChunks, rowChunkHeight, colChunkWidth);
+                RunChunk(problem, chunk, colChunks, rowChunkHeight, colChunkWidth, sharedA, paddedRows);
             return;
         }
 
         var copy = problem;
         Parallel.For(0, chunks, new ParallelOptions { MaxDegreeOfParallelism = threads },
-            chunk => RunChunk(copy, chunk, colChunks, rowChunkHeight, colChunkWidth));
+            chunk => RunChunk(copy, chunk, colChunks, rowChunkHeight, colChunkWidth, sharedA, paddedRows));
     }
 
-    private static void RunChunk(in GemmProblem problem, int chunk, int colChunks, int rowChunkHeight, int colChunkWidth)
+    /// <summary>
+    /// Computes one chunk of C. <paramref name="sharedA"/>, when not null, is all of op(A) already packed: depth
+    /// block p starts at p·<paramref name="paddedRows"/>, and within it row panel i at i·depth.
+    /// </summary>
+    private static void RunChunk(
+        in GemmProblem problem, int chunk, int colChunks, int rowChunkHeight, int colChunkWidth, float* sharedA, int paddedRows)
     {
         int rowStart = chunk / colChunks * rowChunkHeight;
         int colStart = chunk % colChunks * colChunkWidth;
@@ -73,8 +93,12 @@ internal static unsafe class GemmBlocked<TKernel> where TKernel : struct, IGemmM
                 for (int ic = rowStart; ic < rowEnd; ic += rowBlock)
                 {
                     int mc = Math.Min(rowBlock, rowEnd - ic);
-                    PackA(problem, ic, mc, pc, kc, packedA);
-                    MultiplyPackedBlocks(kc, mc, nc, packedA, packedB,
+                    float* blockA = packedA;
+                    if (sharedA != null)
+                        blockA = sharedA + (nint)pc * paddedRows + (nint)ic * kc;
+                    else
+                        PackA(problem, ic, mc, pc, kc, packedA);
+                    MultiplyPackedBlocks(kc, mc, nc, blockA, packedB,
                         problem.C + (nint)ic * problem.Ldc + jc, problem.Ldc, problem.Alpha, beta);
                 }
             }
@@ -160,10 +184,19 @@ internal static unsafe class GemmScratch
     private const int AlignmentFloats = 16;
 
     [ThreadStatic]
-    private static float[]? storage;
+    private static float[]? chunkStorage;
 
-    /// <summary>A 64-byte-aligned buffer of at least <paramref name="floats"/> floats, valid until this thread's next call.</summary>
-    public static float* Get(int floats)
+    [ThreadStatic]
+    private static float[]? sharedStorage;
+
+    /// <summary>A buffer for the packing this thread does inside one chunk of a product.</summary>
+    public static float* Get(int floats) => Aligned(ref chunkStorage, floats);
+
+    /// <summary>A buffer the calling thread fills before a product and its helper threads read during it.</summary>
+    public static float* GetShared(int floats) => Aligned(ref sharedStorage, floats);
+
+    /// <summary>A 64-byte-aligned view of at least <paramref name="floats"/> floats of pinned storage, grown as needed.</summary>
+    private static float* Aligned(ref float[]? storage, int floats)
     {
         if (storage is null || storage.Length < floats + AlignmentFloats)
             storage = GC.AllocateUninitializedArray<float>(floats + AlignmentFloats, pinned: true);
