@@ -10,21 +10,36 @@ internal static unsafe class GemmBlocked<TKernel> where TKernel : struct, IGemmM
     /// <summary>Largest op(A) (in floats, 16 MB) packed once and shared by all threads.</summary>
     private const long SharedPackLimitFloats = 4L << 20;
 
+    /// <summary>Column chunks per thread to aim for, for load balance.</summary>
+    private const int ChunksPerThread = 4;
+
+    /// <summary>Narrowest column chunk (in tiles) worth its own B packing and scheduling.</summary>
+    private const int MinChunkColTiles = 4;
+
     public static void Run(in GemmProblem problem, int threads)
     {
         int rowTiles = DivideRoundingUp(problem.M, TKernel.Rows);
         int colTiles = DivideRoundingUp(problem.N, TKernel.Cols);
         int maxChunkColTiles = TKernel.ColBlock / TKernel.Cols;
 
+        int paddedRows = rowTiles * TKernel.Rows;
+        bool canShareA = (long)paddedRows * problem.K <= SharedPackLimitFloats;
+
         // Share out columns when there are enough of them: each chunk then packs its own part of op(B) exactly
-        // once and only the (smaller) op(A) block is packed again per chunk. Chunks are equal in size and their
-        // count a multiple of the thread count, so the threads finish together. Narrow C is split by rows instead.
+        // once, and op(A) is packed once for all chunks where it fits (below). Chunks are equal in size, their
+        // count a multiple of the thread count and, where A is shared, a few per thread, so a thread slowed by
+        // another process on the machine leaves more of the work to the others. Narrow C is split by rows instead.
         int colChunks, rowChunks;
         if (threads == 1 || colTiles >= 2 * threads)
         {
             colChunks = DivideRoundingUp(colTiles, maxChunkColTiles);
             if (threads > 1)
+            {
+                if (canShareA)
+                    colChunks = Math.Max(colChunks, Math.Min(ChunksPerThread * threads, colTiles / MinChunkColTiles));
                 colChunks = DivideRoundingUp(colChunks, threads) * threads;
+            }
+
             rowChunks = 1;
         }
         else
@@ -42,8 +57,7 @@ internal static unsafe class GemmBlocked<TKernel> where TKernel : struct, IGemmM
 
         // When every row of C is computed against more than one column block, op(A) would be packed once per
         // block; pack it once up front instead (if it is of a size worth keeping) and let all chunks read it.
-        int paddedRows = rowTiles * TKernel.Rows;
-        bool shareA = rowChunks == 1 && colChunks > 1 && (long)paddedRows * problem.K <= SharedPackLimitFloats;
+        bool shareA = canShareA && rowChunks == 1 && colChunks > 1;
         float* sharedA = null;
         if (shareA)
         {
