@@ -1,0 +1,221 @@
+namespace MambaGen.Cpu;
+
+/// <summary>
+/// The packed, cache-blocked product (GotoBLAS/BLIS loop nest) for one micro-kernel. C is cut into rectangular
+/// chunks that run in parallel; each chunk loops over column blocks (NC) of op(B), depth blocks (KC) and row
+/// blocks (MC) of op(A), packing both blocks into this thread's buffers, then sweeps register tiles over them.
+/// </summary>
+internal static unsafe class GemmBlocked<TKernel> where TKernel : struct, IGemmMicroKernel
+{
+    /// <summary>Largest op(A) (in floats, 16 MB) packed once and shared by all threads.</summary>
+    private const long SharedPackLimitFloats = 4L << 20;
+
+    /// <summary>Column chunks per thread to aim for, for load balance.</summary>
+    private const int ChunksPerThread = 4;
+
+    /// <summary>Narrowest column chunk (in tiles) worth its own B packing and scheduling.</summary>
+    private const int MinChunkColTiles = 4;
+
+    public static void Run(in GemmProblem problem, int threads)
+    {
+        int rowTiles = DivideRoundingUp(problem.M, TKernel.Rows);
+        int colTiles = DivideRoundingUp(problem.N, TKernel.Cols);
+        int maxChunkColTiles = TKernel.ColBlock / TKernel.Cols;
+
+        int paddedRows = rowTiles * TKernel.Rows;
+        bool canShareA = (long)paddedRows * problem.K <= SharedPackLimitFloats;
+
+        // Share out columns when there are enough of them: each chunk then packs its own part of op(B) exactly
+        // once, and op(A) is packed once for all chunks where it fits (below). Chunks are equal in size, their
+        // count a multiple of the thread count and, where A is shared, a few per thread, so a thread slowed by
+        // another process on the machine leaves more of the work to the others. Narrow C is split by rows instead.
+        int colChunks, rowChunks;
+        if (threads == 1 || colTiles >= 2 * threads)
+        {
+            colChunks = DivideRoundingUp(colTiles, maxChunkColTiles);
+            if (threads > 1)
+            {
+                if (canShareA)
+                    colChunks = Math.Max(colChunks, Math.Min(ChunksPerThread * threads, colTiles / MinChunkColTiles));
+                colChunks = DivideRoundingUp(colChunks, threads) * threads;
+            }
+
+            rowChunks = 1;
+        }
+        else
+        {
+            colChunks = DivideRoundingUp(colTiles, maxChunkColTiles);
+            rowChunks = Math.Min(rowTiles, threads);
+        }
+
+        int colChunkTiles = DivideRoundingUp(colTiles, colChunks);
+        int rowChunkTiles = DivideRoundingUp(rowTiles, rowChunks);
+        colChunks = DivideRoundingUp(colTiles, colChunkTiles);
+        rowChunks = DivideRoundingUp(rowTiles, rowChunkTiles);
+        int colChunkWidth = colChunkTiles * TKernel.Cols;
+        int rowChunkHeight = rowChunkTiles * TKernel.Rows;
+
+        // When every row of C is computed against more than one column block, op(A) would be packed once per
+        // block; pack it once up front instead (if it is of a size worth keeping) and let all chunks read it.
+        bool shareA = canShareA && rowChunks == 1 && colChunks > 1;
+        float* sharedA = null;
+        if (shareA)
+        {
+            sharedA = GemmScratch.GetShared(paddedRows * problem.K);
+            for (int pc = 0; pc < problem.K; pc += TKernel.DepthBlock)
+                PackA(problem, 0, problem.M, pc, Math.Min(TKernel.DepthBlock, problem.K - pc), sharedA + (nint)pc * paddedRows);
+        }
+
+        int chunks = colChunks * rowChunks;
+        if (threads == 1 || chunks == 1)
+        {
+            for (int chunk = 0; chunk < chunks; chunk++)
+                RunChunk(problem, chunk, colChunks, rowChunkHeight, colChunkWidth, sharedA, paddedRows);
+            return;
+        }
+
+        var copy = problem;
+        Parallel.For(0, chunks, new ParallelOptions { MaxDegreeOfParallelism = threads },
+            chunk => RunChunk(copy, chunk, colChunks, rowChunkHeight, colChunkWidth, sharedA, paddedRows));
+    }
+
+    /// <summary>
+    /// Computes one chunk of C. <paramref name="sharedA"/>, when not null, is all of op(A) already packed: depth
+    /// block p starts at p·<paramref name="paddedRows"/>, and within it row panel i at i·depth.
+    /// </summary>
+    private static void RunChunk(
+        in GemmProblem problem, int chunk, int colChunks, int rowChunkHeight, int colChunkWidth, float* sharedA, int paddedRows)
+    {
+        int rowStart = chunk / colChunks * rowChunkHeight;
+        int colStart = chunk % colChunks * colChunkWidth;
+        int rowEnd = Math.Min(problem.M, rowStart + rowChunkHeight);
+        int colEnd = Math.Min(problem.N, colStart + colChunkWidth);
+
+        int depthBlock = TKernel.DepthBlock, rowBlock = TKernel.RowBlock, colBlock = TKernel.ColBlock;
+        float* packedA = GemmScratch.Get(rowBlock * depthBlock + depthBlock * colBlock);
+        float* packedB = packedA + rowBlock * depthBlock;
+
+        for (int jc = colStart; jc < colEnd; jc += colBlock)
+        {
+            int nc = Math.Min(colBlock, colEnd - jc);
+            for (int pc = 0; pc < problem.K; pc += depthBlock)
+            {
+                int kc = Math.Min(depthBlock, problem.K - pc);
+                PackB(problem, pc, kc, jc, nc, packedB);
+                // The first depth block applies the caller's beta; later ones accumulate onto it.
+                float beta = pc == 0 ? problem.Beta : 1f;
+                for (int ic = rowStart; ic < rowEnd; ic += rowBlock)
+                {
+                    int mc = Math.Min(rowBlock, rowEnd - ic);
+                    float* blockA = packedA;
+                    if (sharedA != null)
+                        blockA = sharedA + (nint)pc * paddedRows + (nint)ic * kc;
+                    else
+                        PackA(problem, ic, mc, pc, kc, packedA);
+                    MultiplyPackedBlocks(kc, mc, nc, blockA, packedB,
+                        problem.C + (nint)ic * problem.Ldc + jc, problem.Ldc, problem.Alpha, beta);
+                }
+            }
+        }
+    }
+
+    /// <summary>Packs op(A)[rowStart..+rows, depthStart..+depth] into panels of <c>Rows</c> lanes.</summary>
+    private static void PackA(in GemmProblem problem, int rowStart, int rows, int depthStart, int depth, float* packed)
+    {
+        int width = TKernel.Rows;
+        for (int i = 0; i < rows; i += width)
+        {
+            int lanes = Math.Min(width, rows - i);
+            float* panel = packed + (nint)i * depth;
+            if (problem.TransposeA)
+                GemmPacking.PackLanesContiguous(
+                    problem.A + (nint)depthStart * problem.Lda + rowStart + i, problem.Lda, lanes, depth, panel, width);
+            else
+                GemmPacking.PackDepthContiguous(
+                    problem.A + (nint)(rowStart + i) * problem.Lda + depthStart, problem.Lda, lanes, depth, panel, width);
+        }
+    }
+
+    /// <summary>Packs op(B)[depthStart..+depth, colStart..+cols] into panels of <c>Cols</c> lanes.</summary>
+    private static void PackB(in GemmProblem problem, int depthStart, int depth, int colStart, int cols, float* packed)
+    {
+        int width = TKernel.Cols;
+        for (int j = 0; j < cols; j += width)
+        {
+            int lanes = Math.Min(width, cols - j);
+            float* panel = packed + (nint)j * depth;
+            if (problem.TransposeB)
+                GemmPacking.PackDepthContiguous(
+                    problem.B + (nint)(colStart + j) * problem.Ldb + depthStart, problem.Ldb, lanes, depth, panel, width);
+            else
+                GemmPacking.PackLanesContiguous(
+                    problem.B + (nint)depthStart * problem.Ldb + colStart + j, problem.Ldb, lanes, depth, panel, width);
+        }
+    }
+
+    /// <summary>
+    /// Sweeps register tiles over a packed rows×cols block. Each A panel stays in L1 while the B panels of the
+    /// block stream past it from L2. Edge tiles compute into a scratch tile and copy the part inside C.
+    /// </summary>
+    private static void MultiplyPackedBlocks(
+        int depth, int rows, int cols, float* packedA, float* packedB, float* c, nint ldc, float alpha, float beta)
+    {
+        int tileRows = TKernel.Rows, tileCols = TKernel.Cols;
+        float* edgeTile = stackalloc float[tileRows * tileCols];
+        for (int i = 0; i < rows; i += tileRows)
+        {
+            int rowsHere = Math.Min(tileRows, rows - i);
+            float* panelA = packedA + (nint)i * depth;
+            for (int j = 0; j < cols; j += tileCols)
+            {
+                int colsHere = Math.Min(tileCols, cols - j);
+                float* panelB = packedB + (nint)j * depth;
+                float* tile = c + i * ldc + j;
+                if (rowsHere == tileRows && colsHere == tileCols)
+                {
+                    TKernel.Run(depth, panelA, panelB, tile, ldc, alpha, beta);
+                    continue;
+                }
+
+                TKernel.Run(depth, panelA, panelB, edgeTile, tileCols, 1f, 0f);
+                for (int r = 0; r < rowsHere; r++)
+                {
+                    float* source = edgeTile + r * tileCols;
+                    float* target = tile + r * ldc;
+                    for (int s = 0; s < colsHere; s++)
+                        target[s] = beta == 0 ? alpha * source[s] : alpha * source[s] + beta * target[s];
+                }
+            }
+        }
+    }
+
+    private static int DivideRoundingUp(int value, int divisor) => (value + divisor - 1) / divisor;
+}
+
+/// <summary>Per-thread packing memory, reused across calls so a product allocates nothing once warm.</summary>
+internal static unsafe class GemmScratch
+{
+    private const int AlignmentFloats = 16;
+
+    [ThreadStatic]
+    private static float[]? chunkStorage;
+
+    [ThreadStatic]
+    private static float[]? sharedStorage;
+
+    /// <summary>A buffer for the packing this thread does inside one chunk of a product.</summary>
+    public static float* Get(int floats) => Aligned(ref chunkStorage, floats);
+
+    /// <summary>A buffer the calling thread fills before a product and its helper threads read during it.</summary>
+    public static float* GetShared(int floats) => Aligned(ref sharedStorage, floats);
+
+    /// <summary>A 64-byte-aligned view of at least <paramref name="floats"/> floats of pinned storage, grown as needed.</summary>
+    private static float* Aligned(ref float[]? storage, int floats)
+    {
+        if (storage is null || storage.Length < floats + AlignmentFloats)
+            storage = GC.AllocateUninitializedArray<float>(floats + AlignmentFloats, pinned: true);
+        nint address = (nint)System.Runtime.CompilerServices.Unsafe.AsPointer(ref storage[0]);
+        nint aligned = (address + 63) & ~(nint)63;
+        return (float*)aligned;
+    }
+}

@@ -1,0 +1,91 @@
+using System.Numerics.Tensors;
+
+namespace MambaGen.Cpu;
+
+/// <summary>
+/// The product computed one row of C at a time with vectorised dot products (op(B) = Wᵀ stored row-major, so each
+/// output is a dot of two contiguous rows) or scaled row additions (op(B) stored as is). No packing: the right
+/// choice for tiny products and for one or two rows of C (a decode step), where B is read about once anyway,
+/// and the portable path on machines without AVX2.
+/// </summary>
+internal static unsafe class GemmRowwise
+{
+    /// <summary>Columns of C updated together by the row-addition form, so they stay in L1 across the depth loop.</summary>
+    private const int ColumnSegment = 2048;
+
+    public static void Run(in GemmProblem problem, int threads)
+    {
+        if (threads == 1)
+        {
+            RunBlock(problem, 0, problem.M, 0, problem.N);
+            return;
+        }
+
+        // Wide C is shared out by columns (each thread reads only its part of B); narrow C by rows.
+        var copy = problem;
+        if (problem.N >= 64 * threads)
+        {
+            int columnsPerChunk = (problem.N + 4 * threads - 1) / (4 * threads);
+            int chunks = (problem.N + columnsPerChunk - 1) / columnsPerChunk;
+            Parallel.For(0, chunks, new ParallelOptions { MaxDegreeOfParallelism = threads }, chunk =>
+                RunBlock(copy, 0, copy.M, chunk * columnsPerChunk, Math.Min(copy.N, (chunk + 1) * columnsPerChunk)));
+        }
+        else
+        {
+            int rowsPerChunk = (problem.M + threads - 1) / threads;
+            Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, chunk =>
+                RunBlock(copy, Math.Min(copy.M, chunk * rowsPerChunk), Math.Min(copy.M, (chunk + 1) * rowsPerChunk), 0, copy.N));
+        }
+    }
+
+    private static void RunBlock(in GemmProblem problem, int rowStart, int rowEnd, int colStart, int colEnd)
+    {
+        int k = problem.K;
+        float alpha = problem.Alpha, beta = problem.Beta;
+        for (int i = rowStart; i < rowEnd; i++)
+        {
+            float* cRow = problem.C + (nint)i * problem.Ldc;
+            if (problem.TransposeB)
+            {
+                ReadOnlySpan<float> aRow = RowOfA(problem, i);
+                for (int j = colStart; j < colEnd; j++)
+                {
+                    float dot = TensorPrimitives.Dot(aRow, new ReadOnlySpan<float>(problem.B + (nint)j * problem.Ldb, k));
+                    cRow[j] = beta == 0 ? alpha * dot : alpha * dot + beta * cRow[j];
+                }
+
+                continue;
+            }
+
+            for (int segmentStart = colStart; segmentStart < colEnd; segmentStart += ColumnSegment)
+            {
+                int width = Math.Min(ColumnSegment, colEnd - segmentStart);
+                var segment = new Span<float>(cRow + segmentStart, width);
+                if (beta == 0)
+                    segment.Clear();
+                else if (beta != 1)
+                    TensorPrimitives.Multiply(segment, beta, segment);
+                for (int p = 0; p < k; p++)
+                {
+                    float scale = alpha * ElementOfA(problem, i, p);
+                    var bSegment = new ReadOnlySpan<float>(problem.B + (nint)p * problem.Ldb + segmentStart, width);
+                    TensorPrimitives.MultiplyAdd(bSegment, scale, segment, segment);
+                }
+            }
+        }
+    }
+
+    private static float ElementOfA(in GemmProblem problem, int i, int p)
+        => problem.TransposeA ? problem.A[(nint)p * problem.Lda + i] : problem.A[(nint)i * problem.Lda + p];
+
+    /// <summary>Row i of op(A) as a contiguous span, gathered into this thread's scratch when A is stored transposed.</summary>
+    private static ReadOnlySpan<float> RowOfA(in GemmProblem problem, int i)
+    {
+        if (!problem.TransposeA)
+            return new ReadOnlySpan<float>(problem.A + (nint)i * problem.Lda, problem.K);
+        float* row = GemmScratch.Get(problem.K);
+        for (int p = 0; p < problem.K; p++)
+            row[p] = problem.A[(nint)p * problem.Lda + i];
+        return new ReadOnlySpan<float>(row, problem.K);
+    }
+}
