@@ -295,25 +295,10 @@ namespace MambaGen.Generators.Emitters
             using (w.Block("public int[] Generate(int[] prompt, int maxNewTokens, float temperature = 0f, int topK = 0, float topP = 1f, int seed = 0, bool stopAtEos = true)"))
             {
                 w.Line($"{Sys}.ArgumentNullException.ThrowIfNull(prompt);");
-                w.Line($"{Cpu}.ModelInput.RequireTokenBatch(prompt, 1, Vocab, nameof(prompt));");
-                w.Line($"if (maxNewTokens < 0) throw new {Sys}.ArgumentOutOfRangeException(nameof(maxNewTokens), maxNewTokens, \"maxNewTokens must be ≥ 0.\");");
                 w.Line($"var sampler = new {Cpu}.TokenSampler(temperature, topK, topP, seed);");
-                w.Line($"if (maxNewTokens == 0) return {Sys}.Array.Empty<int>();");
-                w.Line();
                 w.Line("var state = CreateDecodeState(1);");
-                w.Line("var logits = new float[Vocab];");
-                w.Line("var generated = new int[maxNewTokens];");
-                w.Line("Advance(state, prompt, logits);");
-                w.Line("int count = 0;");
-                using (w.Block("while (true)"))
-                {
-                    w.Line("int next = sampler.Next(logits);");
-                    w.Line("generated[count++] = next;");
-                    w.Line("if (count == maxNewTokens) break;");
-                    if (s.EosTokenId is not null) w.Line("if (stopAtEos && next == EosTokenId) break;");
-                    w.Line($"Advance(state, new {Sys}.ReadOnlySpan<int>(in next), logits);");
-                }
-                w.Line("return count == maxNewTokens ? generated : generated.AsSpan(0, count).ToArray();");
+                w.Line(s.EosTokenId is null ? "int? stopToken = null;" : "int? stopToken = stopAtEos ? EosTokenId : null;");
+                w.Line($"return {Cpu}.TokenGeneration.Generate(prompt, maxNewTokens, Vocab, sampler, stopToken, (tokens, logits) => Advance(state, tokens, logits));");
             }
             w.Line();
         }

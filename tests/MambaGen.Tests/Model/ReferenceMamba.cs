@@ -59,7 +59,10 @@ internal static class ReferenceMamba
         return x.Select((v, i) => v * scale * weight[i]).ToArray();
     }
 
-    public static double Softplus(double v) => v > 20 ? v : Math.Log(1 + Math.Exp(v));
+    public static double Softplus(double v) => v > 20 ? v : Log1p(Math.Exp(v));
+
+    /// <summary>log(1 + u) for u ≥ 0 without the cancellation of 1 + u in double when u is tiny (third-order series there).</summary>
+    public static double Log1p(double u) => u < 1e-4 ? u - u * u / 2 + u * u * u / 3 : Math.Log(1 + u);
 
     public static double Silu(double v) => v / (1 + Math.Exp(-v));
 
