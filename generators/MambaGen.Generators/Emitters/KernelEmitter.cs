@@ -30,6 +30,8 @@ namespace MambaGen.Generators.Emitters
             w.Line();
         }
 
+        // Kernels are compiled fully optimised at once: they are hot from the first call, and tier-0 SIMD code is slow.
+        private const string Optimize = "[global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]";
         private const string Inline = "[global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]";
 
         /// <summary>
@@ -71,6 +73,7 @@ namespace MambaGen.Generators.Emitters
                       $"<paramref name=\"history\"/> ({k - 1} rows of DInnerStride, oldest first) seeds them and receives their final values."
                     : " (a single tap: no history)."));
             string historyParameter = k > 1 ? $", {Sys}.Span<float> history" : "";
+            w.Line(Optimize);
             using (w.Block($"public static void ConvolveSilu({Sys}.ReadOnlySpan<float> xIn, {Sys}.Span<float> xConv, int firstRow, int length, int firstChannel, LayerConstants constants{historyParameter})"))
             {
                 w.Line($"{Cpu}.Bounds.Require(xIn.Length, (firstRow + length) * DInnerStride, nameof(xIn));");
@@ -134,6 +137,7 @@ namespace MambaGen.Generators.Emitters
                              (s.XProjRows > 0 ? $"{Sys}.ReadOnlySpan<float> xDbl, " : "") +
                              $"{Sys}.ReadOnlySpan<float> gate, {Sys}.Span<float> y, int firstRow, int length, int firstChannel, LayerConstants constants, " +
                              $"{Sys}.ReadOnlySpan<float> initialState, {Sys}.Span<float> snapshots, int snapshotEvery";
+            w.Line(Optimize);
             using (w.Block($"public static void Scan({parameters})"))
             {
                 w.Line("int rowsEnd = firstRow + length;");
