@@ -225,7 +225,7 @@ namespace MambaGen.Generators.Emitters
                     w.Line("    for (int tap = 0; tap < ConvKernel; tap++)");
                     w.Line("        ConvWeights[tap * DInnerStride + c] = p[o.ConvWeight + c * ConvKernel + tap];");
                     if (s.ConvBias) w.Line("p.AsSpan(o.ConvBias, DInner).CopyTo(ConvBiases);");
-                    w.Line("global::System.Numerics.Tensors.TensorPrimitives.Exp(p.AsSpan(o.ALog, DInner * DState), _expALog);");
+                    w.Line($"{Cpu}.Simd.Exp(p.AsSpan(o.ALog, DInner * DState), _expALog);");
                     w.Line("for (int c = 0; c < DInner; c++)");
                     w.Line("    for (int n = 0; n < DState; n++)");
                     w.Line("        NegA[n * DInnerStride + c] = -_expALog[c * DState + n];");

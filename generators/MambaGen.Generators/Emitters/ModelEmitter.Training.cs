@@ -54,7 +54,7 @@ namespace MambaGen.Generators.Emitters
                 w.Line($"{Gemm}(false, false, rows, DModel, Vocab, 1f, logitsGradient, Vocab, p.AsSpan(HeadOffset, Vocab * DModel), DModel, 0f, back.NormedGradient, DModel);");
                 w.Comment("Final norm: ∂r = RMSNorm_f backward, from zero.");
                 w.Line("dr.Clear();");
-                w.Line($"{Cpu}.RmsNorm.Backward(ws.Residual, p.AsSpan(Layout.NormF, DModel), back.FinalInverseRms, back.NormedGradient, dr, gradients.Slice(Layout.NormF, DModel), back.NormScratch, rows, DModel);");
+                w.Line($"{Cpu}.RmsNorm.Backward(ws.Residual, p.AsSpan(Layout.NormF, DModel), back.FinalInverseRms, back.NormedGradient, dr, gradients.Slice(Layout.NormF, DModel), rows, DModel);");
                 using (w.Block("for (int layer = Layers - 1; layer >= 0; layer--)"))
                 {
                     w.Line("var o = Layout.LayerOffsets[layer];");
@@ -99,7 +99,7 @@ namespace MambaGen.Generators.Emitters
                         w.Line($"{Cpu}.Rows.AddColumnSums(back.GateGradient, rows, DInnerStride, gradients.Slice(o.InProjBias + DInner, DInner));");
                     }
                     w.Comment("The block's norm: ∂r += RMSNorm backward (the residual path already carries ∂r).");
-                    w.Line($"{Cpu}.RmsNorm.Backward(act.ResidualIn, p.AsSpan(o.Norm, DModel), act.InverseRms, back.NormedGradient, dr, gradients.Slice(o.Norm, DModel), back.NormScratch, rows, DModel);");
+                    w.Line($"{Cpu}.RmsNorm.Backward(act.ResidualIn, p.AsSpan(o.Norm, DModel), act.InverseRms, back.NormedGradient, dr, gradients.Slice(o.Norm, DModel), rows, DModel);");
                 }
                 w.Comment("Embedding lookup: each token's row of the embedding gradient gains ∂r of its position.");
                 w.Line($"{Cpu}.Embedding.ScatterAdd(dr, DModel, tokens, gradients.Slice(Layout.Embedding, Vocab * DModel));");
@@ -107,17 +107,16 @@ namespace MambaGen.Generators.Emitters
             w.Line();
             if (s.SelectiveB || s.SelectiveC)
             {
-                w.Summary("∂x_dbl[row, column + n] = Σ over channel blocks of each block's share (the scan kernels cannot share one sum without locks).");
+                w.Summary(
+                    "∂x_dbl[row, column + n] = Σ over channel blocks of each block's share (the scan kernels cannot share one sum without locks):\n" +
+                    "the shares are added into block 0's, whole rows × N at a time, then copied into the x_dbl columns.");
                 using (w.Block("private static void SumBlockShares(float[] shares, int rows, float[] xDblGradient, int column)"))
                 {
+                    w.Line("var total = shares.AsSpan(0, rows * DState);");
+                    w.Line("for (int block = 1; block < ChannelBlocks; block++)");
+                    w.Line("    global::System.Numerics.Tensors.TensorPrimitives.Add(total, shares.AsSpan(block * rows * DState, rows * DState), total);");
                     w.Line("for (int row = 0; row < rows; row++)");
-                    w.Line("    for (int n = 0; n < DState; n++)");
-                    w.Line("    {");
-                    w.Line("        float sum = 0f;");
-                    w.Line("        for (int block = 0; block < ChannelBlocks; block++)");
-                    w.Line("            sum += shares[(block * rows + row) * DState + n];");
-                    w.Line("        xDblGradient[row * XProjRows + column + n] = sum;");
-                    w.Line("    }");
+                    w.Line("    total.Slice(row * DState, DState).CopyTo(xDblGradient.AsSpan(row * XProjRows + column, DState));");
                 }
                 w.Line();
             }
@@ -144,7 +143,6 @@ namespace MambaGen.Generators.Emitters
                 w.Line("public readonly float[] ResidualGradient;");
                 w.Summary("∂loss/∂(a norm's output) (rows × D).");
                 w.Line("public readonly float[] NormedGradient;");
-                w.Line("public readonly float[] NormScratch = new float[DModel];");
                 w.Summary("∂loss/∂(gated scan output), i.e. of out_proj's input.");
                 w.Line("public readonly float[] YGradient;");
                 w.Summary("∂loss/∂u, u = SiLU(conv(x)).");

@@ -33,7 +33,7 @@ public static class CrossEntropy
             float max = TensorPrimitives.Max(values);
             float targetLogit = values[target];
             TensorPrimitives.Subtract(values, max, values);
-            TensorPrimitives.Exp(values, values);
+            Simd.Exp(values, values);
             float sum = TensorPrimitives.Sum(values);
             total += Math.Log(sum) - (targetLogit - max);
             TensorPrimitives.Multiply(values, scale / sum, values);

@@ -37,6 +37,24 @@ public static class Simd
     // and, unlike Vector512.Log, it inlines: a call inside the scan loop would force every hoisted constant to spill.
     private const float Atanh1 = 1f / 3, Atanh2 = 1f / 5, Atanh3 = 1f / 7, Atanh4 = 1f / 9, Atanh5 = 1f / 11, Atanh6 = 1f / 13, Atanh7 = 1f / 15;
 
+    /// <summary>
+    /// y = exp(x) element-wise with <see cref="Exp(Vector512{float})"/>'s formula (scalar tail in double). Used instead of
+    /// TensorPrimitives.Exp, which on this runtime falls into a path ~100× slower when a vector holds exact integers such
+    /// as the 0 of a max-shifted logit row or of log(1) in A_log.
+    /// </summary>
+    public static void Exp(ReadOnlySpan<float> x, Span<float> y)
+    {
+        if (y.Length < x.Length) throw new ArgumentException($"Output has {y.Length} values, input {x.Length}.", nameof(y));
+        int i = 0;
+        if (Vector512.IsHardwareAccelerated)
+            for (; i + Vector512<float>.Count <= x.Length; i += Vector512<float>.Count)
+                Exp(Vector512.Create(x.Slice(i))).CopyTo(y.Slice(i));
+        else
+            for (; i + Vector256<float>.Count <= x.Length; i += Vector256<float>.Count)
+                Exp(Vector256.Create(x.Slice(i))).CopyTo(y.Slice(i));
+        for (; i < x.Length; i++) y[i] = (float)Math.Exp(x[i]);
+    }
+
     // ---- 512-bit ----
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -30,6 +30,16 @@ public class SimdTests
         Check(Simd.Exp, Simd.Exp, Math.Exp, Grid(-87f, 88f, 200_001), 2.5e-7, 0);
 
     [Fact]
+    public void SpanExpCoversVectorsAndTail()
+    {
+        var x = Grid(-20f, 5f, 37).Concat([0f, 1f, 2f]).ToArray(); // exact integers included
+        var y = new float[x.Length];
+        Simd.Exp(x, y);
+        for (int i = 0; i < x.Length; i++) Assert.Equal(Math.Exp(x[i]), y[i], 2.5e-7 * Math.Exp(x[i]));
+        Assert.Throws<ArgumentException>(() => Simd.Exp(x, new float[3]));
+    }
+
+    [Fact]
     public void ExpSaturatesInsteadOfProducingNaN()
     {
         foreach (var x in new[] { -100f, -1e4f, float.NegativeInfinity })
