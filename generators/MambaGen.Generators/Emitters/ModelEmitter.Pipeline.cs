@@ -4,7 +4,7 @@ namespace MambaGen.Generators.Emitters
 {
     internal static partial class ModelEmitter
     {
-        private const string Gemm = Cpu + ".Gemm.Multiply";
+        internal const string Gemm = Cpu + ".Gemm.Multiply";
 
         /// <summary>The layer loop: norm, projections (GEMM), convolution and scan (parallel kernels), residual update; and the head.</summary>
         private static void EmitPipeline(CodeWriter w, ModelSpec s)
@@ -12,13 +12,15 @@ namespace MambaGen.Generators.Emitters
             w.Comment("── The pass over all layers ────────────────────────────────────────────────────────────────────");
             w.Summary(
                 "r = Embed(tokens), then for every layer r += Mixer(RMSNorm(r)), over rows = batch · length tokens; afterwards\n" +
-                "workspace.Residual holds the final residual stream. Activations are row-major (rows, features); ED-wide ones use the\n" +
-                "row stride DInnerStride. With a decode state the convolution and the scan start from it and leave their final state in it.");
-            using (w.Block($"private void RunLayers(Workspace workspace, {Sys}.ReadOnlySpan<int> tokens, int batch, int length, DecodeState? state)"))
+                "ws.Residual holds the final residual stream. Activations are row-major (rows, features); ED-wide ones use the\n" +
+                "row stride DInnerStride. With a decode state the convolution and the scan start from it and leave their final state in it;\n" +
+                "a training workspace also keeps each layer's input, its inverse RMS and the scan state every ScanChunk steps.");
+            using (w.Block($"private void RunLayers(Workspace ws, {Sys}.ReadOnlySpan<int> tokens, int batch, int length, DecodeState? state)"))
             {
                 w.Line("int rows = batch * length;");
                 w.Line("var p = Parameters.Values;");
-                w.Line("var ws = workspace;");
+                w.Line("_active = ws;");
+                w.Line("ws.Batch = batch;");
                 w.Line("ws.Length = length;");
                 w.Line("ws.State = state;");
                 w.Comment("r = Embed(tokens): one row of the (Vocab, D) embedding per token.");
@@ -27,16 +29,18 @@ namespace MambaGen.Generators.Emitters
                 {
                     w.Line("var o = Layout.LayerOffsets[layer];");
                     w.Line("ws.Layer = layer;");
-                    w.Comment("Block input: RMSNorm(r) with the layer's norm weight (eps = NormEpsilon inside the rsqrt).");
-                    w.Line($"{Cpu}.RmsNorm.Forward(ws.Residual, p.AsSpan(o.Norm, DModel), NormEpsilon, ws.Normed, default, rows, DModel);");
+                    w.Line("var act = ws.ByLayer[layer];");
+                    w.Comment("Block input: RMSNorm(r) with the layer's norm weight (eps = NormEpsilon inside the rsqrt); training keeps r and rsqrt.");
+                    w.Line("if (act.ResidualIn is not null) ws.Residual.AsSpan(0, rows * DModel).CopyTo(act.ResidualIn);");
+                    w.Line($"{Cpu}.RmsNorm.Forward(ws.Residual, p.AsSpan(o.Norm, DModel), NormEpsilon, ws.Normed, act.InverseRms, rows, DModel);");
                     w.Comment("in_proj (2ED × D) as two products: x = normed·W_in[0, ED)ᵀ and the gate z = normed·W_in[ED, 2ED)ᵀ.");
-                    w.Line($"{Gemm}(false, true, rows, DInner, DModel, 1f, ws.Normed, DModel, p.AsSpan(o.InProj, DInner * DModel), DModel, 0f, ws.XIn, DInnerStride);");
-                    w.Line($"{Gemm}(false, true, rows, DInner, DModel, 1f, ws.Normed, DModel, p.AsSpan(o.InProj + DInner * DModel, DInner * DModel), DModel, 0f, ws.Gate, DInnerStride);");
+                    w.Line($"{Gemm}(false, true, rows, DInner, DModel, 1f, ws.Normed, DModel, p.AsSpan(o.InProj, DInner * DModel), DModel, 0f, act.XIn, DInnerStride);");
+                    w.Line($"{Gemm}(false, true, rows, DInner, DModel, 1f, ws.Normed, DModel, p.AsSpan(o.InProj + DInner * DModel, DInner * DModel), DModel, 0f, act.Gate, DInnerStride);");
                     if (s.ProjBias)
                     {
                         w.Comment("+ in_proj.bias (ProjBias).");
-                        w.Line($"{Cpu}.Rows.AddBias(ws.XIn, rows, DInnerStride, p.AsSpan(o.InProjBias, DInner));");
-                        w.Line($"{Cpu}.Rows.AddBias(ws.Gate, rows, DInnerStride, p.AsSpan(o.InProjBias + DInner, DInner));");
+                        w.Line($"{Cpu}.Rows.AddBias(act.XIn, rows, DInnerStride, p.AsSpan(o.InProjBias, DInner));");
+                        w.Line($"{Cpu}.Rows.AddBias(act.Gate, rows, DInnerStride, p.AsSpan(o.InProjBias + DInner, DInner));");
                     }
                     w.Comment("The layer's per-channel constants in the kernels' layout: conv taps, A = −exp(A_log), D, dt bias" + (s.SelectiveB && s.SelectiveC ? "." : ", fixed B/C."));
                     w.Line("_constants.Prepare(p, o);");
@@ -45,17 +49,17 @@ namespace MambaGen.Generators.Emitters
                     if (s.XProjRows > 0)
                     {
                         w.Comment("x_dbl = x·W_xᵀ: the input-dependent " + SelectiveParts(s) + ", one row per token.");
-                        w.Line($"{Gemm}(false, true, rows, XProjRows, DInner, 1f, ws.XConv, DInnerStride, p.AsSpan(o.XProj, XProjRows * DInner), DInner, 0f, ws.XDbl, XProjRows);");
+                        w.Line($"{Gemm}(false, true, rows, XProjRows, DInner, 1f, act.XConv, DInnerStride, p.AsSpan(o.XProj, XProjRows * DInner), DInner, 0f, act.XDbl, XProjRows);");
                     }
                     if (s.SelectiveDelta)
                     {
                         w.Comment("dt = dt_low·W_dtᵀ (inner dimension R = DtRank); + dt bias and softplus are fused into the scan.");
-                        w.Line($"{Gemm}(false, true, rows, DInner, DtRank, 1f, ws.XDbl, XProjRows, p.AsSpan(o.DtProjWeight, DInner * DtRank), DtRank, 0f, ws.DtRaw, DInnerStride);");
+                        w.Line($"{Gemm}(false, true, rows, DInner, DtRank, 1f, act.XDbl, XProjRows, p.AsSpan(o.DtProjWeight, DInner * DtRank), DtRank, 0f, act.DtRaw, DInnerStride);");
                     }
                     w.Comment("y = SSM(x) ⊙ SiLU(z): the scan, one task per (sequence, channel block).");
                     w.Line($"{Cpu}.WorkerPool.For(batch * ChannelBlocks, _scanTask);");
                     w.Comment("r += y·W_outᵀ" + (s.ProjBias ? " + b_out" : "") + ": out_proj accumulates straight into the fp32 residual stream.");
-                    w.Line($"{Gemm}(false, true, rows, DModel, DInner, 1f, ws.Y, DInnerStride, p.AsSpan(o.OutProj, DModel * DInner), DInner, 1f, ws.Residual, DModel);");
+                    w.Line($"{Gemm}(false, true, rows, DModel, DInner, 1f, act.Y, DInnerStride, p.AsSpan(o.OutProj, DModel * DInner), DInner, 1f, ws.Residual, DModel);");
                     if (s.ProjBias)
                         w.Line($"{Cpu}.Rows.AddBias(ws.Residual, rows, DModel, p.AsSpan(o.OutProjBias, DModel));");
                 }
@@ -66,28 +70,29 @@ namespace MambaGen.Generators.Emitters
             var head = s.TieEmbeddings ? "Layout.Embedding" : "Layout.LmHead";
             var headDoc = s.TieEmbeddings ? "the embedding matrix E (tied head)" : "lm_head (untied)";
             w.Summary($"The output head weight (Vocab × D): {headDoc}.");
-            w.Line($"private {Sys}.ReadOnlySpan<float> HeadWeight => Parameters.Values.AsSpan({head}, Vocab * DModel);");
+            w.Line($"private static int HeadOffset => {head};");
             w.Line();
-            w.Summary($"logits = RMSNorm_f(r)·Wᵀ for every row, W = {headDoc}.");
-            using (w.Block($"private void HeadForAllRows(Workspace ws, int rows, {Sys}.Span<float> logits)"))
+            w.Summary($"logits = RMSNorm_f(r)·Wᵀ for every row, W = {headDoc}; ws.Normed keeps RMSNorm_f(r).");
+            using (w.Block($"private void HeadForAllRows(Workspace ws, int rows, {Sys}.Span<float> logits, {Sys}.Span<float> inverseRms)"))
             {
-                w.Line($"{Cpu}.RmsNorm.Forward(ws.Residual, Parameters.Values.AsSpan(Layout.NormF, DModel), NormEpsilon, ws.Normed, default, rows, DModel);");
-                w.Line($"{Gemm}(false, true, rows, Vocab, DModel, 1f, ws.Normed, DModel, HeadWeight, DModel, 0f, logits, Vocab);");
+                w.Line("var p = Parameters.Values;");
+                w.Line($"{Cpu}.RmsNorm.Forward(ws.Residual, p.AsSpan(Layout.NormF, DModel), NormEpsilon, ws.Normed, inverseRms, rows, DModel);");
+                w.Line($"{Gemm}(false, true, rows, Vocab, DModel, 1f, ws.Normed, DModel, p.AsSpan(HeadOffset, Vocab * DModel), DModel, 0f, logits, Vocab);");
             }
             w.Line();
             w.Summary("The head for the last token of each sequence only (what decoding needs).");
             using (w.Block($"private void HeadForLastRows(Workspace ws, int batch, int length, {Sys}.Span<float> logits)"))
             {
-                w.Line("var normF = Parameters.Values.AsSpan(Layout.NormF, DModel);");
+                w.Line("var p = Parameters.Values;");
                 w.Line("for (int sequence = 0; sequence < batch; sequence++)");
-                w.Line($"    {Cpu}.RmsNorm.Forward(ws.Residual.AsSpan(((sequence + 1) * length - 1) * DModel, DModel), normF, NormEpsilon,");
+                w.Line($"    {Cpu}.RmsNorm.Forward(ws.Residual.AsSpan(((sequence + 1) * length - 1) * DModel, DModel), p.AsSpan(Layout.NormF, DModel), NormEpsilon,");
                 w.Line("        ws.Normed.AsSpan(sequence * DModel, DModel), default, 1, DModel);");
-                w.Line($"{Gemm}(false, true, batch, Vocab, DModel, 1f, ws.Normed, DModel, HeadWeight, DModel, 0f, logits, Vocab);");
+                w.Line($"{Gemm}(false, true, batch, Vocab, DModel, 1f, ws.Normed, DModel, p.AsSpan(HeadOffset, Vocab * DModel), DModel, 0f, logits, Vocab);");
             }
             w.Line();
         }
 
-        private static string SelectiveParts(ModelSpec s)
+        internal static string SelectiveParts(ModelSpec s)
         {
             var parts = new System.Collections.Generic.List<string>();
             if (s.SelectiveDelta) parts.Add("dt_low [0, R)");
@@ -100,25 +105,74 @@ namespace MambaGen.Generators.Emitters
         private static void EmitTasks(CodeWriter w, ModelSpec s)
         {
             w.Comment("── Kernel tasks: index → (sequence, channel block), dispatched to the widest native vectors ──────");
-            string convArgs = "ws.XIn, ws.XConv, sequence * ws.Length, ws.Length, firstChannel, _constants" + (s.ConvKernel > 1 ? ", history" : "");
+            string convArgs = "act.XIn, act.XConv, sequence * ws.Length, ws.Length, firstChannel, _constants" + (s.ConvKernel > 1 ? ", history" : "");
             using (w.Block("private void ConvolveTask(int index)"))
             {
-                w.Line("var ws = _workspace!;");
+                w.Line("var ws = _active!;");
+                w.Line("var act = ws.ByLayer[ws.Layer];");
                 w.Line("int sequence = index / ChannelBlocks, firstChannel = index % ChannelBlocks * ChannelBlock;");
                 if (s.ConvKernel > 1)
                     w.Line($"{Sys}.Span<float> history = ws.State is null ? default : ws.State.ConvHistoryOf(ws.Layer, sequence);");
                 Dispatch(w, "ConvolveSilu", convArgs);
             }
             w.Line();
-            var scanArgs = "ws.XConv, " + (s.SelectiveDelta ? "ws.DtRaw, " : "") + (s.XProjRows > 0 ? "ws.XDbl, " : "") +
-                           "ws.Gate, ws.Y, sequence * ws.Length, ws.Length, firstChannel, _constants, state, state, ws.Length";
+            var scanArgs = "act.XConv, " + (s.SelectiveDelta ? "act.DtRaw, " : "") + (s.XProjRows > 0 ? "act.XDbl, " : "") +
+                           "act.Gate, act.Y, sequence * ws.Length, ws.Length, firstChannel, _constants, initialState, snapshots, snapshotEvery";
             using (w.Block("private void ScanTask(int index)"))
             {
-                w.Line("var ws = _workspace!;");
+                w.Line("var ws = _active!;");
+                w.Line("var act = ws.ByLayer[ws.Layer];");
                 w.Line("int sequence = index / ChannelBlocks, firstChannel = index % ChannelBlocks * ChannelBlock;");
-                w.Comment("Decoding starts from the saved state and saves the final one (a single chunk as long as the call).");
-                w.Line($"{Sys}.Span<float> state = ws.State is null ? default : ws.State.SsmStateOf(ws.Layer, sequence);");
+                w.Comment("Decoding starts from the saved state and saves the final one; training keeps h every ScanChunk steps.");
+                w.Line($"{Sys}.Span<float> initialState = default, snapshots = default;");
+                w.Line("int snapshotEvery = ws.Length;");
+                using (w.Block("if (ws.State is not null)"))
+                {
+                    w.Line("snapshots = ws.State.SsmStateOf(ws.Layer, sequence);");
+                    w.Line("initialState = snapshots;");
+                }
+                using (w.Block("else if (act.Snapshots is not null)"))
+                {
+                    w.Line("int perSequence = ChunksOf(ws.Length) * DState * DInnerStride;");
+                    w.Line("snapshots = act.Snapshots.AsSpan(sequence * perSequence, perSequence);");
+                    w.Line("snapshotEvery = ScanChunk;");
+                }
                 Dispatch(w, "Scan", scanArgs);
+            }
+            w.Line();
+
+            w.Comment("Backward tasks own a channel block across every sequence, so per-channel gradients need no locks.");
+            using (w.Block("private void ConvolveBackwardTask(int block)"))
+            {
+                w.Line("var ws = _active!;");
+                w.Line("var back = ws.Backward!;");
+                Dispatch(w, "ConvolveBackward", "ws.ByLayer[ws.Layer].XIn, back.UGradient, back.XInGradient, ws.Batch, ws.Length, block * ChannelBlock, _constants, back.Layer");
+            }
+            w.Line();
+            using (w.Block("private void ScanBackwardTask(int block)"))
+            {
+                w.Line("var ws = _active!;");
+                w.Line("var act = ws.ByLayer[ws.Layer];");
+                w.Line("var back = ws.Backward!;");
+                w.Line("int rows = ws.Batch * ws.Length;");
+                var partials = new System.Collections.Generic.List<string>();
+                foreach (var (selective, name) in new[] { (s.SelectiveB, "B"), (s.SelectiveC, "C") })
+                {
+                    if (!selective) continue;
+                    w.Comment($"This block's share of ∂loss/∂{name}_t (rows × N), summed over blocks afterwards.");
+                    w.Line($"var partial{name} = back.Partial{name}.AsSpan(block * rows * DState, rows * DState);");
+                    w.Line($"partial{name}.Clear();");
+                    partials.Add($"partial{name}, ");
+                }
+                w.Line("var chunkStates = back.ChunkStates.AsSpan(block * ChunkStatesPerBlock, ChunkStatesPerBlock);");
+                if (s.SelectiveDelta)
+                    w.Line("var chunkDecays = back.ChunkDecays.AsSpan(block * ChunkDecaysPerBlock, ChunkDecaysPerBlock);");
+                var args = "act.XConv, " + (s.SelectiveDelta ? "act.DtRaw, " : "") + (s.XProjRows > 0 ? "act.XDbl, " : "") +
+                           "act.Gate, act.Snapshots, back.YGradient, back.UGradient, back.GateGradient, " +
+                           (s.SelectiveDelta ? "back.DtGradient, " : "") + string.Concat(partials) +
+                           "chunkStates, " + (s.SelectiveDelta ? "chunkDecays, " : "") +
+                           "ws.Batch, ws.Length, block * ChannelBlock, _constants, back.Layer";
+                Dispatch(w, "ScanBackward", args);
             }
             w.Line();
         }
@@ -171,7 +225,7 @@ namespace MambaGen.Generators.Emitters
                     w.Line("    for (int tap = 0; tap < ConvKernel; tap++)");
                     w.Line("        ConvWeights[tap * DInnerStride + c] = p[o.ConvWeight + c * ConvKernel + tap];");
                     if (s.ConvBias) w.Line("p.AsSpan(o.ConvBias, DInner).CopyTo(ConvBiases);");
-                    w.Line("global::System.Numerics.Tensors.TensorPrimitives.Exp(p.AsSpan(o.ALog, DInner * DState), _expALog);");
+                    w.Line($"{Cpu}.Simd.Exp(p.AsSpan(o.ALog, DInner * DState), _expALog);");
                     w.Line("for (int c = 0; c < DInner; c++)");
                     w.Line("    for (int n = 0; n < DState; n++)");
                     w.Line("        NegA[n * DInnerStride + c] = -_expALog[c * DState + n];");
@@ -189,17 +243,14 @@ namespace MambaGen.Generators.Emitters
             w.Line();
         }
 
-        private static void EmitWorkspace(CodeWriter w, ModelSpec s)
+        private static void EmitBuffers(CodeWriter w, ModelSpec s)
         {
             w.Comment("── Activation buffers ──────────────────────────────────────────────────────────────────────────");
-            w.Summary("Activation buffers for up to <see cref=\"Rows\"/> tokens, reused across calls (grown when a call needs more).");
-            using (w.Block("private sealed class Workspace"))
+            w.Summary(
+                "One layer's activations for up to a workspace's Rows tokens. Inference shares one instance across layers; training keeps\n" +
+                "one per layer, with what the backward pass needs besides: the block input, its inverse RMS, and scan state snapshots.");
+            using (w.Block("private sealed class Activations"))
             {
-                w.Line("public readonly int Rows;");
-                w.Summary("Residual stream r (rows × D).");
-                w.Line("public readonly float[] Residual;");
-                w.Summary("RMSNorm(r): the input of in_proj, and of the head at the end (rows × D).");
-                w.Line("public readonly float[] Normed;");
                 w.Summary("x half of in_proj, before the convolution (rows × DInnerStride).");
                 w.Line("public readonly float[] XIn;");
                 w.Summary("z half of in_proj: the gate (rows × DInnerStride).");
@@ -218,32 +269,77 @@ namespace MambaGen.Generators.Emitters
                 }
                 w.Summary("Gated scan output y ⊙ SiLU(z): the input of out_proj (rows × DInnerStride).");
                 w.Line("public readonly float[] Y;");
+                w.Summary("Training: the residual stream entering the layer (rows × D).");
+                w.Line("public readonly float[]? ResidualIn;");
+                w.Summary("Training: rsqrt(mean(r²) + eps) of each row of ResidualIn.");
+                w.Line("public readonly float[]? InverseRms;");
+                w.Summary("Training: h after every ScanChunk steps, [sequence][chunk][n][DInnerStride].");
+                w.Line("public readonly float[]? Snapshots;");
                 w.Line();
-                w.Comment("The pass in progress, read by the kernel tasks.");
-                w.Line("public int Length;");
-                w.Line("public int Layer;");
-                w.Line("public DecodeState? State;");
-                w.Line();
-                using (w.Block("public Workspace(int rows)"))
+                using (w.Block("public Activations(int rows, int snapshotRows)"))
                 {
-                    w.Line("Rows = rows;");
-                    w.Line("Residual = new float[checked(rows * DModel)];");
-                    w.Line("Normed = new float[rows * DModel];");
                     w.Line("XIn = new float[checked(rows * DInnerStride)];");
                     w.Line("Gate = new float[rows * DInnerStride];");
                     w.Line("XConv = new float[rows * DInnerStride];");
                     if (s.XProjRows > 0) w.Line("XDbl = new float[checked(rows * XProjRows)];");
                     if (s.SelectiveDelta) w.Line("DtRaw = new float[rows * DInnerStride];");
                     w.Line("Y = new float[rows * DInnerStride];");
+                    w.Line("if (snapshotRows == 0) return;");
+                    w.Line("ResidualIn = new float[checked(rows * DModel)];");
+                    w.Line("InverseRms = new float[rows];");
+                    w.Line("Snapshots = new float[checked(snapshotRows * DState * DInnerStride)];");
                 }
             }
             w.Line();
-            using (w.Block("private Workspace WorkspaceFor(int rows)"))
+
+            w.Summary("Everything a pass over up to <see cref=\"Rows\"/> tokens writes, reused across calls (grown when a call needs more).");
+            using (w.Block("private sealed class Workspace"))
             {
-                w.Line("if (_workspace is null || _workspace.Rows < rows) _workspace = new Workspace(rows);");
-                w.Line("return _workspace;");
+                w.Line("public readonly int Rows;");
+                w.Summary("Training: capacity for scan snapshots, in (sequence, chunk) pairs; 0 for inference.");
+                w.Line("public readonly int SnapshotRows;");
+                w.Summary("Residual stream r (rows × D).");
+                w.Line("public readonly float[] Residual;");
+                w.Summary("RMSNorm(r): the input of in_proj, and RMSNorm_f(r) at the end (rows × D).");
+                w.Line("public readonly float[] Normed;");
+                w.Summary("Each layer's activations (all the same instance for inference).");
+                w.Line("public readonly Activations[] ByLayer = new Activations[Layers];");
+                w.Summary("Training: buffers of the backward pass.");
+                w.Line("public readonly BackwardBuffers? Backward;");
+                w.Line();
+                w.Comment("The pass in progress, read by the kernel tasks.");
+                w.Line("public int Batch;");
+                w.Line("public int Length;");
+                w.Line("public int Layer;");
+                w.Line("public DecodeState? State;");
+                w.Line();
+                using (w.Block("public Workspace(int rows, int snapshotRows)"))
+                {
+                    w.Line("Rows = rows;");
+                    w.Line("SnapshotRows = snapshotRows;");
+                    w.Line("Residual = new float[checked(rows * DModel)];");
+                    w.Line("Normed = new float[rows * DModel];");
+                    w.Line("var shared = snapshotRows == 0 ? new Activations(rows, 0) : null;");
+                    w.Line("for (int layer = 0; layer < Layers; layer++)");
+                    w.Line("    ByLayer[layer] = shared ?? new Activations(rows, snapshotRows);");
+                    w.Line("if (snapshotRows > 0) Backward = new BackwardBuffers(rows);");
+                }
             }
             w.Line();
+            using (w.Block("private Workspace InferenceWorkspaceFor(int rows)"))
+            {
+                w.Line("if (_inference is null || _inference.Rows < rows) _inference = new Workspace(rows, 0);");
+                w.Line("return _inference;");
+            }
+            w.Line();
+            using (w.Block("private Workspace TrainingWorkspaceFor(int batch, int length)"))
+            {
+                w.Line("int rows = batch * length, snapshotRows = batch * ChunksOf(length);");
+                w.Line("if (_training is null || _training.Rows < rows || _training.SnapshotRows < snapshotRows) _training = new Workspace(rows, snapshotRows);");
+                w.Line("return _training;");
+            }
+            w.Line();
+            EmitBackwardBuffers(w, s);
         }
     }
 }

@@ -48,9 +48,10 @@ namespace MambaGen.Generators.Emitters
                 EmitTrainingApi(w, spec);
                 cancellationToken.ThrowIfCancellationRequested();
                 EmitPipeline(w, spec);
+                EmitBackwardPipeline(w, spec);
                 EmitTasks(w, spec);
                 EmitLayerConstants(w, spec);
-                EmitWorkspace(w, spec);
+                EmitBuffers(w, spec);
                 cancellationToken.ThrowIfCancellationRequested();
                 foreach (var flavor in VectorFlavor.All)
                     KernelEmitter.Emit(w, spec, flavor);
@@ -77,6 +78,11 @@ namespace MambaGen.Generators.Emitters
             ((float)value).ToString("R", CultureInfo.InvariantCulture) + "f";
 
         internal static string Bool(bool value) => value ? "true" : "false";
+
+        /// <summary>Kernel tasks run through the worker pool; each is a method <c>{Name}Task(int index)</c>.</summary>
+        private static readonly string[] TaskNames = { "Convolve", "Scan", "ConvolveBackward", "ScanBackward" };
+
+        private static string Camel(string name) => char.ToLowerInvariant(name[0]) + name.Substring(1);
 
         private static void EmitConstants(CodeWriter w, ModelSpec s)
         {
@@ -118,6 +124,13 @@ namespace MambaGen.Generators.Emitters
             w.Line($"private const int ChannelBlock = {ChannelBlock};");
             w.Summary("Kernel tasks per sequence.");
             w.Line("private const int ChannelBlocks = DInnerStride / ChannelBlock;");
+            int chunk = System.Math.Max(8, System.Math.Min(64, 2048 / s.DState));
+            w.Summary(
+                "Training keeps the scan state h only every ScanChunk steps; the backward pass recomputes h inside each chunk\n" +
+                $"into a per-block buffer of (ScanChunk + 1) · N vectors (ScanChunk = 2048 / N, within 8..64, keeps it in L2).");
+            w.Line($"private const int ScanChunk = {chunk};");
+            w.Summary("Chunks of ScanChunk steps in a sequence of <paramref name=\"length\"/> tokens.");
+            w.Line("private static int ChunksOf(int length) => (length + ScanChunk - 1) / ScanChunk;");
             if (s.SelectiveB)
             {
                 w.Summary("Column of x_dbl where B_t starts (after dt_low when Δ is selective).");
@@ -156,16 +169,20 @@ namespace MambaGen.Generators.Emitters
             w.Line($"public {Runtime}.MambaParameters Parameters {{ get; }}");
             w.Line();
             w.Line("private readonly object _sync = new object();");
-            w.Line("private Workspace? _workspace;");
+            w.Comment("Buffers for inference and for training, grown on demand; _active is the one the running pass uses.");
+            w.Line("private Workspace? _inference;");
+            w.Line("private Workspace? _training;");
+            w.Line("private Workspace? _active;");
             w.Line("private readonly LayerConstants _constants = new LayerConstants();");
-            w.Line($"private readonly {Sys}.Action<int> _convolveTask;");
-            w.Line($"private readonly {Sys}.Action<int> _scanTask;");
+            w.Comment("The kernel tasks as delegates made once, so running them allocates nothing.");
+            foreach (var task in TaskNames)
+                w.Line($"private readonly {Sys}.Action<int> _{Camel(task)}Task;");
             w.Line();
             using (w.Block($"private {name}({Runtime}.MambaParameters parameters)"))
             {
                 w.Line("Parameters = parameters;");
-                w.Line("_convolveTask = ConvolveTask;");
-                w.Line("_scanTask = ScanTask;");
+                foreach (var task in TaskNames)
+                    w.Line($"_{Camel(task)}Task = {task}Task;");
             }
             w.Line();
             w.Summary("Wraps existing parameters (shared, not copied) after checking they have this model's layout.");
@@ -212,9 +229,9 @@ namespace MambaGen.Generators.Emitters
                 w.Line($"{Cpu}.ModelInput.RequireLength(logits.Length, checked(tokens.Length * Vocab), nameof(logits));");
                 using (w.Block("lock (_sync)"))
                 {
-                    w.Line("var workspace = WorkspaceFor(tokens.Length);");
+                    w.Line("var workspace = InferenceWorkspaceFor(tokens.Length);");
                     w.Line("RunLayers(workspace, tokens, batch, length, state: null);");
-                    w.Line("HeadForAllRows(workspace, tokens.Length, logits);");
+                    w.Line("HeadForAllRows(workspace, tokens.Length, logits, inverseRms: default);");
                 }
             }
             w.Line();
@@ -278,7 +295,7 @@ namespace MambaGen.Generators.Emitters
                 w.Line($"{Cpu}.ModelInput.RequireLength(lastLogits.Length, state.Batch * Vocab, nameof(lastLogits));");
                 using (w.Block("lock (_sync)"))
                 {
-                    w.Line("var workspace = WorkspaceFor(tokens.Length);");
+                    w.Line("var workspace = InferenceWorkspaceFor(tokens.Length);");
                     w.Line("RunLayers(workspace, tokens, state.Batch, length, state);");
                     w.Line("HeadForLastRows(workspace, state.Batch, length, lastLogits);");
                     w.Line("state.Position += length;");
@@ -298,35 +315,11 @@ namespace MambaGen.Generators.Emitters
             using (w.Block("public int[] Generate(int[] prompt, int maxNewTokens, float temperature = 0f, int topK = 0, float topP = 1f, int seed = 0, bool stopAtEos = true)"))
             {
                 w.Line($"{Sys}.ArgumentNullException.ThrowIfNull(prompt);");
-                w.Line($"{Cpu}.ModelInput.RequireTokenBatch(prompt, 1, Vocab, nameof(prompt));");
-                w.Line($"if (maxNewTokens < 0) throw new {Sys}.ArgumentOutOfRangeException(nameof(maxNewTokens), maxNewTokens, \"maxNewTokens must be ≥ 0.\");");
                 w.Line($"var sampler = new {Cpu}.TokenSampler(temperature, topK, topP, seed);");
-                w.Line($"if (maxNewTokens == 0) return {Sys}.Array.Empty<int>();");
-                w.Line();
                 w.Line("var state = CreateDecodeState(1);");
-                w.Line("var logits = new float[Vocab];");
-                w.Line("var generated = new int[maxNewTokens];");
-                w.Line("Advance(state, prompt, logits);");
-                w.Line("int count = 0;");
-                using (w.Block("while (true)"))
-                {
-                    w.Line("int next = sampler.Next(logits);");
-                    w.Line("generated[count++] = next;");
-                    w.Line("if (count == maxNewTokens) break;");
-                    if (s.EosTokenId is not null) w.Line("if (stopAtEos && next == EosTokenId) break;");
-                    w.Line($"Advance(state, new {Sys}.ReadOnlySpan<int>(in next), logits);");
-                }
-                w.Line("return count == maxNewTokens ? generated : generated.AsSpan(0, count).ToArray();");
+                w.Line(s.EosTokenId is null ? "int? stopToken = null;" : "int? stopToken = stopAtEos ? EosTokenId : null;");
+                w.Line($"return {Cpu}.TokenGeneration.Generate(prompt, maxNewTokens, Vocab, sampler, stopToken, (tokens, logits) => Advance(state, tokens, logits));");
             }
-            w.Line();
-        }
-
-        private static void EmitTrainingApi(CodeWriter w, ModelSpec s)
-        {
-            w.Comment("── Training ────────────────────────────────────────────────────────────────────────────────────");
-            w.Summary("Not yet generated: the backward pass lands with the training milestone.");
-            using (w.Block($"public float ForwardBackward({Sys}.ReadOnlySpan<int> tokens, {Sys}.ReadOnlySpan<int> targets, int batch, {Sys}.Span<float> gradients)"))
-                w.Line($"throw new {Sys}.NotImplementedException(\"The generated backward pass is not available yet.\");");
             w.Line();
         }
     }

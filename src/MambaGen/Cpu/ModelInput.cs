@@ -31,4 +31,15 @@ public static class ModelInput
         if (actual != expected)
             throw new ArgumentException($"{parameterName} has {actual} values, expected {expected}.", parameterName);
     }
+
+    /// <summary>Checks there is one target per token, each an id in [0, <paramref name="vocab"/>) or −1 (not scored).</summary>
+    public static void RequireTargets(ReadOnlySpan<int> targets, int tokenCount, int vocab, string parameterName = "targets")
+    {
+        if (targets.Length != tokenCount)
+            throw new ArgumentException($"{parameterName} has {targets.Length} ids, expected one per token ({tokenCount}).", parameterName);
+        for (int i = 0; i < targets.Length; i++)
+            if (targets[i] != CrossEntropy.Unscored && (uint)targets[i] >= (uint)vocab)
+                throw new ArgumentOutOfRangeException(parameterName, targets[i],
+                    $"{parameterName}[{i}] = {targets[i]} is neither an id in [0, {vocab}) nor {CrossEntropy.Unscored} (not scored).");
+    }
 }

@@ -14,4 +14,11 @@ public static class Rows
             TensorPrimitives.Add(values, bias, values);
         }
     }
+
+    /// <summary>Adds the sum over <paramref name="rows"/> rows of each of the first sums.Length columns to <paramref name="sums"/> (a bias gradient).</summary>
+    public static void AddColumnSums(ReadOnlySpan<float> matrix, int rows, int stride, Span<float> sums)
+    {
+        for (int row = 0; row < rows; row++)
+            TensorPrimitives.Add(sums, matrix.Slice(row * stride, sums.Length), sums);
+    }
 }

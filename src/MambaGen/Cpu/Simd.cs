@@ -1,5 +1,6 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace MambaGen.Cpu;
 
@@ -9,57 +10,95 @@ namespace MambaGen.Cpu;
 /// same for both widths apart from the vector type.
 /// </summary>
 /// <remarks>
-/// <see cref="Exp(Vector512{float})"/> is a single-precision Cody–Waite reduction with a degree-6 polynomial
-/// (max relative error ≈ 1.2e-7 on [−87, 88], measured against double); it is about twice as fast as
-/// <c>Vector512.Exp</c>, which widens to double, and the scan spends most of its time in exp.
-/// Inputs are clamped to [−87, 88]: results below ≈ 1.6e-38 come out as ≈ 1.6e-38 rather than 0, and nothing overflows.
+/// <see cref="Exp(Vector512{float})"/> splits x = n·ln 2 + r with n = round(x·log2 e) and r reduced in two steps
+/// (Cody–Waite: ln 2 = high + low parts, n·high exact), evaluates e^r on |r| ≤ ½ ln 2 by a degree-6 polynomial
+/// (Chebyshev fit, 2e-8 relative), then scales by 2^n (AVX-512's vscalefps where available, else the exponent bits).
+/// Max relative error ≈ 1.2e-7 on [−87, 88], measured against double. The scan spends most of its time here, so it
+/// is kept to about a dozen instructions and, like every function in this class, inlines. Results underflow to 0 (or,
+/// without AVX-512, to ≈ 6e-39) and overflow to +∞; nothing turns into NaN.
 /// </remarks>
 public static class Simd
 {
     /// <summary>Softplus switches to the identity above this input (PyTorch's default threshold).</summary>
     public const float SoftplusThreshold = 20f;
 
-    private const float ExpInputMin = -87f;
-    private const float ExpInputMax = 88f;
     private const float Log2E = 1.44269504088896341f;
-    // ln 2 split so n·Ln2High is exact for the n that occur (Cody–Waite).
-    private const float Ln2High = 0.693359375f;
-    private const float Ln2Low = -2.12194440e-4f;
-    // Minimax coefficients of (exp(r) − 1 − r)/r² on |r| ≤ ln2/2 (Cephes expf).
-    private const float P0 = 1.9875691500e-4f, P1 = 1.3981999507e-3f, P2 = 8.3334519073e-3f;
-    private const float P3 = 4.1665795894e-2f, P4 = 1.6666665459e-1f, P5 = 5.0000001201e-1f;
+    private const float Ln2High = 0.693359375f, Ln2Low = -2.12194440e-4f;
+    // Inputs are clamped to this range: beyond it e^x is 0 or ∞ in fp32 anyway, and n stays an exact small integer.
+    private const float InputMin = -104f, InputMax = 89f;
+    // Without vscalefps the scale is built in the exponent bits, which hold normal numbers only.
+    private const float BitsExponentMin = -126f, BitsExponentMax = 127f;
+    // e^r ≈ ((((((C6·r + C5)·r + C4)·r + C3)·r + C2)·r + C1)·r + 1 on |r| ≤ ½ ln 2.
+    private const float C6 = 1.3941108481958508e-3f, C5 = 8.37512593716383e-3f, C4 = 4.166635125875473e-2f;
+    private const float C3 = 0.16666415333747864f, C2 = 0.5f, C1 = 1f;
+
+    // log1p(u) = 2·atanh(s), s = u/(2 + u) ∈ [0, 1/3] for u ∈ [0, 1]: the odd series 2s·Σ s^2k/(2k + 1), to k = 7
+    // (truncation < 1.4e-8 relative). Every term is positive, so it stays accurate to a few ulps however small u is,
+    // and, unlike Vector512.Log, it inlines: a call inside the scan loop would force every hoisted constant to spill.
+    private const float Atanh1 = 1f / 3, Atanh2 = 1f / 5, Atanh3 = 1f / 7, Atanh4 = 1f / 9, Atanh5 = 1f / 11, Atanh6 = 1f / 13, Atanh7 = 1f / 15;
+
+    /// <summary>
+    /// y = exp(x) element-wise with <see cref="Exp(Vector512{float})"/>'s formula (scalar tail in double). Used instead of
+    /// TensorPrimitives.Exp, which on this runtime falls into a path ~100× slower when a vector holds exact integers such
+    /// as the 0 of a max-shifted logit row or of log(1) in A_log.
+    /// </summary>
+    public static void Exp(ReadOnlySpan<float> x, Span<float> y)
+    {
+        if (y.Length < x.Length) throw new ArgumentException($"Output has {y.Length} values, input {x.Length}.", nameof(y));
+        int i = 0;
+        if (Vector512.IsHardwareAccelerated)
+            for (; i + Vector512<float>.Count <= x.Length; i += Vector512<float>.Count)
+                Exp(Vector512.Create(x.Slice(i))).CopyTo(y.Slice(i));
+        else
+            for (; i + Vector256<float>.Count <= x.Length; i += Vector256<float>.Count)
+                Exp(Vector256.Create(x.Slice(i))).CopyTo(y.Slice(i));
+        for (; i < x.Length; i++) y[i] = (float)Math.Exp(x[i]);
+    }
 
     // ---- 512-bit ----
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> Exp(Vector512<float> x)
     {
-        x = Vector512.Min(Vector512.Max(x, Vector512.Create(ExpInputMin)), Vector512.Create(ExpInputMax));
+        x = Vector512.Min(Vector512.Max(x, Vector512.Create(InputMin)), Vector512.Create(InputMax));
         var n = Vector512.Round(x * Vector512.Create(Log2E));
         var r = Vector512.FusedMultiplyAdd(n, Vector512.Create(-Ln2High), x);
         r = Vector512.FusedMultiplyAdd(n, Vector512.Create(-Ln2Low), r);
-        var p = Vector512.FusedMultiplyAdd(Vector512.Create(P0), r, Vector512.Create(P1));
-        p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(P2));
-        p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(P3));
-        p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(P4));
-        p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(P5));
-        p = Vector512.FusedMultiplyAdd(p, r * r, r + Vector512<float>.One);
-        var twoToN = (Vector512.ConvertToInt32Native(n) + Vector512.Create(127)) << 23;
-        return p * twoToN.AsSingle();
+        var p = Vector512.FusedMultiplyAdd(Vector512.Create(C6), r, Vector512.Create(C5));
+        p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(C4));
+        p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(C3));
+        p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(C2));
+        p = Vector512.FusedMultiplyAdd(p, r, Vector512.Create(C1));
+        p = Vector512.FusedMultiplyAdd(p, r, Vector512<float>.One);
+        if (Avx512F.IsSupported)
+            return Avx512F.Scale(p, n);
+        n = Vector512.Min(Vector512.Max(n, Vector512.Create(BitsExponentMin)), Vector512.Create(BitsExponentMax));
+        return p * ((Vector512.ConvertToInt32Native(n) + Vector512.Create(127)) << 23).AsSingle();
     }
 
-    /// <summary>softplus(v) = v &gt; 20 ? v : log1p(exp(v)), as torch.nn.functional.softplus.</summary>
+    /// <summary>
+    /// softplus(v) = v &gt; 20 ? v : log1p(exp(v)), as torch.nn.functional.softplus, evaluated as
+    /// max(v, 0) + log1p(exp(−|v|)) so the logarithm only sees [1, 2] (see <see cref="Log1pUnit(Vector512{float})"/>).
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> Softplus(Vector512<float> v) =>
-        Vector512.ConditionalSelect(Vector512.GreaterThan(v, Vector512.Create(SoftplusThreshold)), v, Log1p(Exp(v)));
+        Vector512.ConditionalSelect(Vector512.GreaterThan(v, Vector512.Create(SoftplusThreshold)), v,
+            Vector512.Max(v, Vector512<float>.Zero) + Log1pUnit(Exp(-Vector512.Abs(v))));
 
-    /// <summary>log(1 + u) for u ≥ 0, accurate for small u: log(w)·u/(w − 1) with w = 1 + u cancels w's rounding.</summary>
+    /// <summary>log(1 + u) for u ∈ [0, 1], to a few ulps relative even for tiny u.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector512<float> Log1p(Vector512<float> u)
+    public static Vector512<float> Log1pUnit(Vector512<float> u)
     {
-        var w = Vector512<float>.One + u;
-        var rounded = w - Vector512<float>.One;
-        return Vector512.ConditionalSelect(Vector512.Equals(rounded, Vector512<float>.Zero), u, Vector512.Log(w) * (u / rounded));
+        var s = u / (Vector512.Create(2f) + u);
+        var s2 = s * s;
+        var series = Vector512.FusedMultiplyAdd(Vector512.Create(Atanh7), s2, Vector512.Create(Atanh6));
+        series = Vector512.FusedMultiplyAdd(series, s2, Vector512.Create(Atanh5));
+        series = Vector512.FusedMultiplyAdd(series, s2, Vector512.Create(Atanh4));
+        series = Vector512.FusedMultiplyAdd(series, s2, Vector512.Create(Atanh3));
+        series = Vector512.FusedMultiplyAdd(series, s2, Vector512.Create(Atanh2));
+        series = Vector512.FusedMultiplyAdd(series, s2, Vector512.Create(Atanh1));
+        series = Vector512.FusedMultiplyAdd(series, s2, Vector512<float>.One);
+        return (s + s) * series;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -74,30 +113,40 @@ public static class Simd
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> Exp(Vector256<float> x)
     {
-        x = Vector256.Min(Vector256.Max(x, Vector256.Create(ExpInputMin)), Vector256.Create(ExpInputMax));
+        x = Vector256.Min(Vector256.Max(x, Vector256.Create(InputMin)), Vector256.Create(InputMax));
         var n = Vector256.Round(x * Vector256.Create(Log2E));
         var r = Vector256.FusedMultiplyAdd(n, Vector256.Create(-Ln2High), x);
         r = Vector256.FusedMultiplyAdd(n, Vector256.Create(-Ln2Low), r);
-        var p = Vector256.FusedMultiplyAdd(Vector256.Create(P0), r, Vector256.Create(P1));
-        p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(P2));
-        p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(P3));
-        p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(P4));
-        p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(P5));
-        p = Vector256.FusedMultiplyAdd(p, r * r, r + Vector256<float>.One);
-        var twoToN = (Vector256.ConvertToInt32Native(n) + Vector256.Create(127)) << 23;
-        return p * twoToN.AsSingle();
+        var p = Vector256.FusedMultiplyAdd(Vector256.Create(C6), r, Vector256.Create(C5));
+        p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(C4));
+        p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(C3));
+        p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(C2));
+        p = Vector256.FusedMultiplyAdd(p, r, Vector256.Create(C1));
+        p = Vector256.FusedMultiplyAdd(p, r, Vector256<float>.One);
+        if (Avx512F.VL.IsSupported)
+            return Avx512F.VL.Scale(p, n);
+        n = Vector256.Min(Vector256.Max(n, Vector256.Create(BitsExponentMin)), Vector256.Create(BitsExponentMax));
+        return p * ((Vector256.ConvertToInt32Native(n) + Vector256.Create(127)) << 23).AsSingle();
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> Softplus(Vector256<float> v) =>
-        Vector256.ConditionalSelect(Vector256.GreaterThan(v, Vector256.Create(SoftplusThreshold)), v, Log1p(Exp(v)));
+        Vector256.ConditionalSelect(Vector256.GreaterThan(v, Vector256.Create(SoftplusThreshold)), v,
+            Vector256.Max(v, Vector256<float>.Zero) + Log1pUnit(Exp(-Vector256.Abs(v))));
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector256<float> Log1p(Vector256<float> u)
+    public static Vector256<float> Log1pUnit(Vector256<float> u)
     {
-        var w = Vector256<float>.One + u;
-        var rounded = w - Vector256<float>.One;
-        return Vector256.ConditionalSelect(Vector256.Equals(rounded, Vector256<float>.Zero), u, Vector256.Log(w) * (u / rounded));
+        var s = u / (Vector256.Create(2f) + u);
+        var s2 = s * s;
+        var series = Vector256.FusedMultiplyAdd(Vector256.Create(Atanh7), s2, Vector256.Create(Atanh6));
+        series = Vector256.FusedMultiplyAdd(series, s2, Vector256.Create(Atanh5));
+        series = Vector256.FusedMultiplyAdd(series, s2, Vector256.Create(Atanh4));
+        series = Vector256.FusedMultiplyAdd(series, s2, Vector256.Create(Atanh3));
+        series = Vector256.FusedMultiplyAdd(series, s2, Vector256.Create(Atanh2));
+        series = Vector256.FusedMultiplyAdd(series, s2, Vector256.Create(Atanh1));
+        series = Vector256.FusedMultiplyAdd(series, s2, Vector256<float>.One);
+        return (s + s) * series;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

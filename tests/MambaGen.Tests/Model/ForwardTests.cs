@@ -29,6 +29,7 @@ public class ForwardTests
     [Fact] public void LtiMatchesReference() => MatchesReference(LtiModel.Create(5), batch: 2, length: 8, seed: 5);
     [Fact] public void DeltaAndBMatchesReference() => MatchesReference(DeltaAndBModel.Create(6), batch: 1, length: 5, seed: 6);
     [Fact] public void COnlyMatchesReference() => MatchesReference(COnlyModel.Create(7), batch: 2, length: 5, seed: 7);
+    [Fact] public void GlobalNamespaceModelMatchesReference() => MatchesReference(GlobalNamespaceModel.Create(12), batch: 2, length: 3, seed: 12);
     [Fact] public void NestedInternalModelMatchesReference() => MatchesReference(Nested.InnerModel.Create(8), batch: 1, length: 4, seed: 8);
 
     [Fact]

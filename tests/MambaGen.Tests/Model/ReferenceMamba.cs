@@ -3,12 +3,47 @@ namespace MambaGen.Tests.Model;
 /// <summary>
 /// An independent, deliberately naive double-precision Mamba language model written straight from DESIGN.md's math
 /// ("The math" and "Selectivity flags"): plain loops, parameters looked up by their Hugging Face keys, nothing shared
-/// with the generated code or the runtime kernels. Tests compare the generated fp32 model against it.
+/// with the generated code or the runtime kernels. Tests compare the generated fp32 model against it, and
+/// differentiate its loss by central differences in double precision to check the generated backward pass.
 /// </summary>
 internal static class ReferenceMamba
 {
+    /// <summary>The parameters as double-precision tensors keyed by their Hugging Face names.</summary>
+    internal sealed class Weights(MambaShape shape, Dictionary<string, double[]> tensors)
+    {
+        public MambaShape Shape { get; } = shape;
+        public Dictionary<string, double[]> Tensors { get; } = tensors;
+        public double[] this[string key] => Tensors[key];
+
+        public static Weights From(MambaParameters parameters) =>
+            new(parameters.Shape, parameters.Layout.Tensors.ToDictionary(t => t.Key, t => parameters.Slice(t).ToArray().Select(v => (double)v).ToArray()));
+    }
+
     /// <summary>Logits (batch × length × Vocab) for <paramref name="tokens"/>, in double precision.</summary>
-    public static double[] Forward(MambaParameters parameters, int[] tokens, int batch)
+    public static double[] Forward(MambaParameters parameters, int[] tokens, int batch) => Forward(Weights.From(parameters), tokens, batch);
+
+    /// <summary>Mean of −log softmax(logits)[target] over positions whose target is not −1 (0 when none is).</summary>
+    public static double Loss(Weights weights, int[] tokens, int[] targets, int batch)
+    {
+        int vocab = weights.Shape.Vocab;
+        var logits = Forward(weights, tokens, batch);
+        double total = 0;
+        int scored = 0;
+        for (int row = 0; row < tokens.Length; row++)
+        {
+            if (targets[row] == -1) continue;
+            var values = logits.AsSpan(row * vocab, vocab);
+            double max = double.NegativeInfinity;
+            foreach (var v in values) max = Math.Max(max, v);
+            double sum = 0;
+            foreach (var v in values) sum += Math.Exp(v - max);
+            total += max + Math.Log(sum) - values[targets[row]];
+            scored++;
+        }
+        return scored == 0 ? 0 : total / scored;
+    }
+
+    public static double[] Forward(Weights parameters, int[] tokens, int batch)
     {
         var shape = parameters.Shape;
         int length = tokens.Length / batch, d = shape.DModel, vocab = shape.Vocab;
@@ -30,7 +65,7 @@ internal static class ReferenceMamba
     }
 
     /// <summary>RMSNorm_f(r) after every layer, per position, for one sequence.</summary>
-    private static double[][] FinalHidden(MambaParameters p, int[] tokens)
+    private static double[][] FinalHidden(Weights p, int[] tokens)
     {
         var s = p.Shape;
         int length = tokens.Length, d = s.DModel;
@@ -43,32 +78,36 @@ internal static class ReferenceMamba
         }
         for (int layer = 0; layer < s.Layers; layer++)
         {
-            var normed = residual.Select(row => RmsNorm(row, p[ParameterLayout.LayerKey(layer, "norm.weight")].ToArray(), s.NormEpsilon)).ToArray();
+            var normWeight = p[ParameterLayout.LayerKey(layer, "norm.weight")];
+            var normed = residual.Select(row => RmsNorm(row, normWeight, s.NormEpsilon)).ToArray();
             var output = Mixer(p, layer, normed);
             for (int t = 0; t < length; t++)
                 for (int i = 0; i < d; i++) residual[t][i] += output[t][i];
         }
-        var normF = p[ParameterLayout.NormFKey].ToArray();
+        var normF = p[ParameterLayout.NormFKey];
         return residual.Select(row => RmsNorm(row, normF, s.NormEpsilon)).ToArray();
     }
 
-    public static double[] RmsNorm(double[] x, float[] weight, double epsilon)
+    public static double[] RmsNorm(double[] x, double[] weight, double epsilon)
     {
         double meanSquare = x.Sum(v => v * v) / x.Length;
         double scale = 1 / Math.Sqrt(meanSquare + epsilon);
         return x.Select((v, i) => v * scale * weight[i]).ToArray();
     }
 
-    public static double Softplus(double v) => v > 20 ? v : Math.Log(1 + Math.Exp(v));
+    public static double Softplus(double v) => v > 20 ? v : Log1p(Math.Exp(v));
+
+    /// <summary>log(1 + u) for u ≥ 0 without the cancellation of 1 + u in double when u is tiny (third-order series there).</summary>
+    public static double Log1p(double u) => u < 1e-4 ? u - u * u / 2 + u * u * u / 3 : Math.Log(1 + u);
 
     public static double Silu(double v) => v / (1 + Math.Exp(-v));
 
     /// <summary>One Mamba mixer over a sequence h (length × D).</summary>
-    private static double[][] Mixer(MambaParameters p, int layer, double[][] h)
+    private static double[][] Mixer(Weights p, int layer, double[][] h)
     {
         var s = p.Shape;
         int length = h.Length, d = s.DModel, ed = s.DInner, n = s.DState, r = s.DtRank, k = s.ConvKernel;
-        float[] W(string name) => p[ParameterLayout.LayerKey(layer, "mixer." + name)].ToArray();
+        double[] W(string name) => p[ParameterLayout.LayerKey(layer, "mixer." + name)];
 
         // 1. xz = h·W_inᵀ (+ b_in); x = first ED columns, z = the rest.
         var inProj = W("in_proj.weight");
