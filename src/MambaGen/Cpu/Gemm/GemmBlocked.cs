@@ -74,9 +74,29 @@ internal static unsafe class GemmBlocked<TKernel> where TKernel : struct, IGemmM
             return;
         }
 
-        var copy = problem;
-        Parallel.For(0, chunks, new ParallelOptions { MaxDegreeOfParallelism = threads },
-            chunk => RunChunk(copy, chunk, colChunks, rowChunkHeight, colChunkWidth, sharedA, paddedRows));
+        var job = ChunkJob.ForCallingThread();
+        job.Problem = problem;
+        (job.ColChunks, job.RowChunkHeight, job.ColChunkWidth, job.PaddedRows) = (colChunks, rowChunkHeight, colChunkWidth, paddedRows);
+        job.SharedA = sharedA;
+        WorkerPool.For(chunks, job.Body);
+    }
+
+    /// <summary>
+    /// One parallel call's chunking, kept in an object reused by its calling thread so that the call allocates
+    /// nothing (a training step must not allocate; a capturing lambda per call would).
+    /// </summary>
+    private sealed class ChunkJob
+    {
+        [ThreadStatic] private static ChunkJob? _forThread;
+
+        public GemmProblem Problem;
+        public int ColChunks, RowChunkHeight, ColChunkWidth, PaddedRows;
+        public float* SharedA;
+        public readonly Action<int> Body;
+
+        private ChunkJob() => Body = chunk => RunChunk(Problem, chunk, ColChunks, RowChunkHeight, ColChunkWidth, SharedA, PaddedRows);
+
+        public static ChunkJob ForCallingThread() => _forThread ??= new ChunkJob();
     }
 
     /// <summary>

@@ -22,19 +22,39 @@ internal static unsafe class GemmRowwise
         }
 
         // Wide C is shared out by columns (each thread reads only its part of B); narrow C by rows.
-        var copy = problem;
-        if (problem.N >= 64 * threads)
+        var job = ChunkJob.ForCallingThread();
+        job.Problem = problem;
+        job.ByColumns = problem.N >= 64 * threads;
+        job.ChunkSize = job.ByColumns
+            ? (problem.N + 4 * threads - 1) / (4 * threads)
+            : (problem.M + threads - 1) / threads;
+        int chunks = job.ByColumns ? (problem.N + job.ChunkSize - 1) / job.ChunkSize : threads;
+        WorkerPool.For(chunks, job.Body);
+    }
+
+    /// <summary>
+    /// One parallel call's chunking, kept in an object reused by its calling thread so that the call allocates
+    /// nothing (a training step must not allocate; a capturing lambda per call would).
+    /// </summary>
+    private sealed class ChunkJob
+    {
+        [ThreadStatic] private static ChunkJob? _forThread;
+
+        public GemmProblem Problem;
+        public bool ByColumns;
+        public int ChunkSize;
+        public readonly Action<int> Body;
+
+        private ChunkJob() => Body = RunChunk;
+
+        public static ChunkJob ForCallingThread() => _forThread ??= new ChunkJob();
+
+        private void RunChunk(int chunk)
         {
-            int columnsPerChunk = (problem.N + 4 * threads - 1) / (4 * threads);
-            int chunks = (problem.N + columnsPerChunk - 1) / columnsPerChunk;
-            Parallel.For(0, chunks, new ParallelOptions { MaxDegreeOfParallelism = threads }, chunk =>
-                RunBlock(copy, 0, copy.M, chunk * columnsPerChunk, Math.Min(copy.N, (chunk + 1) * columnsPerChunk)));
-        }
-        else
-        {
-            int rowsPerChunk = (problem.M + threads - 1) / threads;
-            Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, chunk =>
-                RunBlock(copy, Math.Min(copy.M, chunk * rowsPerChunk), Math.Min(copy.M, (chunk + 1) * rowsPerChunk), 0, copy.N));
+            if (ByColumns)
+                RunBlock(Problem, 0, Problem.M, chunk * ChunkSize, Math.Min(Problem.N, (chunk + 1) * ChunkSize));
+            else
+                RunBlock(Problem, Math.Min(Problem.M, chunk * ChunkSize), Math.Min(Problem.M, (chunk + 1) * ChunkSize), 0, Problem.N);
         }
     }
 
