@@ -65,6 +65,13 @@ namespace Demo
         private const int ChannelBlock = 16;
         /// <summary>Kernel tasks per sequence.</summary>
         private const int ChannelBlocks = DInnerStride / ChannelBlock;
+        /// <summary>
+        /// Training keeps the scan state h only every ScanChunk steps; the backward pass recomputes h inside each chunk
+        /// into a per-block buffer of (ScanChunk + 1) · N vectors (ScanChunk = 2048 / N, within 8..64, keeps it in L2).
+        /// </summary>
+        private const int ScanChunk = 64;
+        /// <summary>Chunks of ScanChunk steps in a sequence of <paramref name="length"/> tokens.</summary>
+        private static int ChunksOf(int length) => (length + ScanChunk - 1) / ScanChunk;
 
         // ── Shape, parameters and construction ──────────────────────────────────────────────────────────
         /// <summary>The constants above as a runtime shape (used to lay out, initialise, load and save parameters).</summary>
@@ -85,16 +92,24 @@ namespace Demo
         public global::MambaGen.MambaParameters Parameters { get; }
 
         private readonly object _sync = new object();
-        private Workspace? _workspace;
+        // Buffers for inference and for training, grown on demand; _active is the one the running pass uses.
+        private Workspace? _inference;
+        private Workspace? _training;
+        private Workspace? _active;
         private readonly LayerConstants _constants = new LayerConstants();
+        // The kernel tasks as delegates made once, so running them allocates nothing.
         private readonly global::System.Action<int> _convolveTask;
         private readonly global::System.Action<int> _scanTask;
+        private readonly global::System.Action<int> _convolveBackwardTask;
+        private readonly global::System.Action<int> _scanBackwardTask;
 
         private Lti(global::MambaGen.MambaParameters parameters)
         {
             Parameters = parameters;
             _convolveTask = ConvolveTask;
             _scanTask = ScanTask;
+            _convolveBackwardTask = ConvolveBackwardTask;
+            _scanBackwardTask = ScanBackwardTask;
         }
 
         /// <summary>Wraps existing parameters (shared, not copied) after checking they have this model's layout.</summary>
@@ -140,9 +155,9 @@ namespace Demo
             global::MambaGen.Cpu.ModelInput.RequireLength(logits.Length, checked(tokens.Length * Vocab), nameof(logits));
             lock (_sync)
             {
-                var workspace = WorkspaceFor(tokens.Length);
+                var workspace = InferenceWorkspaceFor(tokens.Length);
                 RunLayers(workspace, tokens, batch, length, state: null);
-                HeadForAllRows(workspace, tokens.Length, logits);
+                HeadForAllRows(workspace, tokens.Length, logits, inverseRms: default);
             }
         }
 
@@ -203,7 +218,7 @@ namespace Demo
             global::MambaGen.Cpu.ModelInput.RequireLength(lastLogits.Length, state.Batch * Vocab, nameof(lastLogits));
             lock (_sync)
             {
-                var workspace = WorkspaceFor(tokens.Length);
+                var workspace = InferenceWorkspaceFor(tokens.Length);
                 RunLayers(workspace, tokens, state.Batch, length, state);
                 HeadForLastRows(workspace, state.Batch, length, lastLogits);
                 state.Position += length;
@@ -220,44 +235,52 @@ namespace Demo
         public int[] Generate(int[] prompt, int maxNewTokens, float temperature = 0f, int topK = 0, float topP = 1f, int seed = 0, bool stopAtEos = true)
         {
             global::System.ArgumentNullException.ThrowIfNull(prompt);
-            global::MambaGen.Cpu.ModelInput.RequireTokenBatch(prompt, 1, Vocab, nameof(prompt));
-            if (maxNewTokens < 0) throw new global::System.ArgumentOutOfRangeException(nameof(maxNewTokens), maxNewTokens, "maxNewTokens must be ≥ 0.");
             var sampler = new global::MambaGen.Cpu.TokenSampler(temperature, topK, topP, seed);
-            if (maxNewTokens == 0) return global::System.Array.Empty<int>();
-
             var state = CreateDecodeState(1);
-            var logits = new float[Vocab];
-            var generated = new int[maxNewTokens];
-            Advance(state, prompt, logits);
-            int count = 0;
-            while (true)
-            {
-                int next = sampler.Next(logits);
-                generated[count++] = next;
-                if (count == maxNewTokens) break;
-                Advance(state, new global::System.ReadOnlySpan<int>(in next), logits);
-            }
-            return count == maxNewTokens ? generated : generated.AsSpan(0, count).ToArray();
+            int? stopToken = null;
+            return global::MambaGen.Cpu.TokenGeneration.Generate(prompt, maxNewTokens, Vocab, sampler, stopToken, (tokens, logits) => Advance(state, tokens, logits));
         }
 
         // ── Training ────────────────────────────────────────────────────────────────────────────────────
-        /// <summary>Not yet generated: the backward pass lands with the training milestone.</summary>
+        /// <summary>
+        /// Forward and backward for next-token training: returns the mean cross-entropy over positions whose target is ≥ 0
+        /// (−1 = not scored; 0 when nothing is scored) and overwrites <paramref name="gradients"/> (laid out like Parameters) with
+        /// its gradient. The scan backward recomputes h inside chunks of ScanChunk steps from the states the forward pass kept.
+        /// After the first call with a given batch and length nothing is allocated.
+        /// </summary>
         public float ForwardBackward(global::System.ReadOnlySpan<int> tokens, global::System.ReadOnlySpan<int> targets, int batch, global::System.Span<float> gradients)
         {
-            throw new global::System.NotImplementedException("The generated backward pass is not available yet.");
+            int length = global::MambaGen.Cpu.ModelInput.RequireTokenBatch(tokens, batch, Vocab, nameof(tokens));
+            global::MambaGen.Cpu.ModelInput.RequireTargets(targets, tokens.Length, Vocab, nameof(targets));
+            global::MambaGen.Cpu.ModelInput.RequireLength(gradients.Length, Layout.TotalLength, nameof(gradients));
+            lock (_sync)
+            {
+                int rows = tokens.Length;
+                var ws = TrainingWorkspaceFor(batch, length);
+                var back = ws.Backward!;
+                RunLayers(ws, tokens, batch, length, state: null);
+                HeadForAllRows(ws, rows, back.Logits, back.FinalInverseRms);
+                // The logits buffer becomes ∂loss/∂logits.
+                float loss = global::MambaGen.Cpu.CrossEntropy.LossAndGradient(back.Logits.AsSpan(0, rows * Vocab), targets, Vocab);
+                gradients.Clear();
+                Backward(ws, tokens, gradients);
+                return loss;
+            }
         }
 
         // ── The pass over all layers ────────────────────────────────────────────────────────────────────
         /// <summary>
         /// r = Embed(tokens), then for every layer r += Mixer(RMSNorm(r)), over rows = batch · length tokens; afterwards
-        /// workspace.Residual holds the final residual stream. Activations are row-major (rows, features); ED-wide ones use the
-        /// row stride DInnerStride. With a decode state the convolution and the scan start from it and leave their final state in it.
+        /// ws.Residual holds the final residual stream. Activations are row-major (rows, features); ED-wide ones use the
+        /// row stride DInnerStride. With a decode state the convolution and the scan start from it and leave their final state in it;
+        /// a training workspace also keeps each layer's input, its inverse RMS and the scan state every ScanChunk steps.
         /// </summary>
-        private void RunLayers(Workspace workspace, global::System.ReadOnlySpan<int> tokens, int batch, int length, DecodeState? state)
+        private void RunLayers(Workspace ws, global::System.ReadOnlySpan<int> tokens, int batch, int length, DecodeState? state)
         {
             int rows = batch * length;
             var p = Parameters.Values;
-            var ws = workspace;
+            _active = ws;
+            ws.Batch = batch;
             ws.Length = length;
             ws.State = state;
             // r = Embed(tokens): one row of the (Vocab, D) embedding per token.
@@ -266,11 +289,13 @@ namespace Demo
             {
                 var o = Layout.LayerOffsets[layer];
                 ws.Layer = layer;
-                // Block input: RMSNorm(r) with the layer's norm weight (eps = NormEpsilon inside the rsqrt).
-                global::MambaGen.Cpu.RmsNorm.Forward(ws.Residual, p.AsSpan(o.Norm, DModel), NormEpsilon, ws.Normed, default, rows, DModel);
+                var act = ws.ByLayer[layer];
+                // Block input: RMSNorm(r) with the layer's norm weight (eps = NormEpsilon inside the rsqrt); training keeps r and rsqrt.
+                if (act.ResidualIn is not null) ws.Residual.AsSpan(0, rows * DModel).CopyTo(act.ResidualIn);
+                global::MambaGen.Cpu.RmsNorm.Forward(ws.Residual, p.AsSpan(o.Norm, DModel), NormEpsilon, ws.Normed, act.InverseRms, rows, DModel);
                 // in_proj (2ED × D) as two products: x = normed·W_in[0, ED)ᵀ and the gate z = normed·W_in[ED, 2ED)ᵀ.
-                global::MambaGen.Cpu.Gemm.Multiply(false, true, rows, DInner, DModel, 1f, ws.Normed, DModel, p.AsSpan(o.InProj, DInner * DModel), DModel, 0f, ws.XIn, DInnerStride);
-                global::MambaGen.Cpu.Gemm.Multiply(false, true, rows, DInner, DModel, 1f, ws.Normed, DModel, p.AsSpan(o.InProj + DInner * DModel, DInner * DModel), DModel, 0f, ws.Gate, DInnerStride);
+                global::MambaGen.Cpu.Gemm.Multiply(false, true, rows, DInner, DModel, 1f, ws.Normed, DModel, p.AsSpan(o.InProj, DInner * DModel), DModel, 0f, act.XIn, DInnerStride);
+                global::MambaGen.Cpu.Gemm.Multiply(false, true, rows, DInner, DModel, 1f, ws.Normed, DModel, p.AsSpan(o.InProj + DInner * DModel, DInner * DModel), DModel, 0f, act.Gate, DInnerStride);
                 // The layer's per-channel constants in the kernels' layout: conv taps, A = −exp(A_log), D, dt bias, fixed B/C.
                 _constants.Prepare(p, o);
                 // x = SiLU(causal depthwise conv(x) + b), K = 4 taps: one task per (sequence, block of 16 channels).
@@ -278,53 +303,138 @@ namespace Demo
                 // y = SSM(x) ⊙ SiLU(z): the scan, one task per (sequence, channel block).
                 global::MambaGen.Cpu.WorkerPool.For(batch * ChannelBlocks, _scanTask);
                 // r += y·W_outᵀ: out_proj accumulates straight into the fp32 residual stream.
-                global::MambaGen.Cpu.Gemm.Multiply(false, true, rows, DModel, DInner, 1f, ws.Y, DInnerStride, p.AsSpan(o.OutProj, DModel * DInner), DInner, 1f, ws.Residual, DModel);
+                global::MambaGen.Cpu.Gemm.Multiply(false, true, rows, DModel, DInner, 1f, act.Y, DInnerStride, p.AsSpan(o.OutProj, DModel * DInner), DInner, 1f, ws.Residual, DModel);
             }
             ws.State = null;
         }
 
         /// <summary>The output head weight (Vocab × D): the embedding matrix E (tied head).</summary>
-        private global::System.ReadOnlySpan<float> HeadWeight => Parameters.Values.AsSpan(Layout.Embedding, Vocab * DModel);
+        private static int HeadOffset => Layout.Embedding;
 
-        /// <summary>logits = RMSNorm_f(r)·Wᵀ for every row, W = the embedding matrix E (tied head).</summary>
-        private void HeadForAllRows(Workspace ws, int rows, global::System.Span<float> logits)
+        /// <summary>logits = RMSNorm_f(r)·Wᵀ for every row, W = the embedding matrix E (tied head); ws.Normed keeps RMSNorm_f(r).</summary>
+        private void HeadForAllRows(Workspace ws, int rows, global::System.Span<float> logits, global::System.Span<float> inverseRms)
         {
-            global::MambaGen.Cpu.RmsNorm.Forward(ws.Residual, Parameters.Values.AsSpan(Layout.NormF, DModel), NormEpsilon, ws.Normed, default, rows, DModel);
-            global::MambaGen.Cpu.Gemm.Multiply(false, true, rows, Vocab, DModel, 1f, ws.Normed, DModel, HeadWeight, DModel, 0f, logits, Vocab);
+            var p = Parameters.Values;
+            global::MambaGen.Cpu.RmsNorm.Forward(ws.Residual, p.AsSpan(Layout.NormF, DModel), NormEpsilon, ws.Normed, inverseRms, rows, DModel);
+            global::MambaGen.Cpu.Gemm.Multiply(false, true, rows, Vocab, DModel, 1f, ws.Normed, DModel, p.AsSpan(HeadOffset, Vocab * DModel), DModel, 0f, logits, Vocab);
         }
 
         /// <summary>The head for the last token of each sequence only (what decoding needs).</summary>
         private void HeadForLastRows(Workspace ws, int batch, int length, global::System.Span<float> logits)
         {
-            var normF = Parameters.Values.AsSpan(Layout.NormF, DModel);
+            var p = Parameters.Values;
             for (int sequence = 0; sequence < batch; sequence++)
-                global::MambaGen.Cpu.RmsNorm.Forward(ws.Residual.AsSpan(((sequence + 1) * length - 1) * DModel, DModel), normF, NormEpsilon,
+                global::MambaGen.Cpu.RmsNorm.Forward(ws.Residual.AsSpan(((sequence + 1) * length - 1) * DModel, DModel), p.AsSpan(Layout.NormF, DModel), NormEpsilon,
                     ws.Normed.AsSpan(sequence * DModel, DModel), default, 1, DModel);
-            global::MambaGen.Cpu.Gemm.Multiply(false, true, batch, Vocab, DModel, 1f, ws.Normed, DModel, HeadWeight, DModel, 0f, logits, Vocab);
+            global::MambaGen.Cpu.Gemm.Multiply(false, true, batch, Vocab, DModel, 1f, ws.Normed, DModel, p.AsSpan(HeadOffset, Vocab * DModel), DModel, 0f, logits, Vocab);
+        }
+
+        // ── The backward pass ───────────────────────────────────────────────────────────────────────────
+        /// <summary>
+        /// Backward over the activations RunLayers kept, starting from ∂loss/∂logits in back.Logits; accumulates into
+        /// <paramref name="gradients"/>, which starts at zero. back.ResidualGradient carries ∂loss/∂r down the residual stream.
+        /// </summary>
+        private void Backward(Workspace ws, global::System.ReadOnlySpan<int> tokens, global::System.Span<float> gradients)
+        {
+            int rows = ws.Batch * ws.Length;
+            var p = Parameters.Values;
+            var back = ws.Backward!;
+            _active = ws;
+            var logitsGradient = back.Logits.AsSpan(0, rows * Vocab);
+            var dr = back.ResidualGradient.AsSpan(0, rows * DModel);
+            // Head: ∂W = (∂logits)ᵀ·RMSNorm_f(r) (tied: the embedding's gradient, to which the lookup adds below); ∂RMSNorm_f(r) = ∂logits·W.
+            global::MambaGen.Cpu.Gemm.Multiply(true, false, Vocab, DModel, rows, 1f, logitsGradient, Vocab, ws.Normed, DModel, 0f, gradients.Slice(HeadOffset, Vocab * DModel), DModel);
+            global::MambaGen.Cpu.Gemm.Multiply(false, false, rows, DModel, Vocab, 1f, logitsGradient, Vocab, p.AsSpan(HeadOffset, Vocab * DModel), DModel, 0f, back.NormedGradient, DModel);
+            // Final norm: ∂r = RMSNorm_f backward, from zero.
+            dr.Clear();
+            global::MambaGen.Cpu.RmsNorm.Backward(ws.Residual, p.AsSpan(Layout.NormF, DModel), back.FinalInverseRms, back.NormedGradient, dr, gradients.Slice(Layout.NormF, DModel), rows, DModel);
+            for (int layer = Layers - 1; layer >= 0; layer--)
+            {
+                var o = Layout.LayerOffsets[layer];
+                ws.Layer = layer;
+                var act = ws.ByLayer[layer];
+                // out_proj: ∂y = ∂r·W_out, ∂W_out = (∂r)ᵀ·y (∂r also flows on unchanged: the residual path).
+                global::MambaGen.Cpu.Gemm.Multiply(false, false, rows, DInner, DModel, 1f, dr, DModel, p.AsSpan(o.OutProj, DModel * DInner), DInner, 0f, back.YGradient, DInnerStride);
+                global::MambaGen.Cpu.Gemm.Multiply(true, false, DModel, DInner, rows, 1f, dr, DModel, act.Y, DInnerStride, 0f, gradients.Slice(o.OutProj, DModel * DInner), DInner);
+                // Scan backward, one task per channel block over every sequence: ∂u, ∂z, and the per-channel gradients of A_log, D, the dt bias and the fixed B/C.
+                _constants.Prepare(p, o);
+                global::MambaGen.Cpu.WorkerPool.For(ChannelBlocks, _scanBackwardTask);
+                // SiLU and causal conv backward, one task per channel block: ∂x (pre-conv) and the conv weight and bias gradients.
+                global::MambaGen.Cpu.WorkerPool.For(ChannelBlocks, _convolveBackwardTask);
+                back.Layer.CopyTo(gradients, o);
+                // in_proj: with normed = RMSNorm(r_in) recomputed, ∂normed = ∂x·W_in[0, ED) + ∂z·W_in[ED, 2ED) and ∂W_in = (∂x | ∂z)ᵀ·normed.
+                global::MambaGen.Cpu.RmsNorm.Forward(act.ResidualIn, p.AsSpan(o.Norm, DModel), NormEpsilon, ws.Normed, default, rows, DModel);
+                global::MambaGen.Cpu.Gemm.Multiply(false, false, rows, DModel, DInner, 1f, back.XInGradient, DInnerStride, p.AsSpan(o.InProj, DInner * DModel), DModel, 0f, back.NormedGradient, DModel);
+                global::MambaGen.Cpu.Gemm.Multiply(false, false, rows, DModel, DInner, 1f, back.GateGradient, DInnerStride, p.AsSpan(o.InProj + DInner * DModel, DInner * DModel), DModel, 1f, back.NormedGradient, DModel);
+                global::MambaGen.Cpu.Gemm.Multiply(true, false, DInner, DModel, rows, 1f, back.XInGradient, DInnerStride, ws.Normed, DModel, 0f, gradients.Slice(o.InProj, DInner * DModel), DModel);
+                global::MambaGen.Cpu.Gemm.Multiply(true, false, DInner, DModel, rows, 1f, back.GateGradient, DInnerStride, ws.Normed, DModel, 0f, gradients.Slice(o.InProj + DInner * DModel, DInner * DModel), DModel);
+                // The block's norm: ∂r += RMSNorm backward (the residual path already carries ∂r).
+                global::MambaGen.Cpu.RmsNorm.Backward(act.ResidualIn, p.AsSpan(o.Norm, DModel), act.InverseRms, back.NormedGradient, dr, gradients.Slice(o.Norm, DModel), rows, DModel);
+            }
+            // Embedding lookup: each token's row of the embedding gradient gains ∂r of its position.
+            global::MambaGen.Cpu.Embedding.ScatterAdd(dr, DModel, tokens, gradients.Slice(Layout.Embedding, Vocab * DModel));
         }
 
         // ── Kernel tasks: index → (sequence, channel block), dispatched to the widest native vectors ──────
         private void ConvolveTask(int index)
         {
-            var ws = _workspace!;
+            var ws = _active!;
+            var act = ws.ByLayer[ws.Layer];
             int sequence = index / ChannelBlocks, firstChannel = index % ChannelBlocks * ChannelBlock;
             global::System.Span<float> history = ws.State is null ? default : ws.State.ConvHistoryOf(ws.Layer, sequence);
             if (global::System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated)
-                Simd512.ConvolveSilu(ws.XIn, ws.XConv, sequence * ws.Length, ws.Length, firstChannel, _constants, history);
+                Simd512.ConvolveSilu(act.XIn, act.XConv, sequence * ws.Length, ws.Length, firstChannel, _constants, history);
             else
-                Simd256.ConvolveSilu(ws.XIn, ws.XConv, sequence * ws.Length, ws.Length, firstChannel, _constants, history);
+                Simd256.ConvolveSilu(act.XIn, act.XConv, sequence * ws.Length, ws.Length, firstChannel, _constants, history);
         }
 
         private void ScanTask(int index)
         {
-            var ws = _workspace!;
+            var ws = _active!;
+            var act = ws.ByLayer[ws.Layer];
             int sequence = index / ChannelBlocks, firstChannel = index % ChannelBlocks * ChannelBlock;
-            // Decoding starts from the saved state and saves the final one (a single chunk as long as the call).
-            global::System.Span<float> state = ws.State is null ? default : ws.State.SsmStateOf(ws.Layer, sequence);
+            // Decoding starts from the saved state and saves the final one; training keeps h every ScanChunk steps.
+            global::System.Span<float> initialState = default, snapshots = default;
+            int snapshotEvery = ws.Length;
+            if (ws.State is not null)
+            {
+                snapshots = ws.State.SsmStateOf(ws.Layer, sequence);
+                initialState = snapshots;
+            }
+            else if (act.Snapshots is not null)
+            {
+                int perSequence = ChunksOf(ws.Length) * DState * DInnerStride;
+                snapshots = act.Snapshots.AsSpan(sequence * perSequence, perSequence);
+                snapshotEvery = ScanChunk;
+            }
             if (global::System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated)
-                Simd512.Scan(ws.XConv, ws.Gate, ws.Y, sequence * ws.Length, ws.Length, firstChannel, _constants, state, state, ws.Length);
+                Simd512.Scan(act.XConv, act.Gate, act.Y, sequence * ws.Length, ws.Length, firstChannel, _constants, initialState, snapshots, snapshotEvery);
             else
-                Simd256.Scan(ws.XConv, ws.Gate, ws.Y, sequence * ws.Length, ws.Length, firstChannel, _constants, state, state, ws.Length);
+                Simd256.Scan(act.XConv, act.Gate, act.Y, sequence * ws.Length, ws.Length, firstChannel, _constants, initialState, snapshots, snapshotEvery);
+        }
+
+        // Backward tasks own a channel block across every sequence, so per-channel gradients need no locks.
+        private void ConvolveBackwardTask(int block)
+        {
+            var ws = _active!;
+            var back = ws.Backward!;
+            if (global::System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated)
+                Simd512.ConvolveBackward(ws.ByLayer[ws.Layer].XIn, back.UGradient, back.XInGradient, ws.Batch, ws.Length, block * ChannelBlock, _constants, back.Layer);
+            else
+                Simd256.ConvolveBackward(ws.ByLayer[ws.Layer].XIn, back.UGradient, back.XInGradient, ws.Batch, ws.Length, block * ChannelBlock, _constants, back.Layer);
+        }
+
+        private void ScanBackwardTask(int block)
+        {
+            var ws = _active!;
+            var act = ws.ByLayer[ws.Layer];
+            var back = ws.Backward!;
+            int rows = ws.Batch * ws.Length;
+            var chunkStates = back.ChunkStates.AsSpan(block * ChunkStatesPerBlock, ChunkStatesPerBlock);
+            if (global::System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated)
+                Simd512.ScanBackward(act.XConv, act.Gate, act.Snapshots, back.YGradient, back.UGradient, back.GateGradient, chunkStates, ws.Batch, ws.Length, block * ChannelBlock, _constants, back.Layer);
+            else
+                Simd256.ScanBackward(act.XConv, act.Gate, act.Snapshots, back.YGradient, back.UGradient, back.GateGradient, chunkStates, ws.Batch, ws.Length, block * ChannelBlock, _constants, back.Layer);
         }
 
         // ── Per-layer constants in kernel layout ────────────────────────────────────────────────────────
@@ -357,7 +467,7 @@ namespace Demo
                     for (int tap = 0; tap < ConvKernel; tap++)
                         ConvWeights[tap * DInnerStride + c] = p[o.ConvWeight + c * ConvKernel + tap];
                 p.AsSpan(o.ConvBias, DInner).CopyTo(ConvBiases);
-                global::System.Numerics.Tensors.TensorPrimitives.Exp(p.AsSpan(o.ALog, DInner * DState), _expALog);
+                global::MambaGen.Cpu.Simd.Exp(p.AsSpan(o.ALog, DInner * DState), _expALog);
                 for (int c = 0; c < DInner; c++)
                     for (int n = 0; n < DState; n++)
                         NegA[n * DInnerStride + c] = -_expALog[c * DState + n];
@@ -373,14 +483,12 @@ namespace Demo
         }
 
         // ── Activation buffers ──────────────────────────────────────────────────────────────────────────
-        /// <summary>Activation buffers for up to <see cref="Rows"/> tokens, reused across calls (grown when a call needs more).</summary>
-        private sealed class Workspace
+        /// <summary>
+        /// One layer's activations for up to a workspace's Rows tokens. Inference shares one instance across layers; training keeps
+        /// one per layer, with what the backward pass needs besides: the block input, its inverse RMS, and scan state snapshots.
+        /// </summary>
+        private sealed class Activations
         {
-            public readonly int Rows;
-            /// <summary>Residual stream r (rows × D).</summary>
-            public readonly float[] Residual;
-            /// <summary>RMSNorm(r): the input of in_proj, and of the head at the end (rows × D).</summary>
-            public readonly float[] Normed;
             /// <summary>x half of in_proj, before the convolution (rows × DInnerStride).</summary>
             public readonly float[] XIn;
             /// <summary>z half of in_proj: the gate (rows × DInnerStride).</summary>
@@ -389,34 +497,139 @@ namespace Demo
             public readonly float[] XConv;
             /// <summary>Gated scan output y ⊙ SiLU(z): the input of out_proj (rows × DInnerStride).</summary>
             public readonly float[] Y;
+            /// <summary>Training: the residual stream entering the layer (rows × D).</summary>
+            public readonly float[]? ResidualIn;
+            /// <summary>Training: rsqrt(mean(r²) + eps) of each row of ResidualIn.</summary>
+            public readonly float[]? InverseRms;
+            /// <summary>Training: h after every ScanChunk steps, [sequence][chunk][n][DInnerStride].</summary>
+            public readonly float[]? Snapshots;
 
-            // The pass in progress, read by the kernel tasks.
-            public int Length;
-            public int Layer;
-            public DecodeState? State;
-
-            public Workspace(int rows)
+            public Activations(int rows, int snapshotRows)
             {
-                Rows = rows;
-                Residual = new float[checked(rows * DModel)];
-                Normed = new float[rows * DModel];
                 XIn = new float[checked(rows * DInnerStride)];
                 Gate = new float[rows * DInnerStride];
                 XConv = new float[rows * DInnerStride];
                 Y = new float[rows * DInnerStride];
+                if (snapshotRows == 0) return;
+                ResidualIn = new float[checked(rows * DModel)];
+                InverseRms = new float[rows];
+                Snapshots = new float[checked(snapshotRows * DState * DInnerStride)];
             }
         }
 
-        private Workspace WorkspaceFor(int rows)
+        /// <summary>Everything a pass over up to <see cref="Rows"/> tokens writes, reused across calls (grown when a call needs more).</summary>
+        private sealed class Workspace
         {
-            if (_workspace is null || _workspace.Rows < rows) _workspace = new Workspace(rows);
-            return _workspace;
+            public readonly int Rows;
+            /// <summary>Training: capacity for scan snapshots, in (sequence, chunk) pairs; 0 for inference.</summary>
+            public readonly int SnapshotRows;
+            /// <summary>Residual stream r (rows × D).</summary>
+            public readonly float[] Residual;
+            /// <summary>RMSNorm(r): the input of in_proj, and RMSNorm_f(r) at the end (rows × D).</summary>
+            public readonly float[] Normed;
+            /// <summary>Each layer's activations (all the same instance for inference).</summary>
+            public readonly Activations[] ByLayer = new Activations[Layers];
+            /// <summary>Training: buffers of the backward pass.</summary>
+            public readonly BackwardBuffers? Backward;
+
+            // The pass in progress, read by the kernel tasks.
+            public int Batch;
+            public int Length;
+            public int Layer;
+            public DecodeState? State;
+
+            public Workspace(int rows, int snapshotRows)
+            {
+                Rows = rows;
+                SnapshotRows = snapshotRows;
+                Residual = new float[checked(rows * DModel)];
+                Normed = new float[rows * DModel];
+                var shared = snapshotRows == 0 ? new Activations(rows, 0) : null;
+                for (int layer = 0; layer < Layers; layer++)
+                    ByLayer[layer] = shared ?? new Activations(rows, snapshotRows);
+                if (snapshotRows > 0) Backward = new BackwardBuffers(rows);
+            }
+        }
+
+        private Workspace InferenceWorkspaceFor(int rows)
+        {
+            if (_inference is null || _inference.Rows < rows) _inference = new Workspace(rows, 0);
+            return _inference;
+        }
+
+        private Workspace TrainingWorkspaceFor(int batch, int length)
+        {
+            int rows = batch * length, snapshotRows = batch * ChunksOf(length);
+            if (_training is null || _training.Rows < rows || _training.SnapshotRows < snapshotRows) _training = new Workspace(rows, snapshotRows);
+            return _training;
+        }
+
+        /// <summary>Per-block scratch of the scan backward: h before and after each step of a chunk, as vectors of ChannelBlock channels.</summary>
+        private const int ChunkStatesPerBlock = (ScanChunk + 1) * DState * ChannelBlock;
+
+        /// <summary>Buffers of the backward pass for up to <paramref name="rows"/> tokens; ED-wide ones at row stride DInnerStride.</summary>
+        private sealed class BackwardBuffers
+        {
+            /// <summary>Logits of the forward pass, then ∂loss/∂logits (rows × Vocab).</summary>
+            public readonly float[] Logits;
+            /// <summary>rsqrt(mean(r²) + eps) of the final norm, per row.</summary>
+            public readonly float[] FinalInverseRms;
+            /// <summary>∂loss/∂r, carried down the residual stream (rows × D).</summary>
+            public readonly float[] ResidualGradient;
+            /// <summary>∂loss/∂(a norm's output) (rows × D).</summary>
+            public readonly float[] NormedGradient;
+            /// <summary>∂loss/∂(gated scan output), i.e. of out_proj's input.</summary>
+            public readonly float[] YGradient;
+            /// <summary>∂loss/∂u, u = SiLU(conv(x)).</summary>
+            public readonly float[] UGradient;
+            /// <summary>∂loss/∂z (the gate half of in_proj).</summary>
+            public readonly float[] GateGradient;
+            /// <summary>∂loss/∂x (the pre-conv half of in_proj).</summary>
+            public readonly float[] XInGradient;
+            public readonly float[] ChunkStates = new float[ChannelBlocks * ChunkStatesPerBlock];
+            /// <summary>The per-channel gradients the kernels produce for the current layer.</summary>
+            public readonly LayerGradients Layer = new LayerGradients();
+
+            public BackwardBuffers(int rows)
+            {
+                Logits = new float[checked(rows * Vocab)];
+                FinalInverseRms = new float[rows];
+                ResidualGradient = new float[rows * DModel];
+                NormedGradient = new float[rows * DModel];
+                YGradient = new float[rows * DInnerStride];
+                UGradient = new float[rows * DInnerStride];
+                GateGradient = new float[rows * DInnerStride];
+                XInGradient = new float[rows * DInnerStride];
+            }
+        }
+
+        /// <summary>One layer's per-channel parameter gradients in the parameters' own layout, written by the backward kernels.</summary>
+        private sealed class LayerGradients
+        {
+            public readonly float[] ConvWeights = new float[DInner * ConvKernel];
+            public readonly float[] ConvBiases = new float[DInner];
+            public readonly float[] ALog = new float[DInner * DState];
+            public readonly float[] DSkip = new float[DInner];
+            public readonly float[] DtBias = new float[DInner];
+            public readonly float[] FixedB = new float[DInner * DState];
+            public readonly float[] FixedC = new float[DInner * DState];
+
+            public void CopyTo(global::System.Span<float> gradients, global::MambaGen.LayerOffsets o)
+            {
+                ConvWeights.CopyTo(gradients.Slice(o.ConvWeight, DInner * ConvKernel));
+                ConvBiases.CopyTo(gradients.Slice(o.ConvBias, DInner));
+                ALog.CopyTo(gradients.Slice(o.ALog, DInner * DState));
+                DSkip.CopyTo(gradients.Slice(o.D, DInner));
+                DtBias.CopyTo(gradients.Slice(o.DtProjBias, DInner));
+                FixedB.CopyTo(gradients.Slice(o.B, DInner * DState));
+                FixedC.CopyTo(gradients.Slice(o.C, DInner * DState));
+            }
         }
 
         // ── Kernels on 512-bit vectors (16 channels per vector) ─────────────────────────────────────────
         /// <summary>
-        /// The convolution and scan kernels on 512-bit vectors. Every kernel checks its buffers once, then reads them
-        /// without bounds checks.
+        /// The convolution and scan kernels, forward and backward, on 512-bit vectors. Every kernel checks its buffers once,
+        /// then reads them without bounds checks.
         /// </summary>
         private static class Simd512
         {
@@ -442,8 +655,15 @@ namespace Demo
             [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
             private static global::System.Runtime.Intrinsics.Vector512<float> Softplus(global::System.Runtime.Intrinsics.Vector512<float> value) => global::MambaGen.Cpu.Simd.Softplus(value);
             [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+            private static global::System.Runtime.Intrinsics.Vector512<float> Sigmoid(global::System.Runtime.Intrinsics.Vector512<float> value) => global::MambaGen.Cpu.Simd.Sigmoid(value);
+            [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
             private static global::System.Runtime.Intrinsics.Vector512<float> Silu(global::System.Runtime.Intrinsics.Vector512<float> value) => global::MambaGen.Cpu.Simd.Silu(value);
+            [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+            private static float Sum(global::System.Runtime.Intrinsics.Vector512<float> value) => global::System.Runtime.Intrinsics.Vector512.Sum(value);
+            [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+            private static float Lane(global::System.Runtime.Intrinsics.Vector512<float> value, int lane) => global::System.Runtime.Intrinsics.Vector512.GetElement(value, lane);
             private static global::System.Runtime.Intrinsics.Vector512<float> Zero => global::System.Runtime.Intrinsics.Vector512<float>.Zero;
+            private static global::System.Runtime.Intrinsics.Vector512<float> One => global::System.Runtime.Intrinsics.Vector512<float>.One;
 
             /// <summary>
             /// x_conv[t, c] = SiLU(b[c] + Σ_k w[c, k]·x[t − 3 + k, c]) for one sequence (rows firstRow.., length of them) and channels
@@ -451,6 +671,7 @@ namespace Demo
             /// The 3 previous inputs slide through registers, zero before the sequence starts; a non-empty
             /// <paramref name="history"/> (3 rows of DInnerStride, oldest first) seeds them and receives their final values.
             /// </summary>
+            [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
             public static void ConvolveSilu(global::System.ReadOnlySpan<float> xIn, global::System.Span<float> xConv, int firstRow, int length, int firstChannel, LayerConstants constants, global::System.Span<float> history)
             {
                 global::MambaGen.Cpu.Bounds.Require(xIn.Length, (firstRow + length) * DInnerStride, nameof(xIn));
@@ -496,15 +717,16 @@ namespace Demo
             /// <paramref name="initialState"/> (empty: h = 0) holds h as [n][DInnerStride]. After every <paramref name="snapshotEvery"/>
             /// steps and at the end, h is written to <paramref name="snapshots"/> (unless empty) at [chunk][n][DInnerStride].
             /// </summary>
+            [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
             public static void Scan(global::System.ReadOnlySpan<float> xConv, global::System.ReadOnlySpan<float> gate, global::System.Span<float> y, int firstRow, int length, int firstChannel, LayerConstants constants, global::System.ReadOnlySpan<float> initialState, global::System.Span<float> snapshots, int snapshotEvery)
             {
                 int rowsEnd = firstRow + length;
                 global::MambaGen.Cpu.Bounds.Require(xConv.Length, rowsEnd * DInnerStride, nameof(xConv));
                 global::MambaGen.Cpu.Bounds.Require(gate.Length, rowsEnd * DInnerStride, nameof(gate));
-                global::MambaGen.Cpu.Bounds.Require(y.Length, rowsEnd * DInnerStride, nameof(y));
-                if (snapshotEvery < 1) throw new global::System.ArgumentOutOfRangeException(nameof(snapshotEvery));
                 ref float u = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(xConv);
                 ref float z = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(gate);
+                global::MambaGen.Cpu.Bounds.Require(y.Length, rowsEnd * DInnerStride, nameof(y));
+                if (snapshotEvery < 1) throw new global::System.ArgumentOutOfRangeException(nameof(snapshotEvery));
                 ref float output = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(y);
                 global::System.Span<global::System.Runtime.Intrinsics.Vector512<float>> h = stackalloc global::System.Runtime.Intrinsics.Vector512<float>[DState];
                 global::System.Span<global::System.Runtime.Intrinsics.Vector512<float>> decay = stackalloc global::System.Runtime.Intrinsics.Vector512<float>[DState];
@@ -548,12 +770,221 @@ namespace Demo
                 }
             }
 
+            /// <summary>
+            /// Backward of ConvolveSilu for one block of channels over every sequence, walking time backwards. With
+            /// pre[t] recomputed from the inputs and ∂pre[t] = ∂u[t]·SiLU′(pre[t]):
+            ///   ∂x[t] = Σ_k w[k]·∂pre[t + 3 − k] (zero past the end), ∂w[k] = Σ_t ∂pre[t]·x[t − 3 + k], ∂b = Σ_t ∂pre[t].
+            /// The K inputs and the K − 1 later ∂pre values slide through registers; the weight gradients of the block's channels go
+            /// to <paramref name="gradients"/> (padding lanes dropped).
+            /// </summary>
+            [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+            public static void ConvolveBackward(global::System.ReadOnlySpan<float> xIn, global::System.ReadOnlySpan<float> uGradient, global::System.Span<float> xInGradient, int batch, int length, int firstChannel, LayerConstants constants, LayerGradients gradients)
+            {
+                int rows = batch * length;
+                global::MambaGen.Cpu.Bounds.Require(xIn.Length, rows * DInnerStride, nameof(xIn));
+                global::MambaGen.Cpu.Bounds.Require(uGradient.Length, rows * DInnerStride, nameof(uGradient));
+                global::MambaGen.Cpu.Bounds.Require(xInGradient.Length, rows * DInnerStride, nameof(xInGradient));
+                ref float input = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(xIn);
+                ref float du = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(uGradient);
+                ref float dx = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(xInGradient);
+                for (int c = firstChannel; c < firstChannel + ChannelBlock; c += Width)
+                {
+                    var tap0 = Get(constants.ConvWeights, 0 * DInnerStride + c);
+                    var tap1 = Get(constants.ConvWeights, 1 * DInnerStride + c);
+                    var tap2 = Get(constants.ConvWeights, 2 * DInnerStride + c);
+                    var tap3 = Get(constants.ConvWeights, 3 * DInnerStride + c);
+                    var bias = Get(constants.ConvBiases, c);
+                    var tapGradient0 = Zero; var tapGradient1 = Zero; var tapGradient2 = Zero; var tapGradient3 = Zero;
+                    var biasGradient = Zero;
+                    for (int sequence = 0; sequence < batch; sequence++)
+                    {
+                        int firstRow = sequence * length;
+                        // x[t − 3] .. x[t] for t = length − 1, oldest first, zero before the sequence starts.
+                        var x0 = length - 4 >= 0 ? Load(ref input, (nuint)((firstRow + length - 4) * DInnerStride + c)) : Zero;
+                        var x1 = length - 3 >= 0 ? Load(ref input, (nuint)((firstRow + length - 3) * DInnerStride + c)) : Zero;
+                        var x2 = length - 2 >= 0 ? Load(ref input, (nuint)((firstRow + length - 2) * DInnerStride + c)) : Zero;
+                        var x3 = length - 1 >= 0 ? Load(ref input, (nuint)((firstRow + length - 1) * DInnerStride + c)) : Zero;
+                        // ∂pre[t + 1] .. ∂pre[t + 3], zero past the end.
+                        var later1 = Zero; var later2 = Zero; var later3 = Zero;
+                        for (int t = length - 1; t >= 0; t--)
+                        {
+                            nuint at = (nuint)((firstRow + t) * DInnerStride + c);
+                            var pre = Fma(tap0, x0, bias);
+                            pre = Fma(tap1, x1, pre);
+                            pre = Fma(tap2, x2, pre);
+                            pre = Fma(tap3, x3, pre);
+                            var sigmoid = Sigmoid(pre);
+                            var preGradient = Load(ref du, at) * sigmoid * (One + pre * (One - sigmoid));
+                            var inputGradient = tap3 * preGradient;
+                            inputGradient = Fma(tap2, later1, inputGradient);
+                            inputGradient = Fma(tap1, later2, inputGradient);
+                            inputGradient = Fma(tap0, later3, inputGradient);
+                            Store(inputGradient, ref dx, at);
+                            tapGradient0 = Fma(preGradient, x0, tapGradient0);
+                            tapGradient1 = Fma(preGradient, x1, tapGradient1);
+                            tapGradient2 = Fma(preGradient, x2, tapGradient2);
+                            tapGradient3 = Fma(preGradient, x3, tapGradient3);
+                            biasGradient += preGradient;
+                            later3 = later2; later2 = later1; later1 = preGradient;
+                            x3 = x2; x2 = x1; x1 = x0;
+                            x0 = t - 4 >= 0 ? Load(ref input, (nuint)((firstRow + t - 4) * DInnerStride + c)) : Zero;
+                        }
+                    }
+                    for (int lane = 0; lane < Width && c + lane < DInner; lane++)
+                    {
+                        gradients.ConvWeights[(c + lane) * ConvKernel + 0] = Lane(tapGradient0, lane);
+                        gradients.ConvWeights[(c + lane) * ConvKernel + 1] = Lane(tapGradient1, lane);
+                        gradients.ConvWeights[(c + lane) * ConvKernel + 2] = Lane(tapGradient2, lane);
+                        gradients.ConvWeights[(c + lane) * ConvKernel + 3] = Lane(tapGradient3, lane);
+                        gradients.ConvBiases[c + lane] = Lane(biasGradient, lane);
+                    }
+                }
+            }
+
+            /// <summary>
+            /// Backward of Scan for one block of channels over every sequence. Per sequence it walks the chunks from last to first:
+            /// h is recomputed through the chunk from the snapshot before it (chunkStates: h before and after every step),
+            /// then the chunk is walked backwards with g[n] = ∂loss/∂h[t + 1]·exp(Δ[t + 1]·A[n]) carried between steps:
+            ///   ∂y = ∂out·SiLU(z), ∂z = ∂out·y·SiLU′(z), ∂h[n] = g[n] + ∂y·C[n], q[n] = ∂h[n]·exp(Δ·A[n])·h[t − 1][n],
+            ///   ∂Δ = Σ_n (A[n]·q[n] + ∂h[n]·B[n]·x), ∂A[n] += q[n]·Δ, ∂B[n] += ∂h[n]·Δ·x, ∂C[n] += ∂y·h[t][n],
+            ///   ∂x = ∂y·D + Σ_n ∂h[n]·Δ·B[n], ∂D += ∂y·x, g[n] = ∂h[n]·exp(Δ·A[n]); Δ = softplus(b_dt) gathers ∂b_dt = sigmoid(b_dt)·Σ ∂Δ.
+            /// Per-channel gradients (A_log = ∂A·A, since A = −exp(A_log); D; the dt bias; the fixed B/C) go to <paramref name="gradients"/>.
+            /// </summary>
+            [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+            public static void ScanBackward(global::System.ReadOnlySpan<float> xConv, global::System.ReadOnlySpan<float> gate, global::System.ReadOnlySpan<float> snapshots, global::System.ReadOnlySpan<float> outputGradient, global::System.Span<float> uGradient, global::System.Span<float> gateGradient, global::System.Span<float> chunkStates, int batch, int length, int firstChannel, LayerConstants constants, LayerGradients gradients)
+            {
+                int rows = batch * length, chunks = ChunksOf(length);
+                global::MambaGen.Cpu.Bounds.Require(xConv.Length, rows * DInnerStride, nameof(xConv));
+                global::MambaGen.Cpu.Bounds.Require(gate.Length, rows * DInnerStride, nameof(gate));
+                ref float u = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(xConv);
+                ref float z = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(gate);
+                global::MambaGen.Cpu.Bounds.Require(snapshots.Length, batch * chunks * DState * DInnerStride, nameof(snapshots));
+                global::MambaGen.Cpu.Bounds.Require(outputGradient.Length, rows * DInnerStride, nameof(outputGradient));
+                global::MambaGen.Cpu.Bounds.Require(uGradient.Length, rows * DInnerStride, nameof(uGradient));
+                global::MambaGen.Cpu.Bounds.Require(gateGradient.Length, rows * DInnerStride, nameof(gateGradient));
+                global::MambaGen.Cpu.Bounds.Require(chunkStates.Length, (ScanChunk + 1) * DState * Width, nameof(chunkStates));
+                ref float dOut = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(outputGradient);
+                ref float du = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(uGradient);
+                ref float dz = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(gateGradient);
+                ref float states = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(chunkStates);
+                global::System.Span<global::System.Runtime.Intrinsics.Vector512<float>> h = stackalloc global::System.Runtime.Intrinsics.Vector512<float>[DState];
+                global::System.Span<global::System.Runtime.Intrinsics.Vector512<float>> carry = stackalloc global::System.Runtime.Intrinsics.Vector512<float>[DState];
+                global::System.Span<global::System.Runtime.Intrinsics.Vector512<float>> aGradient = stackalloc global::System.Runtime.Intrinsics.Vector512<float>[DState];
+                global::System.Span<global::System.Runtime.Intrinsics.Vector512<float>> bGradient = stackalloc global::System.Runtime.Intrinsics.Vector512<float>[DState];
+                global::System.Span<global::System.Runtime.Intrinsics.Vector512<float>> cGradient = stackalloc global::System.Runtime.Intrinsics.Vector512<float>[DState];
+                global::System.Span<global::System.Runtime.Intrinsics.Vector512<float>> a = stackalloc global::System.Runtime.Intrinsics.Vector512<float>[DState];
+                global::System.Span<global::System.Runtime.Intrinsics.Vector512<float>> decay = stackalloc global::System.Runtime.Intrinsics.Vector512<float>[DState];
+                global::System.Span<global::System.Runtime.Intrinsics.Vector512<float>> b = stackalloc global::System.Runtime.Intrinsics.Vector512<float>[DState];
+                global::System.Span<global::System.Runtime.Intrinsics.Vector512<float>> deltaB = stackalloc global::System.Runtime.Intrinsics.Vector512<float>[DState];
+                global::System.Span<global::System.Runtime.Intrinsics.Vector512<float>> c = stackalloc global::System.Runtime.Intrinsics.Vector512<float>[DState];
+                const int StepStride = DState * Width;
+                for (int channel = firstChannel; channel < firstChannel + ChannelBlock; channel += Width)
+                {
+                    var dSkip = Get(constants.DSkip, channel);
+                    var dtBias = Get(constants.DtBias, channel);
+                    var delta = Softplus(dtBias);
+                    for (int n = 0; n < DState; n++)
+                    {
+                        a[n] = Get(constants.NegA, n * DInnerStride + channel);
+                        decay[n] = Exp(delta * a[n]);
+                        b[n] = Get(constants.FixedB, n * DInnerStride + channel);
+                        deltaB[n] = delta * b[n];
+                        c[n] = Get(constants.FixedC, n * DInnerStride + channel);
+                        aGradient[n] = Zero;
+                        bGradient[n] = Zero;
+                        cGradient[n] = Zero;
+                    }
+                    var dSkipGradient = Zero;
+                    var deltaGradient = Zero;
+                    for (int sequence = 0; sequence < batch; sequence++)
+                    {
+                        int firstRow = sequence * length;
+                        for (int n = 0; n < DState; n++) carry[n] = Zero;
+                        for (int chunk = chunks - 1; chunk >= 0; chunk--)
+                        {
+                            int chunkStart = chunk * ScanChunk, chunkEnd = global::System.Math.Min(length, chunkStart + ScanChunk);
+                            // Recompute h through the chunk, from the state the forward pass kept before it (zero for the first).
+                            for (int n = 0; n < DState; n++)
+                            {
+                                h[n] = chunk == 0 ? Zero : Get(snapshots, ((sequence * chunks + chunk - 1) * DState + n) * DInnerStride + channel);
+                                Store(h[n], ref states, (nuint)(n * Width));
+                            }
+                            for (int t = chunkStart; t < chunkEnd; t++)
+                            {
+                                int row = firstRow + t;
+                                nuint at = (nuint)(row * DInnerStride + channel);
+                                var x = Load(ref u, at);
+                                nuint slot = (nuint)((t - chunkStart) * StepStride);
+                                for (int n = 0; n < DState; n++)
+                                {
+                                    h[n] = Fma(decay[n], h[n], deltaB[n] * x);
+                                    Store(h[n], ref states, slot + (nuint)(StepStride + n * Width));
+                                }
+                            }
+                            // Walk the chunk backwards.
+                            for (int t = chunkEnd - 1; t >= chunkStart; t--)
+                            {
+                                int row = firstRow + t;
+                                nuint at = (nuint)(row * DInnerStride + channel);
+                                var x = Load(ref u, at);
+                                var deltaX = delta * x;
+                                nuint slot = (nuint)((t - chunkStart) * StepStride);
+                                var gateValue = Load(ref z, at);
+                                var gateSigmoid = Sigmoid(gateValue);
+                                var outGradient = Load(ref dOut, at);
+                                var yGradient = outGradient * (gateValue * gateSigmoid);
+                                var y = dSkip * x;
+                                var xGradient = yGradient * dSkip;
+                                dSkipGradient = Fma(yGradient, x, dSkipGradient);
+                                var deltaGradientT = Zero;
+                                for (int n = 0; n < DState; n++)
+                                {
+                                    var hBefore = Load(ref states, slot + (nuint)(n * Width));
+                                    var hNow = Load(ref states, slot + (nuint)(StepStride + n * Width));
+                                    var decayN = decay[n];
+                                    var bN = b[n];
+                                    var cN = c[n];
+                                    y = Fma(cN, hNow, y);
+                                    cGradient[n] = Fma(yGradient, hNow, cGradient[n]);
+                                    var hGradient = Fma(yGradient, cN, carry[n]);
+                                    var q = hGradient * decayN * hBefore;
+                                    deltaGradientT = Fma(a[n], q, deltaGradientT);
+                                    deltaGradientT = Fma(hGradient * bN, x, deltaGradientT);
+                                    aGradient[n] = Fma(q, delta, aGradient[n]);
+                                    bGradient[n] = Fma(hGradient, deltaX, bGradient[n]);
+                                    xGradient = Fma(hGradient * delta, bN, xGradient);
+                                    carry[n] = hGradient * decayN;
+                                }
+                                Store(xGradient, ref du, at);
+                                // d/dz [z·sigmoid(z)] = sigmoid(z)·(1 + z·(1 − sigmoid(z))).
+                                Store(outGradient * y * gateSigmoid * (One + gateValue * (One - gateSigmoid)), ref dz, at);
+                                deltaGradient += deltaGradientT;
+                            }
+                        }
+                    }
+                    var dtBiasGradient = deltaGradient * Sigmoid(dtBias);
+                    // This vector's per-channel gradients; padding lanes are dropped.
+                    for (int lane = 0; lane < Width && channel + lane < DInner; lane++)
+                    {
+                        int target = channel + lane;
+                        gradients.DSkip[target] = Lane(dSkipGradient, lane);
+                        gradients.DtBias[target] = Lane(dtBiasGradient, lane);
+                        for (int n = 0; n < DState; n++)
+                        {
+                            gradients.ALog[target * DState + n] = Lane(aGradient[n] * a[n], lane);
+                            gradients.FixedB[target * DState + n] = Lane(bGradient[n], lane);
+                            gradients.FixedC[target * DState + n] = Lane(cGradient[n], lane);
+                        }
+                    }
+                }
+            }
+
         }
 
         // ── Kernels on 256-bit vectors (8 channels per vector) ─────────────────────────────────────────
         /// <summary>
-        /// The convolution and scan kernels on 256-bit vectors. Every kernel checks its buffers once, then reads them
-        /// without bounds checks.
+        /// The convolution and scan kernels, forward and backward, on 256-bit vectors. Every kernel checks its buffers once,
+        /// then reads them without bounds checks.
         /// </summary>
         private static class Simd256
         {
@@ -579,8 +1010,15 @@ namespace Demo
             [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
             private static global::System.Runtime.Intrinsics.Vector256<float> Softplus(global::System.Runtime.Intrinsics.Vector256<float> value) => global::MambaGen.Cpu.Simd.Softplus(value);
             [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+            private static global::System.Runtime.Intrinsics.Vector256<float> Sigmoid(global::System.Runtime.Intrinsics.Vector256<float> value) => global::MambaGen.Cpu.Simd.Sigmoid(value);
+            [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
             private static global::System.Runtime.Intrinsics.Vector256<float> Silu(global::System.Runtime.Intrinsics.Vector256<float> value) => global::MambaGen.Cpu.Simd.Silu(value);
+            [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+            private static float Sum(global::System.Runtime.Intrinsics.Vector256<float> value) => global::System.Runtime.Intrinsics.Vector256.Sum(value);
+            [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+            private static float Lane(global::System.Runtime.Intrinsics.Vector256<float> value, int lane) => global::System.Runtime.Intrinsics.Vector256.GetElement(value, lane);
             private static global::System.Runtime.Intrinsics.Vector256<float> Zero => global::System.Runtime.Intrinsics.Vector256<float>.Zero;
+            private static global::System.Runtime.Intrinsics.Vector256<float> One => global::System.Runtime.Intrinsics.Vector256<float>.One;
 
             /// <summary>
             /// x_conv[t, c] = SiLU(b[c] + Σ_k w[c, k]·x[t − 3 + k, c]) for one sequence (rows firstRow.., length of them) and channels
@@ -588,6 +1026,7 @@ namespace Demo
             /// The 3 previous inputs slide through registers, zero before the sequence starts; a non-empty
             /// <paramref name="history"/> (3 rows of DInnerStride, oldest first) seeds them and receives their final values.
             /// </summary>
+            [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
             public static void ConvolveSilu(global::System.ReadOnlySpan<float> xIn, global::System.Span<float> xConv, int firstRow, int length, int firstChannel, LayerConstants constants, global::System.Span<float> history)
             {
                 global::MambaGen.Cpu.Bounds.Require(xIn.Length, (firstRow + length) * DInnerStride, nameof(xIn));
@@ -633,15 +1072,16 @@ namespace Demo
             /// <paramref name="initialState"/> (empty: h = 0) holds h as [n][DInnerStride]. After every <paramref name="snapshotEvery"/>
             /// steps and at the end, h is written to <paramref name="snapshots"/> (unless empty) at [chunk][n][DInnerStride].
             /// </summary>
+            [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
             public static void Scan(global::System.ReadOnlySpan<float> xConv, global::System.ReadOnlySpan<float> gate, global::System.Span<float> y, int firstRow, int length, int firstChannel, LayerConstants constants, global::System.ReadOnlySpan<float> initialState, global::System.Span<float> snapshots, int snapshotEvery)
             {
                 int rowsEnd = firstRow + length;
                 global::MambaGen.Cpu.Bounds.Require(xConv.Length, rowsEnd * DInnerStride, nameof(xConv));
                 global::MambaGen.Cpu.Bounds.Require(gate.Length, rowsEnd * DInnerStride, nameof(gate));
-                global::MambaGen.Cpu.Bounds.Require(y.Length, rowsEnd * DInnerStride, nameof(y));
-                if (snapshotEvery < 1) throw new global::System.ArgumentOutOfRangeException(nameof(snapshotEvery));
                 ref float u = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(xConv);
                 ref float z = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(gate);
+                global::MambaGen.Cpu.Bounds.Require(y.Length, rowsEnd * DInnerStride, nameof(y));
+                if (snapshotEvery < 1) throw new global::System.ArgumentOutOfRangeException(nameof(snapshotEvery));
                 ref float output = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(y);
                 global::System.Span<global::System.Runtime.Intrinsics.Vector256<float>> h = stackalloc global::System.Runtime.Intrinsics.Vector256<float>[DState];
                 global::System.Span<global::System.Runtime.Intrinsics.Vector256<float>> decay = stackalloc global::System.Runtime.Intrinsics.Vector256<float>[DState];
@@ -680,6 +1120,215 @@ namespace Demo
                             int chunk = chunkStart / snapshotEvery;
                             for (int n = 0; n < DState; n++)
                                 Put(h[n], snapshots, (chunk * DState + n) * DInnerStride + channel);
+                        }
+                    }
+                }
+            }
+
+            /// <summary>
+            /// Backward of ConvolveSilu for one block of channels over every sequence, walking time backwards. With
+            /// pre[t] recomputed from the inputs and ∂pre[t] = ∂u[t]·SiLU′(pre[t]):
+            ///   ∂x[t] = Σ_k w[k]·∂pre[t + 3 − k] (zero past the end), ∂w[k] = Σ_t ∂pre[t]·x[t − 3 + k], ∂b = Σ_t ∂pre[t].
+            /// The K inputs and the K − 1 later ∂pre values slide through registers; the weight gradients of the block's channels go
+            /// to <paramref name="gradients"/> (padding lanes dropped).
+            /// </summary>
+            [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+            public static void ConvolveBackward(global::System.ReadOnlySpan<float> xIn, global::System.ReadOnlySpan<float> uGradient, global::System.Span<float> xInGradient, int batch, int length, int firstChannel, LayerConstants constants, LayerGradients gradients)
+            {
+                int rows = batch * length;
+                global::MambaGen.Cpu.Bounds.Require(xIn.Length, rows * DInnerStride, nameof(xIn));
+                global::MambaGen.Cpu.Bounds.Require(uGradient.Length, rows * DInnerStride, nameof(uGradient));
+                global::MambaGen.Cpu.Bounds.Require(xInGradient.Length, rows * DInnerStride, nameof(xInGradient));
+                ref float input = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(xIn);
+                ref float du = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(uGradient);
+                ref float dx = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(xInGradient);
+                for (int c = firstChannel; c < firstChannel + ChannelBlock; c += Width)
+                {
+                    var tap0 = Get(constants.ConvWeights, 0 * DInnerStride + c);
+                    var tap1 = Get(constants.ConvWeights, 1 * DInnerStride + c);
+                    var tap2 = Get(constants.ConvWeights, 2 * DInnerStride + c);
+                    var tap3 = Get(constants.ConvWeights, 3 * DInnerStride + c);
+                    var bias = Get(constants.ConvBiases, c);
+                    var tapGradient0 = Zero; var tapGradient1 = Zero; var tapGradient2 = Zero; var tapGradient3 = Zero;
+                    var biasGradient = Zero;
+                    for (int sequence = 0; sequence < batch; sequence++)
+                    {
+                        int firstRow = sequence * length;
+                        // x[t − 3] .. x[t] for t = length − 1, oldest first, zero before the sequence starts.
+                        var x0 = length - 4 >= 0 ? Load(ref input, (nuint)((firstRow + length - 4) * DInnerStride + c)) : Zero;
+                        var x1 = length - 3 >= 0 ? Load(ref input, (nuint)((firstRow + length - 3) * DInnerStride + c)) : Zero;
+                        var x2 = length - 2 >= 0 ? Load(ref input, (nuint)((firstRow + length - 2) * DInnerStride + c)) : Zero;
+                        var x3 = length - 1 >= 0 ? Load(ref input, (nuint)((firstRow + length - 1) * DInnerStride + c)) : Zero;
+                        // ∂pre[t + 1] .. ∂pre[t + 3], zero past the end.
+                        var later1 = Zero; var later2 = Zero; var later3 = Zero;
+                        for (int t = length - 1; t >= 0; t--)
+                        {
+                            nuint at = (nuint)((firstRow + t) * DInnerStride + c);
+                            var pre = Fma(tap0, x0, bias);
+                            pre = Fma(tap1, x1, pre);
+                            pre = Fma(tap2, x2, pre);
+                            pre = Fma(tap3, x3, pre);
+                            var sigmoid = Sigmoid(pre);
+                            var preGradient = Load(ref du, at) * sigmoid * (One + pre * (One - sigmoid));
+                            var inputGradient = tap3 * preGradient;
+                            inputGradient = Fma(tap2, later1, inputGradient);
+                            inputGradient = Fma(tap1, later2, inputGradient);
+                            inputGradient = Fma(tap0, later3, inputGradient);
+                            Store(inputGradient, ref dx, at);
+                            tapGradient0 = Fma(preGradient, x0, tapGradient0);
+                            tapGradient1 = Fma(preGradient, x1, tapGradient1);
+                            tapGradient2 = Fma(preGradient, x2, tapGradient2);
+                            tapGradient3 = Fma(preGradient, x3, tapGradient3);
+                            biasGradient += preGradient;
+                            later3 = later2; later2 = later1; later1 = preGradient;
+                            x3 = x2; x2 = x1; x1 = x0;
+                            x0 = t - 4 >= 0 ? Load(ref input, (nuint)((firstRow + t - 4) * DInnerStride + c)) : Zero;
+                        }
+                    }
+                    for (int lane = 0; lane < Width && c + lane < DInner; lane++)
+                    {
+                        gradients.ConvWeights[(c + lane) * ConvKernel + 0] = Lane(tapGradient0, lane);
+                        gradients.ConvWeights[(c + lane) * ConvKernel + 1] = Lane(tapGradient1, lane);
+                        gradients.ConvWeights[(c + lane) * ConvKernel + 2] = Lane(tapGradient2, lane);
+                        gradients.ConvWeights[(c + lane) * ConvKernel + 3] = Lane(tapGradient3, lane);
+                        gradients.ConvBiases[c + lane] = Lane(biasGradient, lane);
+                    }
+                }
+            }
+
+            /// <summary>
+            /// Backward of Scan for one block of channels over every sequence. Per sequence it walks the chunks from last to first:
+            /// h is recomputed through the chunk from the snapshot before it (chunkStates: h before and after every step),
+            /// then the chunk is walked backwards with g[n] = ∂loss/∂h[t + 1]·exp(Δ[t + 1]·A[n]) carried between steps:
+            ///   ∂y = ∂out·SiLU(z), ∂z = ∂out·y·SiLU′(z), ∂h[n] = g[n] + ∂y·C[n], q[n] = ∂h[n]·exp(Δ·A[n])·h[t − 1][n],
+            ///   ∂Δ = Σ_n (A[n]·q[n] + ∂h[n]·B[n]·x), ∂A[n] += q[n]·Δ, ∂B[n] += ∂h[n]·Δ·x, ∂C[n] += ∂y·h[t][n],
+            ///   ∂x = ∂y·D + Σ_n ∂h[n]·Δ·B[n], ∂D += ∂y·x, g[n] = ∂h[n]·exp(Δ·A[n]); Δ = softplus(b_dt) gathers ∂b_dt = sigmoid(b_dt)·Σ ∂Δ.
+            /// Per-channel gradients (A_log = ∂A·A, since A = −exp(A_log); D; the dt bias; the fixed B/C) go to <paramref name="gradients"/>.
+            /// </summary>
+            [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+            public static void ScanBackward(global::System.ReadOnlySpan<float> xConv, global::System.ReadOnlySpan<float> gate, global::System.ReadOnlySpan<float> snapshots, global::System.ReadOnlySpan<float> outputGradient, global::System.Span<float> uGradient, global::System.Span<float> gateGradient, global::System.Span<float> chunkStates, int batch, int length, int firstChannel, LayerConstants constants, LayerGradients gradients)
+            {
+                int rows = batch * length, chunks = ChunksOf(length);
+                global::MambaGen.Cpu.Bounds.Require(xConv.Length, rows * DInnerStride, nameof(xConv));
+                global::MambaGen.Cpu.Bounds.Require(gate.Length, rows * DInnerStride, nameof(gate));
+                ref float u = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(xConv);
+                ref float z = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(gate);
+                global::MambaGen.Cpu.Bounds.Require(snapshots.Length, batch * chunks * DState * DInnerStride, nameof(snapshots));
+                global::MambaGen.Cpu.Bounds.Require(outputGradient.Length, rows * DInnerStride, nameof(outputGradient));
+                global::MambaGen.Cpu.Bounds.Require(uGradient.Length, rows * DInnerStride, nameof(uGradient));
+                global::MambaGen.Cpu.Bounds.Require(gateGradient.Length, rows * DInnerStride, nameof(gateGradient));
+                global::MambaGen.Cpu.Bounds.Require(chunkStates.Length, (ScanChunk + 1) * DState * Width, nameof(chunkStates));
+                ref float dOut = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(outputGradient);
+                ref float du = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(uGradient);
+                ref float dz = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(gateGradient);
+                ref float states = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(chunkStates);
+                global::System.Span<global::System.Runtime.Intrinsics.Vector256<float>> h = stackalloc global::System.Runtime.Intrinsics.Vector256<float>[DState];
+                global::System.Span<global::System.Runtime.Intrinsics.Vector256<float>> carry = stackalloc global::System.Runtime.Intrinsics.Vector256<float>[DState];
+                global::System.Span<global::System.Runtime.Intrinsics.Vector256<float>> aGradient = stackalloc global::System.Runtime.Intrinsics.Vector256<float>[DState];
+                global::System.Span<global::System.Runtime.Intrinsics.Vector256<float>> bGradient = stackalloc global::System.Runtime.Intrinsics.Vector256<float>[DState];
+                global::System.Span<global::System.Runtime.Intrinsics.Vector256<float>> cGradient = stackalloc global::System.Runtime.Intrinsics.Vector256<float>[DState];
+                global::System.Span<global::System.Runtime.Intrinsics.Vector256<float>> a = stackalloc global::System.Runtime.Intrinsics.Vector256<float>[DState];
+                global::System.Span<global::System.Runtime.Intrinsics.Vector256<float>> decay = stackalloc global::System.Runtime.Intrinsics.Vector256<float>[DState];
+                global::System.Span<global::System.Runtime.Intrinsics.Vector256<float>> b = stackalloc global::System.Runtime.Intrinsics.Vector256<float>[DState];
+                global::System.Span<global::System.Runtime.Intrinsics.Vector256<float>> deltaB = stackalloc global::System.Runtime.Intrinsics.Vector256<float>[DState];
+                global::System.Span<global::System.Runtime.Intrinsics.Vector256<float>> c = stackalloc global::System.Runtime.Intrinsics.Vector256<float>[DState];
+                const int StepStride = DState * Width;
+                for (int channel = firstChannel; channel < firstChannel + ChannelBlock; channel += Width)
+                {
+                    var dSkip = Get(constants.DSkip, channel);
+                    var dtBias = Get(constants.DtBias, channel);
+                    var delta = Softplus(dtBias);
+                    for (int n = 0; n < DState; n++)
+                    {
+                        a[n] = Get(constants.NegA, n * DInnerStride + channel);
+                        decay[n] = Exp(delta * a[n]);
+                        b[n] = Get(constants.FixedB, n * DInnerStride + channel);
+                        deltaB[n] = delta * b[n];
+                        c[n] = Get(constants.FixedC, n * DInnerStride + channel);
+                        aGradient[n] = Zero;
+                        bGradient[n] = Zero;
+                        cGradient[n] = Zero;
+                    }
+                    var dSkipGradient = Zero;
+                    var deltaGradient = Zero;
+                    for (int sequence = 0; sequence < batch; sequence++)
+                    {
+                        int firstRow = sequence * length;
+                        for (int n = 0; n < DState; n++) carry[n] = Zero;
+                        for (int chunk = chunks - 1; chunk >= 0; chunk--)
+                        {
+                            int chunkStart = chunk * ScanChunk, chunkEnd = global::System.Math.Min(length, chunkStart + ScanChunk);
+                            // Recompute h through the chunk, from the state the forward pass kept before it (zero for the first).
+                            for (int n = 0; n < DState; n++)
+                            {
+                                h[n] = chunk == 0 ? Zero : Get(snapshots, ((sequence * chunks + chunk - 1) * DState + n) * DInnerStride + channel);
+                                Store(h[n], ref states, (nuint)(n * Width));
+                            }
+                            for (int t = chunkStart; t < chunkEnd; t++)
+                            {
+                                int row = firstRow + t;
+                                nuint at = (nuint)(row * DInnerStride + channel);
+                                var x = Load(ref u, at);
+                                nuint slot = (nuint)((t - chunkStart) * StepStride);
+                                for (int n = 0; n < DState; n++)
+                                {
+                                    h[n] = Fma(decay[n], h[n], deltaB[n] * x);
+                                    Store(h[n], ref states, slot + (nuint)(StepStride + n * Width));
+                                }
+                            }
+                            // Walk the chunk backwards.
+                            for (int t = chunkEnd - 1; t >= chunkStart; t--)
+                            {
+                                int row = firstRow + t;
+                                nuint at = (nuint)(row * DInnerStride + channel);
+                                var x = Load(ref u, at);
+                                var deltaX = delta * x;
+                                nuint slot = (nuint)((t - chunkStart) * StepStride);
+                                var gateValue = Load(ref z, at);
+                                var gateSigmoid = Sigmoid(gateValue);
+                                var outGradient = Load(ref dOut, at);
+                                var yGradient = outGradient * (gateValue * gateSigmoid);
+                                var y = dSkip * x;
+                                var xGradient = yGradient * dSkip;
+                                dSkipGradient = Fma(yGradient, x, dSkipGradient);
+                                var deltaGradientT = Zero;
+                                for (int n = 0; n < DState; n++)
+                                {
+                                    var hBefore = Load(ref states, slot + (nuint)(n * Width));
+                                    var hNow = Load(ref states, slot + (nuint)(StepStride + n * Width));
+                                    var decayN = decay[n];
+                                    var bN = b[n];
+                                    var cN = c[n];
+                                    y = Fma(cN, hNow, y);
+                                    cGradient[n] = Fma(yGradient, hNow, cGradient[n]);
+                                    var hGradient = Fma(yGradient, cN, carry[n]);
+                                    var q = hGradient * decayN * hBefore;
+                                    deltaGradientT = Fma(a[n], q, deltaGradientT);
+                                    deltaGradientT = Fma(hGradient * bN, x, deltaGradientT);
+                                    aGradient[n] = Fma(q, delta, aGradient[n]);
+                                    bGradient[n] = Fma(hGradient, deltaX, bGradient[n]);
+                                    xGradient = Fma(hGradient * delta, bN, xGradient);
+                                    carry[n] = hGradient * decayN;
+                                }
+                                Store(xGradient, ref du, at);
+                                // d/dz [z·sigmoid(z)] = sigmoid(z)·(1 + z·(1 − sigmoid(z))).
+                                Store(outGradient * y * gateSigmoid * (One + gateValue * (One - gateSigmoid)), ref dz, at);
+                                deltaGradient += deltaGradientT;
+                            }
+                        }
+                    }
+                    var dtBiasGradient = deltaGradient * Sigmoid(dtBias);
+                    // This vector's per-channel gradients; padding lanes are dropped.
+                    for (int lane = 0; lane < Width && channel + lane < DInner; lane++)
+                    {
+                        int target = channel + lane;
+                        gradients.DSkip[target] = Lane(dSkipGradient, lane);
+                        gradients.DtBias[target] = Lane(dtBiasGradient, lane);
+                        for (int n = 0; n < DState; n++)
+                        {
+                            gradients.ALog[target * DState + n] = Lane(aGradient[n] * a[n], lane);
+                            gradients.FixedB[target * DState + n] = Lane(bGradient[n], lane);
+                            gradients.FixedC[target * DState + n] = Lane(cGradient[n], lane);
                         }
                     }
                 }
