@@ -16,13 +16,13 @@ public sealed record GemmShape(string Name, bool TransposeA, bool TransposeB, in
     /// </summary>
     public static IReadOnlyList<GemmShape> Mamba130M { get; } =
     [
-        new("in_proj 512x768->3072", false, true, 512, 3072, 768, ForwardFlops.Layers130M),
-        new("x_proj 512x1536->80", false, true, 512, 80, 1536, ForwardFlops.Layers130M),
-        new("dt_proj 512x48->1536", false, true, 512, 1536, 48, ForwardFlops.Layers130M),
-        new("out_proj 512x1536->768", false, true, 512, 768, 1536, ForwardFlops.Layers130M),
-        new("head 512x768->50280", false, true, 512, 50280, 768, 1),
-        new("in_proj dX=dY*W", false, false, 512, 768, 3072, 0),
-        new("in_proj dW=dY^T*X", true, false, 3072, 768, 512, 0),
-        new("head decode 1x768->50280", false, true, 1, 50280, 768, 0),
+        new("in_proj", false, true, 512, 3072, 768, ForwardFlops.Layers130M),
+        new("x_proj", false, true, 512, 80, 1536, ForwardFlops.Layers130M),
+        new("dt_proj", false, true, 512, 1536, 48, ForwardFlops.Layers130M),
+        new("out_proj", false, true, 512, 768, 1536, ForwardFlops.Layers130M),
+        new("head", false, true, 512, 50280, 768, 1),
+        new("in_proj dX=dY·W", false, false, 512, 768, 3072, 0),
+        new("in_proj dW=dYᵀ·X", true, false, 3072, 768, 512, 0),
+        new("head, 1 token", false, true, 1, 50280, 768, 0),
     ];
 }

@@ -47,7 +47,7 @@ public static class QuickRun
         Console.WriteLine();
 
         Console.WriteLine($"GEMM on {options.Threads} thread(s); % of the {options.Threads}-thread peak");
-        Console.WriteLine($"{"shape",-26} {"m",6} {"n",6} {"k",5} {"best ms",9} {"median ms",9} {"GFLOP/s",8} {"% peak",7} {"median GF/s",11}");
+        Console.WriteLine($"{"shape",-18} {"m",6} {"n",6} {"k",5} {"best ms",9} {"median ms",9} {"GFLOP/s",8} {"% peak",7} {"median GF/s",11}");
         double forwardSeconds = 0, forwardFlops = 0;
         foreach (var shape in GemmShape.Mamba130M)
         {
@@ -55,7 +55,7 @@ public static class QuickRun
                 continue;
             var timing = TimeGemm(shape, options.SecondsPerItem);
             double gflops = shape.Flops / timing.Best / 1e9;
-            Console.WriteLine($"{shape.Name,-26} {shape.M,6} {shape.N,6} {shape.K,5} {timing.Best * 1e3,9:F3} {timing.Median * 1e3,9:F3} " +
+            Console.WriteLine($"{shape.Name,-18} {shape.M,6} {shape.N,6} {shape.K,5} {timing.Best * 1e3,9:F3} {timing.Median * 1e3,9:F3} " +
                               $"{gflops,8:F1} {100 * gflops / peakAll,6:F1}% {shape.Flops / timing.Median / 1e9,11:F1}");
             forwardSeconds += shape.TimesPerForward * timing.Best;
             forwardFlops += shape.TimesPerForward * shape.Flops;

@@ -174,22 +174,24 @@ internal static unsafe class GemmBlocked<TKernel> where TKernel : struct, IGemmM
     }
 
     /// <summary>
-    /// Sweeps register tiles over a packed rows×cols block. Each A panel stays in L1 while the B panels of the
-    /// block stream past it from L2. Edge tiles compute into a scratch tile and copy the part inside C.
+    /// Sweeps register tiles over a packed rows×cols block. Each B panel stays in L1 while the A panels of the
+    /// block (sized for L2) stream past it; on the 2-core Zen dev machine this order measured 5-15 % faster than
+    /// the opposite on the narrower shapes (out_proj, the backward forms) and the same on the rest.
+    /// Edge tiles compute into a scratch tile and copy the part inside C.
     /// </summary>
     private static void MultiplyPackedBlocks(
         int depth, int rows, int cols, float* packedA, float* packedB, float* c, nint ldc, float alpha, float beta)
     {
         int tileRows = TKernel.Rows, tileCols = TKernel.Cols;
         float* edgeTile = stackalloc float[tileRows * tileCols];
-        for (int i = 0; i < rows; i += tileRows)
+        for (int j = 0; j < cols; j += tileCols)
         {
-            int rowsHere = Math.Min(tileRows, rows - i);
-            float* panelA = packedA + (nint)i * depth;
-            for (int j = 0; j < cols; j += tileCols)
+            int colsHere = Math.Min(tileCols, cols - j);
+            float* panelB = packedB + (nint)j * depth;
+            for (int i = 0; i < rows; i += tileRows)
             {
-                int colsHere = Math.Min(tileCols, cols - j);
-                float* panelB = packedB + (nint)j * depth;
+                int rowsHere = Math.Min(tileRows, rows - i);
+                float* panelA = packedA + (nint)i * depth;
                 float* tile = c + i * ldc + j;
                 if (rowsHere == tileRows && colsHere == tileCols)
                 {
