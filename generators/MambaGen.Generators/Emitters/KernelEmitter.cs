@@ -24,7 +24,7 @@ namespace MambaGen.Generators.Emitters
             {
                 w.Line($"private const int Width = {v.Width};");
                 w.Line();
-                EmitPrimitives(w, v);
+                EmitPrimitives(w, s, v);
                 EmitConvolution(w, s, v);
                 EmitScan(w, s, v);
                 EmitConvolutionBackward(w, s, v);
@@ -41,7 +41,7 @@ namespace MambaGen.Generators.Emitters
         /// The only width-specific text: one-line primitives the kernels are written in, so the kernel bodies read the
         /// same for every width. The JIT inlines them.
         /// </summary>
-        private static void EmitPrimitives(CodeWriter w, VectorFlavor v)
+        private static void EmitPrimitives(CodeWriter w, ModelSpec s, VectorFlavor v)
         {
             var V = v.Type;
             w.Comment($"Primitives on {v.Bits}-bit vectors; the kernels below use only these.");
@@ -55,13 +55,14 @@ namespace MambaGen.Generators.Emitters
             Primitive($"{V} Get(float[] source, int index)", $"{v.Static}.Create(source, index)");
             Primitive($"{V} Get({Sys}.ReadOnlySpan<float> source, int index)", $"{v.Static}.Create(source.Slice(index))");
             Primitive($"void Put({V} value, {Sys}.Span<float> target, int index)", $"{v.Static}.CopyTo(value, target.Slice(index))");
-            Primitive($"{V} Broadcast(float value)", $"{v.Static}.Create(value)");
+            bool perTokenBOrC = s.SelectiveB || s.SelectiveC;
+            if (perTokenBOrC) Primitive($"{V} Broadcast(float value)", $"{v.Static}.Create(value)");
             Primitive($"{V} Fma({V} a, {V} b, {V} addend)", $"{v.Static}.FusedMultiplyAdd(a, b, addend)");
             Primitive($"{V} Exp({V} value)", $"{Cpu}.Simd.Exp(value)");
             Primitive($"{V} Softplus({V} value)", $"{Cpu}.Simd.Softplus(value)");
             Primitive($"{V} Sigmoid({V} value)", $"{Cpu}.Simd.Sigmoid(value)");
             Primitive($"{V} Silu({V} value)", $"{Cpu}.Simd.Silu(value)");
-            Primitive($"float Sum({V} value)", $"{v.Static}.Sum(value)");
+            if (perTokenBOrC) Primitive($"float Sum({V} value)", $"{v.Static}.Sum(value)");
             Primitive($"float Lane({V} value, int lane)", $"{v.Static}.GetElement(value, lane)");
             w.Line($"private static {V} Zero => {V}.Zero;");
             w.Line($"private static {V} One => {V}.One;");

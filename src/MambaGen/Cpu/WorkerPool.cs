@@ -19,8 +19,11 @@ public static class WorkerPool
 
     private static readonly object StartGate = new();
     private static readonly SemaphoreSlim WorkAvailable = new(0);
-    private static readonly ManualResetEventSlim HelpersDone = new(false);
-    private static Thread[]? _helpers;
+    // Helpers finishing a loop pulse this; waiting on a plain monitor allocates nothing, unlike a lazily built event.
+    private static readonly object HelpersDone = new();
+    // Started with the class, so no later call allocates them (a call that first runs inline, while another thread
+    // holds the pool, must not leave thread creation to the next call).
+    private static readonly Thread[] Helpers = StartHelpers();
 
     private static Action<int>? _body;
     private static int _count;
@@ -43,18 +46,16 @@ public static class WorkerPool
 
         try
         {
-            EnsureHelpers();
             _body = body;
             _count = count;
             _nextIndex = -1;
             _firstError = null;
-            int helpers = Math.Min(_helpers!.Length, count - 1);
+            int helpers = Math.Min(Helpers.Length, count - 1);
             _helpersRunning = helpers;
-            HelpersDone.Reset();
             WorkAvailable.Release(helpers);
 
             RunIndices();
-            if (helpers > 0) HelpersDone.Wait();
+            WaitForHelpers();
 
             _body = null;
             if (_firstError is { } error)
@@ -91,16 +92,23 @@ public static class WorkerPool
         }
     }
 
-    private static void EnsureHelpers()
+    private static void WaitForHelpers()
     {
-        if (_helpers is not null) return;
+        var spin = new SpinWait();
+        while (Volatile.Read(ref _helpersRunning) > 0 && !spin.NextSpinWillYield) spin.SpinOnce();
+        lock (HelpersDone)
+            while (Volatile.Read(ref _helpersRunning) > 0) Monitor.Wait(HelpersDone);
+    }
+
+    private static Thread[] StartHelpers()
+    {
         var helpers = new Thread[Concurrency - 1];
         for (int i = 0; i < helpers.Length; i++)
         {
             helpers[i] = new Thread(HelperLoop) { IsBackground = true, Name = $"MambaGen worker {i + 1}" };
             helpers[i].Start();
         }
-        _helpers = helpers;
+        return helpers;
     }
 
     private static void HelperLoop()
@@ -109,7 +117,8 @@ public static class WorkerPool
         {
             WorkAvailable.Wait();
             RunIndices();
-            if (Interlocked.Decrement(ref _helpersRunning) == 0) HelpersDone.Set();
+            if (Interlocked.Decrement(ref _helpersRunning) == 0)
+                lock (HelpersDone) Monitor.PulseAll(HelpersDone);
         }
     }
 }
