@@ -8,15 +8,12 @@ namespace MambaGen.Benchmarks;
 public partial class Mamba130M { }
 
 /// <summary>
-/// Whole forward pass of <see cref="Mamba130M"/> at batch 1, L 512. The generated <c>Create</c>/<c>Forward</c> are
-/// not emitted yet, so the timing code compiles only with <c>-p:ModelForward=true</c> (defines MODEL_FORWARD);
-/// without it the quick mode says so and skips.
+/// Whole forward pass of <see cref="Mamba130M"/> at batch 1, L 512.
 /// </summary>
 public class ForwardBenchmark
 {
     public const int SequenceLength = 512;
 
-#if MODEL_FORWARD
     private Mamba130M model = null!;
     private int[] tokens = null!;
 
@@ -34,14 +31,12 @@ public class ForwardBenchmark
             ids[i] = random.Next(50277);
         return ids;
     }
-#endif
 
     /// <summary>Times whole forwards and prints ms, tokens/s and the matrix-product GFLOP/s as a share of peak.</summary>
     public static void RunQuick(double peakGflops, double budgetSeconds)
     {
         var flops = ForwardFlops.Mamba130M(SequenceLength);
         Console.WriteLine();
-#if MODEL_FORWARD
         var benchmark = new ForwardBenchmark();
         benchmark.Setup();
         var timing = QuickRun.Time(() => benchmark.Forward(), budgetSeconds, minRuns: 3);
@@ -51,10 +46,5 @@ public class ForwardBenchmark
                           $"({timing.Runs} runs), {SequenceLength / timing.Best:F0} tokens/s");
         Console.WriteLine($"  matrix products {flops.MatrixProducts / 1e9:F1} GFLOP -> {gflops:F1} GFLOP/s = {100 * gflops / peakGflops:F1}% of peak; " +
                           $"counting conv + scan too ({(flops.Convolution + flops.Scan) / 1e9:F2} GFLOP): {allGflops:F1} GFLOP/s");
-#else
-        Console.WriteLine($"Forward 130M: skipped (build with -p:ModelForward=true once the generator emits Forward). " +
-                          $"It will count {flops.MatrixProducts / 1e9:F1} GFLOP of matrix products, " +
-                          $"{flops.Convolution / 1e9:F3} of convolution and {flops.Scan / 1e9:F2} of scan.");
-#endif
     }
 }
