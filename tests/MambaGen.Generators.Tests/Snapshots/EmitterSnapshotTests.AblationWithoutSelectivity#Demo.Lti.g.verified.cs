@@ -647,8 +647,6 @@ namespace Demo
             [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
             private static void Put(global::System.Runtime.Intrinsics.Vector512<float> value, global::System.Span<float> target, int index) => global::System.Runtime.Intrinsics.Vector512.CopyTo(value, target.Slice(index));
             [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-            private static global::System.Runtime.Intrinsics.Vector512<float> Broadcast(float value) => global::System.Runtime.Intrinsics.Vector512.Create(value);
-            [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
             private static global::System.Runtime.Intrinsics.Vector512<float> Fma(global::System.Runtime.Intrinsics.Vector512<float> a, global::System.Runtime.Intrinsics.Vector512<float> b, global::System.Runtime.Intrinsics.Vector512<float> addend) => global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(a, b, addend);
             [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
             private static global::System.Runtime.Intrinsics.Vector512<float> Exp(global::System.Runtime.Intrinsics.Vector512<float> value) => global::MambaGen.Cpu.Simd.Exp(value);
@@ -658,8 +656,6 @@ namespace Demo
             private static global::System.Runtime.Intrinsics.Vector512<float> Sigmoid(global::System.Runtime.Intrinsics.Vector512<float> value) => global::MambaGen.Cpu.Simd.Sigmoid(value);
             [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
             private static global::System.Runtime.Intrinsics.Vector512<float> Silu(global::System.Runtime.Intrinsics.Vector512<float> value) => global::MambaGen.Cpu.Simd.Silu(value);
-            [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-            private static float Sum(global::System.Runtime.Intrinsics.Vector512<float> value) => global::System.Runtime.Intrinsics.Vector512.Sum(value);
             [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
             private static float Lane(global::System.Runtime.Intrinsics.Vector512<float> value, int lane) => global::System.Runtime.Intrinsics.Vector512.GetElement(value, lane);
             private static global::System.Runtime.Intrinsics.Vector512<float> Zero => global::System.Runtime.Intrinsics.Vector512<float>.Zero;
@@ -1002,8 +998,6 @@ namespace Demo
             [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
             private static void Put(global::System.Runtime.Intrinsics.Vector256<float> value, global::System.Span<float> target, int index) => global::System.Runtime.Intrinsics.Vector256.CopyTo(value, target.Slice(index));
             [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-            private static global::System.Runtime.Intrinsics.Vector256<float> Broadcast(float value) => global::System.Runtime.Intrinsics.Vector256.Create(value);
-            [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
             private static global::System.Runtime.Intrinsics.Vector256<float> Fma(global::System.Runtime.Intrinsics.Vector256<float> a, global::System.Runtime.Intrinsics.Vector256<float> b, global::System.Runtime.Intrinsics.Vector256<float> addend) => global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(a, b, addend);
             [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
             private static global::System.Runtime.Intrinsics.Vector256<float> Exp(global::System.Runtime.Intrinsics.Vector256<float> value) => global::MambaGen.Cpu.Simd.Exp(value);
@@ -1013,8 +1007,6 @@ namespace Demo
             private static global::System.Runtime.Intrinsics.Vector256<float> Sigmoid(global::System.Runtime.Intrinsics.Vector256<float> value) => global::MambaGen.Cpu.Simd.Sigmoid(value);
             [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
             private static global::System.Runtime.Intrinsics.Vector256<float> Silu(global::System.Runtime.Intrinsics.Vector256<float> value) => global::MambaGen.Cpu.Simd.Silu(value);
-            [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-            private static float Sum(global::System.Runtime.Intrinsics.Vector256<float> value) => global::System.Runtime.Intrinsics.Vector256.Sum(value);
             [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
             private static float Lane(global::System.Runtime.Intrinsics.Vector256<float> value, int lane) => global::System.Runtime.Intrinsics.Vector256.GetElement(value, lane);
             private static global::System.Runtime.Intrinsics.Vector256<float> Zero => global::System.Runtime.Intrinsics.Vector256<float>.Zero;
