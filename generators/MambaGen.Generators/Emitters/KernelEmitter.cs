@@ -62,7 +62,7 @@ namespace MambaGen.Generators.Emitters
             Primitive($"{V} Softplus({V} value)", $"{Cpu}.Simd.Softplus(value)");
             Primitive($"{V} Sigmoid({V} value)", $"{Cpu}.Simd.Sigmoid(value)");
             Primitive($"{V} Silu({V} value)", $"{Cpu}.Simd.Silu(value)");
-            if (perTokenBOrC) Primitive($"float Sum({V} value)", $"{v.Static}.Sum(value)");
+            if (perTokenBOrC) Primitive($"void AddLaneSums({Sys}.ReadOnlySpan<{V}> vectors, {Sys}.Span<float> sums)", $"{Cpu}.Simd.AddLaneSums(vectors, sums)");
             Primitive($"float Lane({V} value, int lane)", $"{v.Static}.GetElement(value, lane)");
             w.Line($"private static {V} Zero => {V}.Zero;");
             w.Line($"private static {V} One => {V}.One;");
@@ -377,8 +377,6 @@ namespace MambaGen.Generators.Emitters
                 w.Line($"ref float du = ref {Marshal}.GetReference(uGradient);");
                 w.Line($"ref float dz = ref {Marshal}.GetReference(gateGradient);");
                 if (s.SelectiveDelta) w.Line($"ref float dDt = ref {Marshal}.GetReference(dtGradient);");
-                if (s.SelectiveB) w.Line($"ref float dB = ref {Marshal}.GetReference(partialB);");
-                if (s.SelectiveC) w.Line($"ref float dC = ref {Marshal}.GetReference(partialC);");
                 w.Line($"ref float states = ref {Marshal}.GetReference(chunkStates);");
                 if (s.SelectiveDelta) w.Line($"ref float decays = ref {Marshal}.GetReference(chunkDecays);");
                 w.Line($"{Sys}.Span<{v.Type}> h = stackalloc {v.Type}[DState];");
@@ -386,6 +384,8 @@ namespace MambaGen.Generators.Emitters
                 w.Line($"{Sys}.Span<{v.Type}> aGradient = stackalloc {v.Type}[DState];");
                 if (!s.SelectiveB) w.Line($"{Sys}.Span<{v.Type}> bGradient = stackalloc {v.Type}[DState];");
                 if (!s.SelectiveC) w.Line($"{Sys}.Span<{v.Type}> cGradient = stackalloc {v.Type}[DState];");
+                if (s.SelectiveB) w.Line($"{Sys}.Span<{v.Type}> bProducts = stackalloc {v.Type}[DState];");
+                if (s.SelectiveC) w.Line($"{Sys}.Span<{v.Type}> cProducts = stackalloc {v.Type}[DState];");
                 DeclareFixedVectors(w, s, v, backward: true);
                 w.Line("const int StepStride = DState * Width;");
                 using (w.Block("for (int channel = firstChannel; channel < firstChannel + ChannelBlock; channel += Width)"))
@@ -452,20 +452,19 @@ namespace MambaGen.Generators.Emitters
                                     w.Line($"var bN = {BOf(s)};");
                                     w.Line($"var cN = {COf(s)};");
                                     w.Line("y = Fma(cN, hNow, y);");
-                                    w.Line(s.SelectiveC
-                                        ? $"{Unsafe}.Add(ref dC, row * DState + n) += Sum(yGradient * hNow);"
-                                        : "cGradient[n] = Fma(yGradient, hNow, cGradient[n]);");
+                                    w.Line(s.SelectiveC ? "cProducts[n] = yGradient * hNow;" : "cGradient[n] = Fma(yGradient, hNow, cGradient[n]);");
                                     w.Line("var hGradient = Fma(yGradient, cN, carry[n]);");
                                     w.Line("var q = hGradient * decayN * hBefore;");
                                     w.Line("deltaGradientT = Fma(a[n], q, deltaGradientT);");
                                     w.Line("deltaGradientT = Fma(hGradient * bN, x, deltaGradientT);");
                                     w.Line("aGradient[n] = Fma(q, delta, aGradient[n]);");
-                                    w.Line(s.SelectiveB
-                                        ? $"{Unsafe}.Add(ref dB, row * DState + n) += Sum(hGradient * deltaX);"
-                                        : "bGradient[n] = Fma(hGradient, deltaX, bGradient[n]);");
+                                    w.Line(s.SelectiveB ? "bProducts[n] = hGradient * deltaX;" : "bGradient[n] = Fma(hGradient, deltaX, bGradient[n]);");
                                     w.Line("xGradient = Fma(hGradient * delta, bN, xGradient);");
                                     w.Line("carry[n] = hGradient * decayN;");
                                 }
+                                if (s.SelectiveB || s.SelectiveC) w.Comment("∂B_t, ∂C_t: each product summed across this vector's channels into the block's share.");
+                                if (s.SelectiveB) w.Line("AddLaneSums(bProducts, partialB.Slice(row * DState, DState));");
+                                if (s.SelectiveC) w.Line("AddLaneSums(cProducts, partialC.Slice(row * DState, DState));");
                                 w.Line("Store(xGradient, ref du, at);");
                                 w.Comment("d/dz [z·sigmoid(z)] = sigmoid(z)·(1 + z·(1 − sigmoid(z))).");
                                 w.Line("Store(outGradient * y * gateSigmoid * (One + gateValue * (One - gateSigmoid)), ref dz, at);");
