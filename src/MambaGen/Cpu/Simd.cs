@@ -56,17 +56,77 @@ public static class Simd
     }
 
     // Lane masks and swaps of the lane-sum butterfly: Upper{h} selects lanes with bit h set, Swap{h} maps lane l to l ^ h.
-    private static readonly Vector512<float> Upper8x16 = LaneMask512(8), Upper4x16 = LaneMask512(4), Upper2x16 = LaneMask512(2), Upper1x16 = LaneMask512(1);
-    private static readonly Vector512<int> Swap8x16 = LaneSwap512(8), Swap4x16 = LaneSwap512(4), Swap2x16 = LaneSwap512(2), Swap1x16 = LaneSwap512(1);
-    private static readonly Vector256<float> Upper4x8 = LaneMask256(4), Upper2x8 = LaneMask256(2), Upper1x8 = LaneMask256(1);
-    private static readonly Vector256<int> Swap4x8 = LaneSwap256(4), Swap2x8 = LaneSwap256(2), Swap1x8 = LaneSwap256(1);
-
-    private static Vector512<float> LaneMask512(int bit) =>
-        Vector512.Create(Enumerable.Range(0, 16).Select(l => (l & bit) != 0 ? -1 : 0).ToArray()).AsSingle();
-    private static Vector512<int> LaneSwap512(int bit) => Vector512.Create(Enumerable.Range(0, 16).Select(l => l ^ bit).ToArray());
-    private static Vector256<float> LaneMask256(int bit) =>
-        Vector256.Create(Enumerable.Range(0, 8).Select(l => (l & bit) != 0 ? -1 : 0).ToArray()).AsSingle();
-    private static Vector256<int> LaneSwap256(int bit) => Vector256.Create(Enumerable.Range(0, 8).Select(l => l ^ bit).ToArray());
+    // Literal vectors, so the JIT embeds them as constants.
+    private static Vector512<float> Upper8x16
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get => Vector512.Create(0, 0, 0, 0, 0, 0, 0, 0, -1, -1, -1, -1, -1, -1, -1, -1).AsSingle();
+    }
+    private static Vector512<int> Swap8x16
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get => Vector512.Create(8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7);
+    }
+    private static Vector512<float> Upper4x16
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get => Vector512.Create(0, 0, 0, 0, -1, -1, -1, -1, 0, 0, 0, 0, -1, -1, -1, -1).AsSingle();
+    }
+    private static Vector512<int> Swap4x16
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get => Vector512.Create(4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11);
+    }
+    private static Vector512<float> Upper2x16
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get => Vector512.Create(0, 0, -1, -1, 0, 0, -1, -1, 0, 0, -1, -1, 0, 0, -1, -1).AsSingle();
+    }
+    private static Vector512<int> Swap2x16
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get => Vector512.Create(2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13);
+    }
+    private static Vector512<float> Upper1x16
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get => Vector512.Create(0, -1, 0, -1, 0, -1, 0, -1, 0, -1, 0, -1, 0, -1, 0, -1).AsSingle();
+    }
+    private static Vector512<int> Swap1x16
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get => Vector512.Create(1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14);
+    }
+    private static Vector256<float> Upper4x8
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get => Vector256.Create(0, 0, 0, 0, -1, -1, -1, -1).AsSingle();
+    }
+    private static Vector256<int> Swap4x8
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get => Vector256.Create(4, 5, 6, 7, 0, 1, 2, 3);
+    }
+    private static Vector256<float> Upper2x8
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get => Vector256.Create(0, 0, -1, -1, 0, 0, -1, -1).AsSingle();
+    }
+    private static Vector256<int> Swap2x8
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get => Vector256.Create(2, 3, 0, 1, 6, 7, 4, 5);
+    }
+    private static Vector256<float> Upper1x8
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get => Vector256.Create(0, -1, 0, -1, 0, -1, 0, -1).AsSingle();
+    }
+    private static Vector256<int> Swap1x8
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get => Vector256.Create(1, 0, 3, 2, 5, 4, 7, 6);
+    }
 
     /// <summary>
     /// One butterfly step: lanes without bit h of the result hold a's pairwise sums a[l] + a[l ^ h], lanes with it b's.
@@ -83,7 +143,7 @@ public static class Simd
     /// <summary>
     /// sums[i] += the sum of the lanes of vectors[i]. Sixteen vectors at a time go through a butterfly of 15 folds (about
     /// 60 instructions) instead of 16 separate horizontal sums (about 130); the rest are summed one by one. The scan
-    /// backward uses it to reduce ∂B_t and ∂C_t across a block's channels.
+    /// backward uses it to reduce a chunk's ∂B_t and ∂C_t products across a block's channels.
     /// </summary>
     public static void AddLaneSums(ReadOnlySpan<Vector512<float>> vectors, Span<float> sums)
     {
