@@ -62,7 +62,9 @@ namespace MambaGen.Generators.Emitters
             Primitive($"{V} Softplus({V} value)", $"{Cpu}.Simd.Softplus(value)");
             Primitive($"{V} Sigmoid({V} value)", $"{Cpu}.Simd.Sigmoid(value)");
             Primitive($"{V} Silu({V} value)", $"{Cpu}.Simd.Silu(value)");
-            if (perTokenBOrC) Primitive($"float Sum({V} value)", $"{v.Static}.Sum(value)");
+            if (perTokenBOrC)
+                Primitive($"void AddLaneSums({Sys}.Span<float> vectors, int count, {Sys}.Span<float> sums)",
+                    $"{Cpu}.Simd.AddLaneSums(global::System.Runtime.InteropServices.MemoryMarshal.Cast<float, {V}>(vectors.Slice(0, count * Width)), sums)");
             Primitive($"float Lane({V} value, int lane)", $"{v.Static}.GetElement(value, lane)");
             w.Line($"private static {V} Zero => {V}.Zero;");
             w.Line($"private static {V} One => {V}.One;");
@@ -350,7 +352,7 @@ namespace MambaGen.Generators.Emitters
                 "  ∂Δ = Σ_n (A[n]·q[n] + ∂h[n]·B[n]·x), ∂A[n] += q[n]·Δ, ∂B[n] += ∂h[n]·Δ·x, ∂C[n] += ∂y·h[t][n],\n" +
                 "  ∂x = ∂y·D + Σ_n ∂h[n]·Δ·B[n], ∂D += ∂y·x, g[n] = ∂h[n]·exp(Δ·A[n])" +
                 (s.SelectiveDelta ? ", ∂dt = ∂Δ·sigmoid(dt + b_dt)." : "; Δ = softplus(b_dt) gathers ∂b_dt = sigmoid(b_dt)·Σ ∂Δ.") + "\n" +
-                (s.SelectiveB || s.SelectiveC ? "Input-dependent B_t/C_t sum their gradient across the block's channels into partial rows (rows × N).\n" : "") +
+                (s.SelectiveB || s.SelectiveC ? "Input-dependent B_t/C_t keep the chunk's per-channel products (chunkBProducts/chunkCProducts) and sum them across\nthe block's channels into partial rows (rows × N) once per chunk, outside the step loop.\n" : "") +
                 "Per-channel gradients (A_log = ∂A·A, since A = −exp(A_log); D; the dt bias" + (s.SelectiveB && s.SelectiveC ? "" : "; the fixed B/C") +
                 ") go to <paramref name=\"gradients\"/>.");
             var parameters = ScanInputParameters(s) +
@@ -359,6 +361,7 @@ namespace MambaGen.Generators.Emitters
                              (s.SelectiveB ? $"{Sys}.Span<float> partialB, " : "") +
                              (s.SelectiveC ? $"{Sys}.Span<float> partialC, " : "") +
                              $"{Sys}.Span<float> chunkStates, " + (s.SelectiveDelta ? $"{Sys}.Span<float> chunkDecays, " : "") +
+                             (s.SelectiveB ? $"{Sys}.Span<float> chunkBProducts, " : "") + (s.SelectiveC ? $"{Sys}.Span<float> chunkCProducts, " : "") +
                              "int batch, int length, int firstChannel, LayerConstants constants, LayerGradients gradients";
             w.Line(Optimize);
             using (w.Block($"public static void ScanBackward({parameters})"))
@@ -373,14 +376,16 @@ namespace MambaGen.Generators.Emitters
                 if (s.SelectiveC) w.Line($"{Cpu}.Bounds.Require(partialC.Length, rows * DState, nameof(partialC));");
                 w.Line($"{Cpu}.Bounds.Require(chunkStates.Length, (ScanChunk + 1) * DState * Width, nameof(chunkStates));");
                 if (s.SelectiveDelta) w.Line($"{Cpu}.Bounds.Require(chunkDecays.Length, ScanChunk * DState * Width, nameof(chunkDecays));");
+                if (s.SelectiveB) w.Line($"{Cpu}.Bounds.Require(chunkBProducts.Length, ScanChunk * DState * Width, nameof(chunkBProducts));");
+                if (s.SelectiveC) w.Line($"{Cpu}.Bounds.Require(chunkCProducts.Length, ScanChunk * DState * Width, nameof(chunkCProducts));");
                 w.Line($"ref float dOut = ref {Marshal}.GetReference(outputGradient);");
                 w.Line($"ref float du = ref {Marshal}.GetReference(uGradient);");
                 w.Line($"ref float dz = ref {Marshal}.GetReference(gateGradient);");
                 if (s.SelectiveDelta) w.Line($"ref float dDt = ref {Marshal}.GetReference(dtGradient);");
-                if (s.SelectiveB) w.Line($"ref float dB = ref {Marshal}.GetReference(partialB);");
-                if (s.SelectiveC) w.Line($"ref float dC = ref {Marshal}.GetReference(partialC);");
                 w.Line($"ref float states = ref {Marshal}.GetReference(chunkStates);");
                 if (s.SelectiveDelta) w.Line($"ref float decays = ref {Marshal}.GetReference(chunkDecays);");
+                if (s.SelectiveB) w.Line($"ref float bProducts = ref {Marshal}.GetReference(chunkBProducts);");
+                if (s.SelectiveC) w.Line($"ref float cProducts = ref {Marshal}.GetReference(chunkCProducts);");
                 w.Line($"{Sys}.Span<{v.Type}> h = stackalloc {v.Type}[DState];");
                 w.Line($"{Sys}.Span<{v.Type}> carry = stackalloc {v.Type}[DState];");
                 w.Line($"{Sys}.Span<{v.Type}> aGradient = stackalloc {v.Type}[DState];");
@@ -452,17 +457,13 @@ namespace MambaGen.Generators.Emitters
                                     w.Line($"var bN = {BOf(s)};");
                                     w.Line($"var cN = {COf(s)};");
                                     w.Line("y = Fma(cN, hNow, y);");
-                                    w.Line(s.SelectiveC
-                                        ? $"{Unsafe}.Add(ref dC, row * DState + n) += Sum(yGradient * hNow);"
-                                        : "cGradient[n] = Fma(yGradient, hNow, cGradient[n]);");
+                                    w.Line(s.SelectiveC ? "Store(yGradient * hNow, ref cProducts, slot + (nuint)(n * Width));" : "cGradient[n] = Fma(yGradient, hNow, cGradient[n]);");
                                     w.Line("var hGradient = Fma(yGradient, cN, carry[n]);");
                                     w.Line("var q = hGradient * decayN * hBefore;");
                                     w.Line("deltaGradientT = Fma(a[n], q, deltaGradientT);");
                                     w.Line("deltaGradientT = Fma(hGradient * bN, x, deltaGradientT);");
                                     w.Line("aGradient[n] = Fma(q, delta, aGradient[n]);");
-                                    w.Line(s.SelectiveB
-                                        ? $"{Unsafe}.Add(ref dB, row * DState + n) += Sum(hGradient * deltaX);"
-                                        : "bGradient[n] = Fma(hGradient, deltaX, bGradient[n]);");
+                                    w.Line(s.SelectiveB ? "Store(hGradient * deltaX, ref bProducts, slot + (nuint)(n * Width));" : "bGradient[n] = Fma(hGradient, deltaX, bGradient[n]);");
                                     w.Line("xGradient = Fma(hGradient * delta, bN, xGradient);");
                                     w.Line("carry[n] = hGradient * decayN;");
                                 }
@@ -477,6 +478,13 @@ namespace MambaGen.Generators.Emitters
                                     w.Line("dtBiasGradient += dtGradientT;");
                                 }
                                 else w.Line("deltaGradient += deltaGradientT;");
+                            }
+                            if (s.SelectiveB || s.SelectiveC)
+                            {
+                                w.Comment("∂B_t, ∂C_t of the chunk's rows: each product summed across this vector's channels into the block's share.");
+                                w.Line("int chunkRows = chunkEnd - chunkStart;");
+                                if (s.SelectiveB) w.Line("AddLaneSums(chunkBProducts, chunkRows * DState, partialB.Slice((firstRow + chunkStart) * DState, chunkRows * DState));");
+                                if (s.SelectiveC) w.Line("AddLaneSums(chunkCProducts, chunkRows * DState, partialC.Slice((firstRow + chunkStart) * DState, chunkRows * DState));");
                             }
                         }
                     }

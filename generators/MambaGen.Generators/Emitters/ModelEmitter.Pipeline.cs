@@ -166,11 +166,16 @@ namespace MambaGen.Generators.Emitters
                 }
                 w.Line("var chunkStates = back.ChunkStates.AsSpan(block * ChunkStatesPerBlock, ChunkStatesPerBlock);");
                 if (s.SelectiveDelta)
-                    w.Line("var chunkDecays = back.ChunkDecays.AsSpan(block * ChunkDecaysPerBlock, ChunkDecaysPerBlock);");
+                    w.Line("var chunkDecays = back.ChunkDecays.AsSpan(block * ChunkStepsPerBlock, ChunkStepsPerBlock);");
+                if (s.SelectiveB)
+                    w.Line("var chunkBProducts = back.ChunkBProducts.AsSpan(block * ChunkStepsPerBlock, ChunkStepsPerBlock);");
+                if (s.SelectiveC)
+                    w.Line("var chunkCProducts = back.ChunkCProducts.AsSpan(block * ChunkStepsPerBlock, ChunkStepsPerBlock);");
                 var args = "act.XConv, " + (s.SelectiveDelta ? "act.DtRaw, " : "") + (s.XProjRows > 0 ? "act.XDbl, " : "") +
                            "act.Gate, act.Snapshots, back.YGradient, back.UGradient, back.GateGradient, " +
                            (s.SelectiveDelta ? "back.DtGradient, " : "") + string.Concat(partials) +
                            "chunkStates, " + (s.SelectiveDelta ? "chunkDecays, " : "") +
+                           (s.SelectiveB ? "chunkBProducts, " : "") + (s.SelectiveC ? "chunkCProducts, " : "") +
                            "ws.Batch, ws.Length, block * ChannelBlock, _constants, back.Layer";
                 Dispatch(w, "ScanBackward", args);
             }

@@ -126,10 +126,10 @@ namespace MambaGen.Generators.Emitters
         {
             w.Summary("Per-block scratch of the scan backward: h before and after each step of a chunk, as vectors of ChannelBlock channels.");
             w.Line("private const int ChunkStatesPerBlock = (ScanChunk + 1) * DState * ChannelBlock;");
-            if (s.SelectiveDelta)
+            if (s.SelectiveDelta || s.SelectiveB || s.SelectiveC)
             {
-                w.Summary("Per-block scratch of the scan backward: exp(Δ_t·A) for each step of a chunk.");
-                w.Line("private const int ChunkDecaysPerBlock = ScanChunk * DState * ChannelBlock;");
+                w.Summary("Per-block scratch of the scan backward with one vector per step and state of a chunk: exp(Δ_t·A), ∂B_t and ∂C_t products.");
+                w.Line("private const int ChunkStepsPerBlock = ScanChunk * DState * ChannelBlock;");
             }
             w.Line();
             w.Summary("Buffers of the backward pass for up to <paramref name=\"rows\"/> tokens; ED-wide ones at row stride DInnerStride.");
@@ -172,7 +172,9 @@ namespace MambaGen.Generators.Emitters
                     w.Line("public readonly float[] PartialC;");
                 }
                 w.Line("public readonly float[] ChunkStates = new float[ChannelBlocks * ChunkStatesPerBlock];");
-                if (s.SelectiveDelta) w.Line("public readonly float[] ChunkDecays = new float[ChannelBlocks * ChunkDecaysPerBlock];");
+                if (s.SelectiveDelta) w.Line("public readonly float[] ChunkDecays = new float[ChannelBlocks * ChunkStepsPerBlock];");
+                if (s.SelectiveB) w.Line("public readonly float[] ChunkBProducts = new float[ChannelBlocks * ChunkStepsPerBlock];");
+                if (s.SelectiveC) w.Line("public readonly float[] ChunkCProducts = new float[ChannelBlocks * ChunkStepsPerBlock];");
                 w.Summary("The per-channel gradients the kernels produce for the current layer.");
                 w.Line("public readonly LayerGradients Layer = new LayerGradients();");
                 w.Line();

@@ -29,6 +29,37 @@ public class SimdTests
     public void ExpIsAccurateToAFewUlps() =>
         Check(Simd.Exp, Simd.Exp, Math.Exp, Grid(-87f, 88f, 200_001), 2.5e-7, 0);
 
+    [Theory]
+    [InlineData(3)]
+    [InlineData(8)]
+    [InlineData(16)]
+    [InlineData(19)]
+    [InlineData(32)]
+    public void LaneSumsAddEachVectorsTotal(int count)
+    {
+        var random = new Random(count);
+        var wide = new Vector512<float>[count];
+        var narrow = new Vector256<float>[count];
+        for (int i = 0; i < count; i++)
+        {
+            wide[i] = Vector512.Create(Enumerable.Range(0, 16).Select(_ => (float)random.Next(-50, 50)).ToArray());
+            narrow[i] = Vector256.Create(Enumerable.Range(0, 8).Select(_ => (float)random.Next(-50, 50)).ToArray());
+        }
+        var wideSums = Enumerable.Range(0, count).Select(i => (float)i).ToArray();
+        var narrowSums = (float[])wideSums.Clone();
+        Simd.AddLaneSums(wide, wideSums);
+        Simd.AddLaneSums(narrow, narrowSums);
+        for (int i = 0; i < count; i++)
+        {
+            // Small integers: every partial sum is exact, so the butterfly must match exactly.
+            float wideExpected = i, narrowExpected = i;
+            for (int lane = 0; lane < 16; lane++) wideExpected += wide[i].GetElement(lane);
+            for (int lane = 0; lane < 8; lane++) narrowExpected += narrow[i].GetElement(lane);
+            Assert.Equal(wideExpected, wideSums[i]);
+            Assert.Equal(narrowExpected, narrowSums[i]);
+        }
+    }
+
     [Fact]
     public void SpanExpCoversVectorsAndTail()
     {
