@@ -42,8 +42,8 @@ public static class QuickRun
 
         double peakOne = FmaPeak.Measure(1);
         double peakAll = options.Threads == 1 ? peakOne : FmaPeak.Measure(options.Threads);
-        Console.WriteLine($"FP32 FMA peak ({FmaPeak.VectorLanes}-lane vectors): 1 thread {peakOne:F1} GFLOP/s, " +
-                          $"{options.Threads} threads {peakAll:F1} GFLOP/s");
+        Console.WriteLine($"FP32 FMA peak ({FmaPeak.VectorLanes}-lane vectors): 1 thread {peakOne:F1} GFLOP/s" +
+                          (options.Threads == 1 ? "" : $", {options.Threads} threads {peakAll:F1} GFLOP/s"));
         Console.WriteLine();
 
         Console.WriteLine($"GEMM on {options.Threads} thread(s); % of the {options.Threads}-thread peak");

@@ -30,13 +30,13 @@ public class GemmTests
     /// <summary>
     /// (m, n, k, leading-dimension padding): odd sizes around and across the tile edges (8×48, 6×16), one and two
     /// rows (the unpacked path), several packed blocks in every direction (MC 128, NC 480, KC 256) with threads
-    /// splitting columns, and a narrow C where they split rows.
+    /// splitting columns, a narrow C where they split rows, and a tall C cut into bands of 512 rows.
     /// </summary>
     private static readonly (int M, int N, int K, int Pad)[] Shapes =
     [
         (1, 1, 1, 0), (1, 257, 33, 3), (2, 100, 17, 0), (3, 17, 257, 5), (17, 33, 100, 0), (33, 1, 17, 2),
         (100, 257, 3, 0), (257, 100, 33, 7), (257, 3, 100, 0), (48, 96, 64, 0), (9, 49, 8, 1), (64, 1000, 5, 0),
-        (137, 531, 300, 3), (300, 20, 400, 0),
+        (137, 531, 300, 3), (300, 20, 400, 0), (600, 100, 260, 1),
     ];
 
     public static TheoryData<string, bool, bool> KernelsAndTransposes()

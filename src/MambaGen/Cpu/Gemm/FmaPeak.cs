@@ -43,10 +43,16 @@ public static class FmaPeak
         return best;
     }
 
+    /// <summary>
+    /// Seconds from the first worker's start to the last one's end. The workers read the clock themselves: with as
+    /// many workers as cores, the coordinating thread may not run again until one of them has finished.
+    /// </summary>
     private static double RunThreads(int threads, int iterations)
     {
-        using var start = new Barrier(threads + 1);
+        using var start = new Barrier(threads);
         var sinks = new float[threads];
+        var starts = new long[threads];
+        var ends = new long[threads];
         var workers = new Thread[threads];
         for (int t = 0; t < threads; t++)
         {
@@ -54,19 +60,18 @@ public static class FmaPeak
             workers[t] = new Thread(() =>
             {
                 start.SignalAndWait();
+                starts[index] = Stopwatch.GetTimestamp();
                 sinks[index] = RunChains(iterations);
+                ends[index] = Stopwatch.GetTimestamp();
             }) { IsBackground = true };
             workers[t].Start();
         }
 
-        start.SignalAndWait();
-        var clock = Stopwatch.StartNew();
         foreach (var worker in workers)
             worker.Join();
-        double seconds = clock.Elapsed.TotalSeconds;
         if (sinks.Any(float.IsNaN))
             throw new InvalidOperationException("The FMA chains diverged.");
-        return seconds;
+        return (double)(ends.Max() - starts.Min()) / Stopwatch.Frequency;
     }
 
     /// <summary>Runs the chains x ← x·0.999 + 0.001 (fixed point 1, so no overflow or denormals) and sums them.</summary>

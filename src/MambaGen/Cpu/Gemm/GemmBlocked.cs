@@ -16,6 +16,9 @@ internal static unsafe class GemmBlocked<TKernel> where TKernel : struct, IGemmM
     /// <summary>Narrowest column chunk (in tiles) worth its own B packing and scheduling.</summary>
     private const int MinChunkColTiles = 4;
 
+    /// <summary>Tallest chunk of C (in rows) when op(A) is shared; measured best of 256, 512 and unlimited.</summary>
+    private const int MaxChunkRows = 512;
+
     public static void Run(in GemmProblem problem, int threads)
     {
         int rowTiles = DivideRoundingUp(problem.M, TKernel.Rows);
@@ -40,7 +43,9 @@ internal static unsafe class GemmBlocked<TKernel> where TKernel : struct, IGemmM
                 colChunks = DivideRoundingUp(colChunks, threads) * threads;
             }
 
-            rowChunks = 1;
+            // With op(A) shared, cutting tall C into row bands costs only a re-pack of the (narrow) B chunk per
+            // band and keeps each chunk's C near L2 across the depth blocks.
+            rowChunks = canShareA ? DivideRoundingUp(rowTiles, MaxChunkRows / TKernel.Rows) : 1;
         }
         else
         {
@@ -55,16 +60,12 @@ internal static unsafe class GemmBlocked<TKernel> where TKernel : struct, IGemmM
         int colChunkWidth = colChunkTiles * TKernel.Cols;
         int rowChunkHeight = rowChunkTiles * TKernel.Rows;
 
-        // When every row of C is computed against more than one column block, op(A) would be packed once per
-        // block; pack it once up front instead (if it is of a size worth keeping) and let all chunks read it.
-        bool shareA = canShareA && rowChunks == 1 && colChunks > 1;
-        float* sharedA = null;
+        // When C has more than one column chunk, op(A) would be packed once per chunk; pack it once up front
+        // instead (if it is of a size worth keeping) and let all chunks read it.
+        bool shareA = canShareA && colChunks > 1;
+        float* sharedA = shareA ? GemmScratch.GetShared(paddedRows * problem.K) : null;
         if (shareA)
-        {
-            sharedA = GemmScratch.GetShared(paddedRows * problem.K);
-            for (int pc = 0; pc < problem.K; pc += TKernel.DepthBlock)
-                PackA(problem, 0, problem.M, pc, Math.Min(TKernel.DepthBlock, problem.K - pc), sharedA + (nint)pc * paddedRows);
-        }
+            PackAllOfA(problem, sharedA, paddedRows, threads);
 
         int chunks = colChunks * rowChunks;
         if (threads == 1 || chunks == 1)
@@ -97,6 +98,35 @@ internal static unsafe class GemmBlocked<TKernel> where TKernel : struct, IGemmM
         private ChunkJob() => Body = chunk => RunChunk(Problem, chunk, ColChunks, RowChunkHeight, ColChunkWidth, SharedA, PaddedRows);
 
         public static ChunkJob ForCallingThread() => _forThread ??= new ChunkJob();
+    }
+
+    /// <summary>
+    /// Packs all of op(A) into <paramref name="packed"/> in the layout <see cref="RunChunk"/> reads, the depth
+    /// blocks and bands of rows shared out over the threads.
+    /// </summary>
+    private static void PackAllOfA(in GemmProblem problem, float* packed, int paddedRows, int threads)
+    {
+        int depthBlocks = DivideRoundingUp(problem.K, TKernel.DepthBlock);
+        int bands = DivideRoundingUp(problem.M, TKernel.RowBlock);
+        if (threads == 1)
+        {
+            for (int item = 0; item < depthBlocks * bands; item++)
+                PackBand(problem, item, bands, packed, paddedRows);
+            return;
+        }
+
+        var copy = problem;
+        Parallel.For(0, depthBlocks * bands, new ParallelOptions { MaxDegreeOfParallelism = threads },
+            item => PackBand(copy, item, bands, packed, paddedRows));
+    }
+
+    private static void PackBand(in GemmProblem problem, int item, int bands, float* packed, int paddedRows)
+    {
+        int pc = item / bands * TKernel.DepthBlock;
+        int kc = Math.Min(TKernel.DepthBlock, problem.K - pc);
+        int rowStart = item % bands * TKernel.RowBlock;
+        PackA(problem, rowStart, Math.Min(TKernel.RowBlock, problem.M - rowStart), pc, kc,
+            packed + (nint)pc * paddedRows + (nint)rowStart * kc);
     }
 
     /// <summary>
