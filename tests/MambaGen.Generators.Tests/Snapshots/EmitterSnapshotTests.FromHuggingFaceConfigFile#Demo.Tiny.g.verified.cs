@@ -479,11 +479,13 @@ namespace Demo
             var partialC = back.PartialC.AsSpan(block * rows * DState, rows * DState);
             partialC.Clear();
             var chunkStates = back.ChunkStates.AsSpan(block * ChunkStatesPerBlock, ChunkStatesPerBlock);
-            var chunkDecays = back.ChunkDecays.AsSpan(block * ChunkDecaysPerBlock, ChunkDecaysPerBlock);
+            var chunkDecays = back.ChunkDecays.AsSpan(block * ChunkStepsPerBlock, ChunkStepsPerBlock);
+            var chunkBProducts = back.ChunkBProducts.AsSpan(block * ChunkStepsPerBlock, ChunkStepsPerBlock);
+            var chunkCProducts = back.ChunkCProducts.AsSpan(block * ChunkStepsPerBlock, ChunkStepsPerBlock);
             if (global::System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated)
-                Simd512.ScanBackward(act.XConv, act.DtRaw, act.XDbl, act.Gate, act.Snapshots, back.YGradient, back.UGradient, back.GateGradient, back.DtGradient, partialB, partialC, chunkStates, chunkDecays, ws.Batch, ws.Length, block * ChannelBlock, _constants, back.Layer);
+                Simd512.ScanBackward(act.XConv, act.DtRaw, act.XDbl, act.Gate, act.Snapshots, back.YGradient, back.UGradient, back.GateGradient, back.DtGradient, partialB, partialC, chunkStates, chunkDecays, chunkBProducts, chunkCProducts, ws.Batch, ws.Length, block * ChannelBlock, _constants, back.Layer);
             else
-                Simd256.ScanBackward(act.XConv, act.DtRaw, act.XDbl, act.Gate, act.Snapshots, back.YGradient, back.UGradient, back.GateGradient, back.DtGradient, partialB, partialC, chunkStates, chunkDecays, ws.Batch, ws.Length, block * ChannelBlock, _constants, back.Layer);
+                Simd256.ScanBackward(act.XConv, act.DtRaw, act.XDbl, act.Gate, act.Snapshots, back.YGradient, back.UGradient, back.GateGradient, back.DtGradient, partialB, partialC, chunkStates, chunkDecays, chunkBProducts, chunkCProducts, ws.Batch, ws.Length, block * ChannelBlock, _constants, back.Layer);
         }
 
         // ── Per-layer constants in kernel layout ────────────────────────────────────────────────────────
@@ -611,8 +613,8 @@ namespace Demo
 
         /// <summary>Per-block scratch of the scan backward: h before and after each step of a chunk, as vectors of ChannelBlock channels.</summary>
         private const int ChunkStatesPerBlock = (ScanChunk + 1) * DState * ChannelBlock;
-        /// <summary>Per-block scratch of the scan backward: exp(Δ_t·A) for each step of a chunk.</summary>
-        private const int ChunkDecaysPerBlock = ScanChunk * DState * ChannelBlock;
+        /// <summary>Per-block scratch of the scan backward with one vector per step and state of a chunk: exp(Δ_t·A), ∂B_t and ∂C_t products.</summary>
+        private const int ChunkStepsPerBlock = ScanChunk * DState * ChannelBlock;
 
         /// <summary>Buffers of the backward pass for up to <paramref name="rows"/> tokens; ED-wide ones at row stride DInnerStride.</summary>
         private sealed class BackwardBuffers
@@ -642,7 +644,9 @@ namespace Demo
             /// <summary>Each channel block's share of ∂loss/∂C_t, [block][row][n].</summary>
             public readonly float[] PartialC;
             public readonly float[] ChunkStates = new float[ChannelBlocks * ChunkStatesPerBlock];
-            public readonly float[] ChunkDecays = new float[ChannelBlocks * ChunkDecaysPerBlock];
+            public readonly float[] ChunkDecays = new float[ChannelBlocks * ChunkStepsPerBlock];
+            public readonly float[] ChunkBProducts = new float[ChannelBlocks * ChunkStepsPerBlock];
+            public readonly float[] ChunkCProducts = new float[ChannelBlocks * ChunkStepsPerBlock];
             /// <summary>The per-channel gradients the kernels produce for the current layer.</summary>
             public readonly LayerGradients Layer = new LayerGradients();
 
@@ -715,7 +719,7 @@ namespace Demo
             [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
             private static global::System.Runtime.Intrinsics.Vector512<float> Silu(global::System.Runtime.Intrinsics.Vector512<float> value) => global::MambaGen.Cpu.Simd.Silu(value);
             [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-            private static float Sum(global::System.Runtime.Intrinsics.Vector512<float> value) => global::System.Runtime.Intrinsics.Vector512.Sum(value);
+            private static void AddLaneSums(global::System.Span<float> vectors, int count, global::System.Span<float> sums) => global::MambaGen.Cpu.Simd.AddLaneSums(global::System.Runtime.InteropServices.MemoryMarshal.Cast<float, global::System.Runtime.Intrinsics.Vector512<float>>(vectors.Slice(0, count * Width)), sums);
             [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
             private static float Lane(global::System.Runtime.Intrinsics.Vector512<float> value, int lane) => global::System.Runtime.Intrinsics.Vector512.GetElement(value, lane);
             private static global::System.Runtime.Intrinsics.Vector512<float> Zero => global::System.Runtime.Intrinsics.Vector512<float>.Zero;
@@ -897,11 +901,12 @@ namespace Demo
             ///   ∂y = ∂out·SiLU(z), ∂z = ∂out·y·SiLU′(z), ∂h[n] = g[n] + ∂y·C[n], q[n] = ∂h[n]·exp(Δ·A[n])·h[t − 1][n],
             ///   ∂Δ = Σ_n (A[n]·q[n] + ∂h[n]·B[n]·x), ∂A[n] += q[n]·Δ, ∂B[n] += ∂h[n]·Δ·x, ∂C[n] += ∂y·h[t][n],
             ///   ∂x = ∂y·D + Σ_n ∂h[n]·Δ·B[n], ∂D += ∂y·x, g[n] = ∂h[n]·exp(Δ·A[n]), ∂dt = ∂Δ·sigmoid(dt + b_dt).
-            /// Input-dependent B_t/C_t sum their gradient across the block's channels into partial rows (rows × N).
+            /// Input-dependent B_t/C_t keep the chunk's per-channel products (chunkBProducts/chunkCProducts) and sum them across
+            /// the block's channels into partial rows (rows × N) once per chunk, outside the step loop.
             /// Per-channel gradients (A_log = ∂A·A, since A = −exp(A_log); D; the dt bias) go to <paramref name="gradients"/>.
             /// </summary>
             [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
-            public static void ScanBackward(global::System.ReadOnlySpan<float> xConv, global::System.ReadOnlySpan<float> dtRaw, global::System.ReadOnlySpan<float> xDbl, global::System.ReadOnlySpan<float> gate, global::System.ReadOnlySpan<float> snapshots, global::System.ReadOnlySpan<float> outputGradient, global::System.Span<float> uGradient, global::System.Span<float> gateGradient, global::System.Span<float> dtGradient, global::System.Span<float> partialB, global::System.Span<float> partialC, global::System.Span<float> chunkStates, global::System.Span<float> chunkDecays, int batch, int length, int firstChannel, LayerConstants constants, LayerGradients gradients)
+            public static void ScanBackward(global::System.ReadOnlySpan<float> xConv, global::System.ReadOnlySpan<float> dtRaw, global::System.ReadOnlySpan<float> xDbl, global::System.ReadOnlySpan<float> gate, global::System.ReadOnlySpan<float> snapshots, global::System.ReadOnlySpan<float> outputGradient, global::System.Span<float> uGradient, global::System.Span<float> gateGradient, global::System.Span<float> dtGradient, global::System.Span<float> partialB, global::System.Span<float> partialC, global::System.Span<float> chunkStates, global::System.Span<float> chunkDecays, global::System.Span<float> chunkBProducts, global::System.Span<float> chunkCProducts, int batch, int length, int firstChannel, LayerConstants constants, LayerGradients gradients)
             {
                 int rows = batch * length, chunks = ChunksOf(length);
                 global::MambaGen.Cpu.Bounds.Require(xConv.Length, rows * DInnerStride, nameof(xConv));
@@ -921,14 +926,16 @@ namespace Demo
                 global::MambaGen.Cpu.Bounds.Require(partialC.Length, rows * DState, nameof(partialC));
                 global::MambaGen.Cpu.Bounds.Require(chunkStates.Length, (ScanChunk + 1) * DState * Width, nameof(chunkStates));
                 global::MambaGen.Cpu.Bounds.Require(chunkDecays.Length, ScanChunk * DState * Width, nameof(chunkDecays));
+                global::MambaGen.Cpu.Bounds.Require(chunkBProducts.Length, ScanChunk * DState * Width, nameof(chunkBProducts));
+                global::MambaGen.Cpu.Bounds.Require(chunkCProducts.Length, ScanChunk * DState * Width, nameof(chunkCProducts));
                 ref float dOut = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(outputGradient);
                 ref float du = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(uGradient);
                 ref float dz = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(gateGradient);
                 ref float dDt = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(dtGradient);
-                ref float dB = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(partialB);
-                ref float dC = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(partialC);
                 ref float states = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(chunkStates);
                 ref float decays = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(chunkDecays);
+                ref float bProducts = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(chunkBProducts);
+                ref float cProducts = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(chunkCProducts);
                 global::System.Span<global::System.Runtime.Intrinsics.Vector512<float>> h = stackalloc global::System.Runtime.Intrinsics.Vector512<float>[DState];
                 global::System.Span<global::System.Runtime.Intrinsics.Vector512<float>> carry = stackalloc global::System.Runtime.Intrinsics.Vector512<float>[DState];
                 global::System.Span<global::System.Runtime.Intrinsics.Vector512<float>> aGradient = stackalloc global::System.Runtime.Intrinsics.Vector512<float>[DState];
@@ -1004,13 +1011,13 @@ namespace Demo
                                     var bN = Broadcast(global::System.Runtime.CompilerServices.Unsafe.Add(ref bRow, n));
                                     var cN = Broadcast(global::System.Runtime.CompilerServices.Unsafe.Add(ref cRow, n));
                                     y = Fma(cN, hNow, y);
-                                    global::System.Runtime.CompilerServices.Unsafe.Add(ref dC, row * DState + n) += Sum(yGradient * hNow);
+                                    Store(yGradient * hNow, ref cProducts, slot + (nuint)(n * Width));
                                     var hGradient = Fma(yGradient, cN, carry[n]);
                                     var q = hGradient * decayN * hBefore;
                                     deltaGradientT = Fma(a[n], q, deltaGradientT);
                                     deltaGradientT = Fma(hGradient * bN, x, deltaGradientT);
                                     aGradient[n] = Fma(q, delta, aGradient[n]);
-                                    global::System.Runtime.CompilerServices.Unsafe.Add(ref dB, row * DState + n) += Sum(hGradient * deltaX);
+                                    Store(hGradient * deltaX, ref bProducts, slot + (nuint)(n * Width));
                                     xGradient = Fma(hGradient * delta, bN, xGradient);
                                     carry[n] = hGradient * decayN;
                                 }
@@ -1022,6 +1029,10 @@ namespace Demo
                                 Store(dtGradientT, ref dDt, at);
                                 dtBiasGradient += dtGradientT;
                             }
+                            // ∂B_t, ∂C_t of the chunk's rows: each product summed across this vector's channels into the block's share.
+                            int chunkRows = chunkEnd - chunkStart;
+                            AddLaneSums(chunkBProducts, chunkRows * DState, partialB.Slice((firstRow + chunkStart) * DState, chunkRows * DState));
+                            AddLaneSums(chunkCProducts, chunkRows * DState, partialC.Slice((firstRow + chunkStart) * DState, chunkRows * DState));
                         }
                     }
                     // This vector's per-channel gradients; padding lanes are dropped.
@@ -1073,7 +1084,7 @@ namespace Demo
             [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
             private static global::System.Runtime.Intrinsics.Vector256<float> Silu(global::System.Runtime.Intrinsics.Vector256<float> value) => global::MambaGen.Cpu.Simd.Silu(value);
             [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-            private static float Sum(global::System.Runtime.Intrinsics.Vector256<float> value) => global::System.Runtime.Intrinsics.Vector256.Sum(value);
+            private static void AddLaneSums(global::System.Span<float> vectors, int count, global::System.Span<float> sums) => global::MambaGen.Cpu.Simd.AddLaneSums(global::System.Runtime.InteropServices.MemoryMarshal.Cast<float, global::System.Runtime.Intrinsics.Vector256<float>>(vectors.Slice(0, count * Width)), sums);
             [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
             private static float Lane(global::System.Runtime.Intrinsics.Vector256<float> value, int lane) => global::System.Runtime.Intrinsics.Vector256.GetElement(value, lane);
             private static global::System.Runtime.Intrinsics.Vector256<float> Zero => global::System.Runtime.Intrinsics.Vector256<float>.Zero;
@@ -1255,11 +1266,12 @@ namespace Demo
             ///   ∂y = ∂out·SiLU(z), ∂z = ∂out·y·SiLU′(z), ∂h[n] = g[n] + ∂y·C[n], q[n] = ∂h[n]·exp(Δ·A[n])·h[t − 1][n],
             ///   ∂Δ = Σ_n (A[n]·q[n] + ∂h[n]·B[n]·x), ∂A[n] += q[n]·Δ, ∂B[n] += ∂h[n]·Δ·x, ∂C[n] += ∂y·h[t][n],
             ///   ∂x = ∂y·D + Σ_n ∂h[n]·Δ·B[n], ∂D += ∂y·x, g[n] = ∂h[n]·exp(Δ·A[n]), ∂dt = ∂Δ·sigmoid(dt + b_dt).
-            /// Input-dependent B_t/C_t sum their gradient across the block's channels into partial rows (rows × N).
+            /// Input-dependent B_t/C_t keep the chunk's per-channel products (chunkBProducts/chunkCProducts) and sum them across
+            /// the block's channels into partial rows (rows × N) once per chunk, outside the step loop.
             /// Per-channel gradients (A_log = ∂A·A, since A = −exp(A_log); D; the dt bias) go to <paramref name="gradients"/>.
             /// </summary>
             [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
-            public static void ScanBackward(global::System.ReadOnlySpan<float> xConv, global::System.ReadOnlySpan<float> dtRaw, global::System.ReadOnlySpan<float> xDbl, global::System.ReadOnlySpan<float> gate, global::System.ReadOnlySpan<float> snapshots, global::System.ReadOnlySpan<float> outputGradient, global::System.Span<float> uGradient, global::System.Span<float> gateGradient, global::System.Span<float> dtGradient, global::System.Span<float> partialB, global::System.Span<float> partialC, global::System.Span<float> chunkStates, global::System.Span<float> chunkDecays, int batch, int length, int firstChannel, LayerConstants constants, LayerGradients gradients)
+            public static void ScanBackward(global::System.ReadOnlySpan<float> xConv, global::System.ReadOnlySpan<float> dtRaw, global::System.ReadOnlySpan<float> xDbl, global::System.ReadOnlySpan<float> gate, global::System.ReadOnlySpan<float> snapshots, global::System.ReadOnlySpan<float> outputGradient, global::System.Span<float> uGradient, global::System.Span<float> gateGradient, global::System.Span<float> dtGradient, global::System.Span<float> partialB, global::System.Span<float> partialC, global::System.Span<float> chunkStates, global::System.Span<float> chunkDecays, global::System.Span<float> chunkBProducts, global::System.Span<float> chunkCProducts, int batch, int length, int firstChannel, LayerConstants constants, LayerGradients gradients)
             {
                 int rows = batch * length, chunks = ChunksOf(length);
                 global::MambaGen.Cpu.Bounds.Require(xConv.Length, rows * DInnerStride, nameof(xConv));
@@ -1279,14 +1291,16 @@ namespace Demo
                 global::MambaGen.Cpu.Bounds.Require(partialC.Length, rows * DState, nameof(partialC));
                 global::MambaGen.Cpu.Bounds.Require(chunkStates.Length, (ScanChunk + 1) * DState * Width, nameof(chunkStates));
                 global::MambaGen.Cpu.Bounds.Require(chunkDecays.Length, ScanChunk * DState * Width, nameof(chunkDecays));
+                global::MambaGen.Cpu.Bounds.Require(chunkBProducts.Length, ScanChunk * DState * Width, nameof(chunkBProducts));
+                global::MambaGen.Cpu.Bounds.Require(chunkCProducts.Length, ScanChunk * DState * Width, nameof(chunkCProducts));
                 ref float dOut = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(outputGradient);
                 ref float du = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(uGradient);
                 ref float dz = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(gateGradient);
                 ref float dDt = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(dtGradient);
-                ref float dB = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(partialB);
-                ref float dC = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(partialC);
                 ref float states = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(chunkStates);
                 ref float decays = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(chunkDecays);
+                ref float bProducts = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(chunkBProducts);
+                ref float cProducts = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(chunkCProducts);
                 global::System.Span<global::System.Runtime.Intrinsics.Vector256<float>> h = stackalloc global::System.Runtime.Intrinsics.Vector256<float>[DState];
                 global::System.Span<global::System.Runtime.Intrinsics.Vector256<float>> carry = stackalloc global::System.Runtime.Intrinsics.Vector256<float>[DState];
                 global::System.Span<global::System.Runtime.Intrinsics.Vector256<float>> aGradient = stackalloc global::System.Runtime.Intrinsics.Vector256<float>[DState];
@@ -1362,13 +1376,13 @@ namespace Demo
                                     var bN = Broadcast(global::System.Runtime.CompilerServices.Unsafe.Add(ref bRow, n));
                                     var cN = Broadcast(global::System.Runtime.CompilerServices.Unsafe.Add(ref cRow, n));
                                     y = Fma(cN, hNow, y);
-                                    global::System.Runtime.CompilerServices.Unsafe.Add(ref dC, row * DState + n) += Sum(yGradient * hNow);
+                                    Store(yGradient * hNow, ref cProducts, slot + (nuint)(n * Width));
                                     var hGradient = Fma(yGradient, cN, carry[n]);
                                     var q = hGradient * decayN * hBefore;
                                     deltaGradientT = Fma(a[n], q, deltaGradientT);
                                     deltaGradientT = Fma(hGradient * bN, x, deltaGradientT);
                                     aGradient[n] = Fma(q, delta, aGradient[n]);
-                                    global::System.Runtime.CompilerServices.Unsafe.Add(ref dB, row * DState + n) += Sum(hGradient * deltaX);
+                                    Store(hGradient * deltaX, ref bProducts, slot + (nuint)(n * Width));
                                     xGradient = Fma(hGradient * delta, bN, xGradient);
                                     carry[n] = hGradient * decayN;
                                 }
@@ -1380,6 +1394,10 @@ namespace Demo
                                 Store(dtGradientT, ref dDt, at);
                                 dtBiasGradient += dtGradientT;
                             }
+                            // ∂B_t, ∂C_t of the chunk's rows: each product summed across this vector's channels into the block's share.
+                            int chunkRows = chunkEnd - chunkStart;
+                            AddLaneSums(chunkBProducts, chunkRows * DState, partialB.Slice((firstRow + chunkStart) * DState, chunkRows * DState));
+                            AddLaneSums(chunkCProducts, chunkRows * DState, partialC.Slice((firstRow + chunkStart) * DState, chunkRows * DState));
                         }
                     }
                     // This vector's per-channel gradients; padding lanes are dropped.
