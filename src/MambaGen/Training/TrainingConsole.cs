@@ -78,64 +78,85 @@ public static class TrainingConsole
             $"{title}: {how} in {FormatDuration(summary.Elapsed)}, {summary.TokensPerSecond:N0} tokens/s{accuracy}");
     }
 
-    /// <summary>Updates the progress bar's text at most ten times a second, with the mean loss since the last update.</summary>
-    private sealed class LiveReporter(IAnsiConsole console, ProgressTask task, string title) : ITrainingProgress
+    /// <summary>
+    /// What both displays share: the mean loss over the steps since the last report, and the latest held-out
+    /// evaluation (shown as accuracy on every later report).
+    /// </summary>
+    private abstract class Reporter(string title) : ITrainingProgress
+    {
+        private double _lossSum;
+        private int _lossCount;
+        private EvaluationResult? _lastEvaluation;
+
+        protected string Title => title;
+
+        public void OnStep(in TrainingStepReport report)
+        {
+            _lossSum += report.Loss;
+            _lossCount++;
+            if (!IsDue(report)) return;
+            Show(report, string.Create(CultureInfo.InvariantCulture, $"loss {_lossSum / _lossCount:F4}  {FormatAccuracy(_lastEvaluation)}"));
+            _lossSum = 0;
+            _lossCount = 0;
+        }
+
+        public void OnEvaluation(EvaluationResult evaluation)
+        {
+            _lastEvaluation = evaluation;
+            ShowEvaluation(DescribeEvaluation(title, evaluation));
+        }
+
+        public abstract void OnCheckpoint(string path, long step);
+
+        /// <summary>Whether this step gets a report (the last step always does).</summary>
+        protected abstract bool IsDue(in TrainingStepReport report);
+
+        /// <summary>Shows a step report; <paramref name="lossAndAccuracy"/> is the shared "loss … acc …" text.</summary>
+        protected abstract void Show(in TrainingStepReport report, string lossAndAccuracy);
+
+        protected abstract void ShowEvaluation(string line);
+    }
+
+    /// <summary>Updates the progress bar's text at most ten times a second.</summary>
+    private sealed class LiveReporter(IAnsiConsole console, ProgressTask task, string title) : Reporter(title)
     {
         private static readonly long RefreshTicks = Stopwatch.Frequency / 10;
         private long _lastRefresh;
-        private double _lossSum;
-        private int _lossCount;
-        private EvaluationResult? _lastEvaluation;
 
-        public void OnStep(in TrainingStepReport report)
+        protected override bool IsDue(in TrainingStepReport report)
         {
-            _lossSum += report.Loss;
-            _lossCount++;
             long now = Stopwatch.GetTimestamp();
-            if (now - _lastRefresh < RefreshTicks && report.Step < report.TotalSteps) return;
+            if (now - _lastRefresh < RefreshTicks && report.Step < report.TotalSteps) return false;
             _lastRefresh = now;
-            task.Description = Markup.Escape(string.Create(CultureInfo.InvariantCulture,
-                $"{title}  loss {_lossSum / _lossCount:F4}  {FormatAccuracy(_lastEvaluation)}  {report.TokensPerSecond:N0} tok/s  ETA {FormatDuration(report.Remaining)}"));
-            task.Value = report.Step;
-            _lossSum = 0;
-            _lossCount = 0;
+            return true;
         }
 
-        public void OnEvaluation(EvaluationResult evaluation)
+        protected override void Show(in TrainingStepReport report, string lossAndAccuracy)
         {
-            _lastEvaluation = evaluation;
-            console.MarkupLine("[grey]" + Markup.Escape(DescribeEvaluation(title, evaluation)) + "[/]");
+            task.Description = Markup.Escape(string.Create(CultureInfo.InvariantCulture,
+                $"{Title}  {lossAndAccuracy}  {report.TokensPerSecond:N0} tok/s  ETA {FormatDuration(report.Remaining)}"));
+            task.Value = report.Step;
         }
 
-        public void OnCheckpoint(string path, long step) { }
+        protected override void ShowEvaluation(string line) => console.MarkupLine("[grey]" + Markup.Escape(line) + "[/]");
+
+        public override void OnCheckpoint(string path, long step) { }
     }
 
-    /// <summary>Prints one line per 1/<see cref="PlainLinesPerRun"/> of the run with the mean loss over that stretch.</summary>
-    private sealed class PlainReporter(IAnsiConsole console, string title, int totalSteps) : ITrainingProgress
+    /// <summary>Prints one line per 1/<see cref="PlainLinesPerRun"/> of the run.</summary>
+    private sealed class PlainReporter(IAnsiConsole console, string title, int totalSteps) : Reporter(title)
     {
         private readonly int _every = Math.Max(1, (totalSteps + PlainLinesPerRun - 1) / PlainLinesPerRun);
-        private double _lossSum;
-        private int _lossCount;
-        private EvaluationResult? _lastEvaluation;
 
-        public void OnStep(in TrainingStepReport report)
-        {
-            _lossSum += report.Loss;
-            _lossCount++;
-            if (report.Step % _every != 0 && report.Step != report.TotalSteps) return;
+        protected override bool IsDue(in TrainingStepReport report) => report.Step % _every == 0 || report.Step == report.TotalSteps;
+
+        protected override void Show(in TrainingStepReport report, string lossAndAccuracy) =>
             WritePlain(console, string.Create(CultureInfo.InvariantCulture,
-                $"{title}  step {report.Step}/{report.TotalSteps}  loss {_lossSum / _lossCount:F4}  {FormatAccuracy(_lastEvaluation)}  lr {report.LearningRate:0.###e+0}  |g| {report.GradientNorm:F3}  {report.TokensPerSecond:N0} tok/s  ETA {FormatDuration(report.Remaining)}"));
-            _lossSum = 0;
-            _lossCount = 0;
-        }
+                $"{Title}  step {report.Step}/{report.TotalSteps}  {lossAndAccuracy}  lr {report.LearningRate:0.###e+0}  |g| {report.GradientNorm:F3}  {report.TokensPerSecond:N0} tok/s  ETA {FormatDuration(report.Remaining)}"));
 
-        public void OnEvaluation(EvaluationResult evaluation)
-        {
-            _lastEvaluation = evaluation;
-            WritePlain(console, DescribeEvaluation(title, evaluation));
-        }
+        protected override void ShowEvaluation(string line) => WritePlain(console, line);
 
-        public void OnCheckpoint(string path, long step) =>
-            WritePlain(console, string.Create(CultureInfo.InvariantCulture, $"{title}  saved training state at step {step} to {path}"));
+        public override void OnCheckpoint(string path, long step) =>
+            WritePlain(console, string.Create(CultureInfo.InvariantCulture, $"{Title}  saved training state at step {step} to {path}"));
     }
 }
