@@ -4,6 +4,9 @@ using System.Linq;
 using MambaGen.Generators.Diagnostics;
 using MambaGen.Generators.Spec;
 using Microsoft.CodeAnalysis;
+using HfField = MambaGen.Checkpoints.ConfigSchema.HuggingFace;
+using MambaGenField = MambaGen.Checkpoints.ConfigSchema.MambaGenObject;
+using SsmField = MambaGen.Checkpoints.ConfigSchema.MambaSsm;
 
 namespace MambaGen.Generators.Parsing
 {
@@ -24,17 +27,11 @@ namespace MambaGen.Generators.Parsing
         public const string HuggingFace = "Hugging Face";
         public const string MambaSsm = "mamba_ssm";
 
-        /// <summary>
-        /// transformers' <c>MambaConfig(use_bias=False)</c>: checked on transformers 5.17, where a config without
-        /// <c>use_bias</c> builds a model without in/out projection biases.
-        /// </summary>
-        public const bool HuggingFaceDefaultUseBias = false;
-
         private static readonly Dictionary<string, AInitKind> AInitNames = new Dictionary<string, AInitKind>
         {
-            ["s4d_real"] = AInitKind.S4DReal,
-            ["negative_half"] = AInitKind.NegativeHalf,
-            ["random"] = AInitKind.Random,
+            [MambaGenField.AInitS4DReal] = AInitKind.S4DReal,
+            [MambaGenField.AInitNegativeHalf] = AInitKind.NegativeHalf,
+            [MambaGenField.AInitRandom] = AInitKind.Random,
         };
 
         /// <param name="path">The AdditionalText's path.</param>
@@ -70,51 +67,51 @@ namespace MambaGen.Generators.Parsing
                 return null;
             }
 
-            var modelType = fields.Get("model_type");
+            var modelType = fields.Get(HfField.ModelTypeField);
             if (modelType is not null and not JsonNull)
             {
                 if (modelType is not JsonString name)
                 {
-                    problems.Add(Problem(DiagnosticDescriptors.ConfigFieldInvalid, "model_type", "a string", modelType.Describe()));
+                    problems.Add(Problem(DiagnosticDescriptors.ConfigFieldInvalid, HfField.ModelTypeField, "a string", modelType.Describe()));
                     return null;
                 }
-                if (name.Value != "mamba")
+                if (name.Value != HfField.ModelType)
                 {
-                    problems.Add(Problem(DiagnosticDescriptors.ConfigModelTypeUnsupported, "model_type \"" + name.Value + "\""));
+                    problems.Add(Problem(DiagnosticDescriptors.ConfigModelTypeUnsupported, HfField.ModelTypeField + " \"" + name.Value + "\""));
                     return null;
                 }
                 return ReadHuggingFace(new FieldReader(fields, "", HuggingFace, problems));
             }
-            if (fields.Has("d_model") || fields.Has("n_layer") || fields.Has("ssm_cfg"))
+            if (fields.Has(SsmField.DModel) || fields.Has(SsmField.Layers) || fields.Has(SsmField.SsmConfig))
                 return ReadMambaSsm(new FieldReader(fields, "", MambaSsm, problems), problems);
 
-            problems.Add(Problem(DiagnosticDescriptors.ConfigFieldMissing, "model_type"));
+            problems.Add(Problem(DiagnosticDescriptors.ConfigFieldMissing, HfField.ModelTypeField));
             return null;
         }
 
         private static ModelConfig? ReadHuggingFace(FieldReader fields)
         {
-            var dModel = fields.RequiredInt("hidden_size");
-            var layers = fields.RequiredInt("num_hidden_layers");
-            var vocab = fields.RequiredInt("vocab_size");
-            var dState = fields.IntOr("state_size", 16);
-            var expand = fields.IntOr("expand", 2);
-            var convKernel = fields.IntOr("conv_kernel", 4);
-            var useBias = fields.BoolOr("use_bias", HuggingFaceDefaultUseBias);
-            var useConvBias = fields.BoolOr("use_conv_bias", true);
-            var epsilon = fields.DoubleOr("layer_norm_epsilon", 1e-5);
-            var residualInFp32 = fields.BoolOr("residual_in_fp32", true);
-            var tie = fields.BoolOr("tie_word_embeddings", true);
-            fields.RequireString("hidden_act", "silu", "\"silu\" (the only activation MambaGen implements)");
-            int? bos = fields.TokenId("bos_token_id"), eos = fields.TokenId("eos_token_id"), pad = fields.TokenId("pad_token_id");
+            var dModel = fields.RequiredInt(HfField.HiddenSize);
+            var layers = fields.RequiredInt(HfField.Layers);
+            var vocab = fields.RequiredInt(HfField.VocabSize);
+            var dState = fields.IntOr(HfField.StateSize, HfField.DefaultStateSize);
+            var expand = fields.IntOr(HfField.Expand, HfField.DefaultExpand);
+            var convKernel = fields.IntOr(HfField.ConvKernel, HfField.DefaultConvKernel);
+            var useBias = fields.BoolOr(HfField.UseBias, HfField.DefaultUseBias);
+            var useConvBias = fields.BoolOr(HfField.UseConvBias, HfField.DefaultUseConvBias);
+            var epsilon = fields.DoubleOr(HfField.LayerNormEpsilon, HfField.DefaultLayerNormEpsilon);
+            var residualInFp32 = fields.BoolOr(HfField.ResidualInFp32, HfField.DefaultResidualInFp32);
+            var tie = fields.BoolOr(HfField.TieWordEmbeddings, HfField.DefaultTieWordEmbeddings);
+            fields.RequireString(HfField.HiddenAct, HfField.Activation, "\"" + HfField.Activation + "\" (the only activation MambaGen implements)");
+            int? bos = fields.TokenId(HfField.BosTokenId), eos = fields.TokenId(HfField.EosTokenId), pad = fields.TokenId(HfField.PadTokenId);
             var flags = ReadMambaGenObject(fields);
             if (dModel is null || layers is null || vocab is null || fields.HasProblems) return null;
 
-            var dInner = fields.Int("intermediate_size") is int statedInner
-                ? new ConfigValue<int>("intermediate_size", statedInner)
-                : new ConfigValue<int>("intermediate_size", Multiply(expand.Value, dModel.Value), " (absent: expand × hidden_size)", Derived: true);
-            var dtRank = fields.RankOr("time_step_rank", dModel.Value, "hidden_size");
-            var padding = new ConfigValue<int>("vocab_size", 1, " (Hugging Face configs store the vocabulary already padded)");
+            var dInner = fields.Int(HfField.IntermediateSize) is int statedInner
+                ? new ConfigValue<int>(HfField.IntermediateSize, statedInner)
+                : new ConfigValue<int>(HfField.IntermediateSize, Multiply(expand.Value, dModel.Value), " (absent: expand × hidden_size)", Derived: true);
+            var dtRank = fields.RankOr(HfField.TimeStepRank, dModel.Value, HfField.HiddenSize);
+            var padding = new ConfigValue<int>(HfField.VocabSize, 1, " (Hugging Face configs store the vocabulary already padded)");
             if (fields.HasProblems) return null;
             return new ModelConfig(HuggingFace, dModel, layers, vocab, padding, tie, epsilon, residualInFp32,
                 dState, expand, dInner, dtRank, convKernel, useConvBias, useBias,
@@ -123,48 +120,47 @@ namespace MambaGen.Generators.Parsing
 
         private static ModelConfig? ReadMambaSsm(FieldReader fields, List<ConfigProblem> problems)
         {
-            var dModel = fields.RequiredInt("d_model");
-            var layers = fields.RequiredInt("n_layer");
-            var vocab = fields.RequiredInt("vocab_size");
-            var padMultiple = fields.IntOr("pad_vocab_size_multiple", 8);
-            var tie = fields.BoolOr("tie_embeddings", true);
-            var residualInFp32 = fields.BoolOr("residual_in_fp32", true);
-            fields.RequireBool("rms_norm", true, "true (MambaGen implements RMSNorm only)");
-            if (fields.Int("d_intermediate") is int mlpWidth && mlpWidth != 0)
-                fields.Invalid("d_intermediate", "0 (MambaGen has no MLP sublayer)", "the number " + mlpWidth);
-            if (fields.Get("attn_layer_idx") is { } attention && attention is not JsonArray { Items.Count: 0 })
-                fields.Invalid("attn_layer_idx", "an empty list (MambaGen has no attention layers)", attention.Describe());
+            var dModel = fields.RequiredInt(SsmField.DModel);
+            var layers = fields.RequiredInt(SsmField.Layers);
+            var vocab = fields.RequiredInt(SsmField.VocabSize);
+            var padMultiple = fields.IntOr(SsmField.PadVocabSizeMultiple, SsmField.DefaultPadVocabSizeMultiple);
+            var tie = fields.BoolOr(SsmField.TieEmbeddings, SsmField.DefaultTieEmbeddings);
+            var residualInFp32 = fields.BoolOr(SsmField.ResidualInFp32, SsmField.DefaultResidualInFp32);
+            fields.RequireBool(SsmField.RmsNorm, true, "true (MambaGen implements RMSNorm only)");
+            if (fields.Int(SsmField.DIntermediate) is int mlpWidth && mlpWidth != 0)
+                fields.Invalid(SsmField.DIntermediate, "0 (MambaGen has no MLP sublayer)", "the number " + mlpWidth);
+            if (fields.Get(SsmField.AttentionLayers) is { } attention && attention is not JsonArray { Items.Count: 0 })
+                fields.Invalid(SsmField.AttentionLayers, "an empty list (MambaGen has no attention layers)", attention.Describe());
             var flags = ReadMambaGenObject(fields);
 
-            var ssmConfig = fields.Get("ssm_cfg");
+            var ssmConfig = fields.Get(SsmField.SsmConfig);
             if (ssmConfig is not null and not JsonObject)
             {
-                fields.Invalid("ssm_cfg", "an object", ssmConfig.Describe());
+                fields.Invalid(SsmField.SsmConfig, "an object", ssmConfig.Describe());
                 return null;
             }
-            var ssm = fields.Nested(ssmConfig as JsonObject ?? new JsonObject(new List<KeyValuePair<string, JsonValue>>()), "ssm_cfg.");
-            switch (ssm.Get("layer"))
+            var ssm = fields.Nested(ssmConfig as JsonObject ?? new JsonObject(new List<KeyValuePair<string, JsonValue>>()), SsmField.SsmConfig + ".");
+            switch (ssm.Get(SsmField.Layer))
             {
-                case null or JsonString { Value: "Mamba1" }:
+                case null or JsonString { Value: SsmField.Mamba1 }:
                     break;
                 case JsonString layer:
-                    problems.Add(Problem(DiagnosticDescriptors.ConfigModelTypeUnsupported, "ssm_cfg.layer \"" + layer.Value + "\""));
+                    problems.Add(Problem(DiagnosticDescriptors.ConfigModelTypeUnsupported, SsmField.SsmConfig + "." + SsmField.Layer + " \"" + layer.Value + "\""));
                     return null;
                 case var layer:
-                    ssm.Invalid("layer", "\"Mamba1\"", layer.Describe());
+                    ssm.Invalid(SsmField.Layer, "\"" + SsmField.Mamba1 + "\"", layer.Describe());
                     return null;
             }
-            var dState = ssm.IntOr("d_state", 16);
-            var convKernel = ssm.IntOr("d_conv", 4);
-            var expand = ssm.IntOr("expand", 2);
-            var convBias = ssm.BoolOr("conv_bias", true);
-            var bias = ssm.BoolOr("bias", false);
+            var dState = ssm.IntOr(SsmField.DState, SsmField.DefaultDState);
+            var convKernel = ssm.IntOr(SsmField.DConv, SsmField.DefaultDConv);
+            var expand = ssm.IntOr(SsmField.Expand, SsmField.DefaultExpand);
+            var convBias = ssm.BoolOr(SsmField.ConvBias, SsmField.DefaultConvBias);
+            var bias = ssm.BoolOr(SsmField.Bias, SsmField.DefaultBias);
             if (dModel is null || layers is null || vocab is null || fields.HasProblems) return null;
 
-            var dInner = new ConfigValue<int>("ssm_cfg.expand", Multiply(expand.Value, dModel.Value), " × d_model", Derived: true);
-            var dtRank = ssm.RankOr("dt_rank", dModel.Value, "d_model");
-            // mamba_ssm builds its RMSNorms with eps = 1e-5 and has no config field for it.
-            var epsilon = new ConfigValue<double>("norm_epsilon", 1e-5, " (mamba_ssm configs have no such field; mamba_ssm uses 1e-5)");
+            var dInner = new ConfigValue<int>(SsmField.SsmConfig + "." + SsmField.Expand, Multiply(expand.Value, dModel.Value), " × d_model", Derived: true);
+            var dtRank = ssm.RankOr(SsmField.DtRank, dModel.Value, SsmField.DModel);
+            var epsilon = new ConfigValue<double>("norm_epsilon", SsmField.NormEpsilon, " (mamba_ssm configs have no such field; mamba_ssm uses 1e-5)");
             if (fields.HasProblems) return null;
             return new ModelConfig(MambaSsm, dModel, layers, vocab, padMultiple, tie, epsilon, residualInFp32,
                 dState, expand, dInner, dtRank, convKernel, convBias, bias,
@@ -177,24 +173,24 @@ namespace MambaGen.Generators.Parsing
         /// <summary>The optional <c>mambagen</c> object MambaGen's <c>Save</c> writes for variants HF cannot express.</summary>
         private static MambaGenFlags ReadMambaGenObject(FieldReader fields)
         {
-            var value = fields.Get("mambagen");
+            var value = fields.Get(MambaGenField.Name);
             if (value is null) return new MambaGenFlags(null, null, null, null);
             if (value is not JsonObject mambagen)
             {
-                fields.Invalid("mambagen", "an object", value.Describe());
+                fields.Invalid(MambaGenField.Name, "an object", value.Describe());
                 return new MambaGenFlags(null, null, null, null);
             }
-            var flags = fields.Nested(mambagen, "mambagen.");
+            var flags = fields.Nested(mambagen, MambaGenField.Name + ".");
             ConfigValue<AInitKind>? aInit = null;
-            if (flags.Get("a_init") is { } initValue)
+            if (flags.Get(MambaGenField.AInit) is { } initValue)
             {
                 // Spelled as the runtime's MambaConfig.WriteHfConfig writes it (snake_case, like HF's own values).
                 if (initValue is JsonString text && AInitNames.TryGetValue(text.Value, out var kind))
-                    aInit = new ConfigValue<AInitKind>("mambagen.a_init", kind);
+                    aInit = new ConfigValue<AInitKind>(MambaGenField.Name + "." + MambaGenField.AInit, kind);
                 else
-                    flags.Invalid("a_init", "\"s4d_real\", \"negative_half\" or \"random\"", initValue.Describe());
+                    flags.Invalid(MambaGenField.AInit, "\"" + MambaGenField.AInitS4DReal + "\", \"" + MambaGenField.AInitNegativeHalf + "\" or \"" + MambaGenField.AInitRandom + "\"", initValue.Describe());
             }
-            return new MambaGenFlags(flags.Bool("selective_delta"), flags.Bool("selective_b"), flags.Bool("selective_c"), aInit);
+            return new MambaGenFlags(flags.Bool(MambaGenField.SelectiveDelta), flags.Bool(MambaGenField.SelectiveB), flags.Bool(MambaGenField.SelectiveC), aInit);
         }
 
         /// <summary>Above int range the model is rejected as too large anyway, so the product saturates.</summary>
@@ -276,7 +272,7 @@ namespace MambaGen.Generators.Parsing
             {
                 var value = Get(name);
                 if (value is JsonNumber number && number.AsInt() is int rank) return new ConfigValue<int>(_prefix + name, rank);
-                if (value is not null and not JsonString { Value: "auto" })
+                if (value is not null and not JsonString { Value: HfField.AutoRank })
                     Invalid(name, "an integer or \"auto\"", value.Describe());
                 int auto = (int)(((long)width + 15) / 16);
                 var note = value is null ? $" (absent: ceil({widthName} / 16))" : $" (\"auto\" = ceil({widthName} / 16))";

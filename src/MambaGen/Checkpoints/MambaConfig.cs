@@ -1,6 +1,9 @@
 using System.Globalization;
 using System.Text.Json;
 using System.Text.Unicode;
+using HfField = MambaGen.Checkpoints.ConfigSchema.HuggingFace;
+using MambaGenField = MambaGen.Checkpoints.ConfigSchema.MambaGenObject;
+using SsmField = MambaGen.Checkpoints.ConfigSchema.MambaSsm;
 
 namespace MambaGen.Checkpoints;
 
@@ -35,35 +38,35 @@ public static class MambaConfig
         {
             using var json = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true });
             json.WriteStartObject();
-            json.WriteString("model_type", "mamba");
+            json.WriteString(HfField.ModelTypeField, HfField.ModelType);
             if (shape.IsHuggingFaceCompatible)
             {
-                json.WriteStartArray("architectures");
+                json.WriteStartArray(HfField.Architectures);
                 json.WriteStringValue("MambaForCausalLM");
                 json.WriteEndArray();
             }
-            json.WriteNumber("hidden_size", shape.DModel);
-            json.WriteNumber("intermediate_size", shape.DInner);
-            json.WriteNumber("state_size", shape.DState);
-            json.WriteNumber("num_hidden_layers", shape.Layers);
-            json.WriteNumber("vocab_size", shape.Vocab);
-            json.WriteNumber("expand", shape.Expand);
-            json.WriteNumber("conv_kernel", shape.ConvKernel);
-            json.WriteNumber("time_step_rank", shape.DtRank);
-            json.WriteBoolean("use_bias", shape.ProjBias);
-            json.WriteBoolean("use_conv_bias", shape.ConvBias);
-            json.WriteString("hidden_act", "silu");
-            json.WriteNumber("layer_norm_epsilon", shape.NormEpsilon);
-            json.WriteBoolean("residual_in_fp32", shape.ResidualInFp32);
-            json.WriteBoolean("tie_word_embeddings", shape.TieEmbeddings);
-            if (shape.BosTokenId is int bos) json.WriteNumber("bos_token_id", bos);
-            if (shape.EosTokenId is int eos) json.WriteNumber("eos_token_id", eos);
-            if (shape.PadTokenId is int pad) json.WriteNumber("pad_token_id", pad);
-            json.WriteStartObject("mambagen");
-            json.WriteBoolean("selective_delta", shape.SelectiveDelta);
-            json.WriteBoolean("selective_b", shape.SelectiveB);
-            json.WriteBoolean("selective_c", shape.SelectiveC);
-            json.WriteString("a_init", AInitName(shape.AInit));
+            json.WriteNumber(HfField.HiddenSize, shape.DModel);
+            json.WriteNumber(HfField.IntermediateSize, shape.DInner);
+            json.WriteNumber(HfField.StateSize, shape.DState);
+            json.WriteNumber(HfField.Layers, shape.Layers);
+            json.WriteNumber(HfField.VocabSize, shape.Vocab);
+            json.WriteNumber(HfField.Expand, shape.Expand);
+            json.WriteNumber(HfField.ConvKernel, shape.ConvKernel);
+            json.WriteNumber(HfField.TimeStepRank, shape.DtRank);
+            json.WriteBoolean(HfField.UseBias, shape.ProjBias);
+            json.WriteBoolean(HfField.UseConvBias, shape.ConvBias);
+            json.WriteString(HfField.HiddenAct, HfField.Activation);
+            json.WriteNumber(HfField.LayerNormEpsilon, shape.NormEpsilon);
+            json.WriteBoolean(HfField.ResidualInFp32, shape.ResidualInFp32);
+            json.WriteBoolean(HfField.TieWordEmbeddings, shape.TieEmbeddings);
+            if (shape.BosTokenId is int bos) json.WriteNumber(HfField.BosTokenId, bos);
+            if (shape.EosTokenId is int eos) json.WriteNumber(HfField.EosTokenId, eos);
+            if (shape.PadTokenId is int pad) json.WriteNumber(HfField.PadTokenId, pad);
+            json.WriteStartObject(MambaGenField.Name);
+            json.WriteBoolean(MambaGenField.SelectiveDelta, shape.SelectiveDelta);
+            json.WriteBoolean(MambaGenField.SelectiveB, shape.SelectiveB);
+            json.WriteBoolean(MambaGenField.SelectiveC, shape.SelectiveC);
+            json.WriteString(MambaGenField.AInit, AInitName(shape.AInit));
             json.WriteEndObject();
             json.WriteEndObject();
         });
@@ -103,14 +106,14 @@ public static class MambaConfig
             if (document.RootElement.ValueKind != JsonValueKind.Object)
                 throw new CheckpointException($"{source}: the config must be a JSON object but is a JSON {document.RootElement.ValueKind}.");
             var root = new ConfigObject(source, document.RootElement, prefix: "");
-            string? modelType = root.String("model_type");
+            string? modelType = root.String(HfField.ModelTypeField);
             if (modelType is not null)
             {
-                return modelType == "mamba"
+                return modelType == HfField.ModelType
                     ? ReadHuggingFace(root)
                     : throw new CheckpointException($"{source}: model_type is \"{modelType}\" but only \"mamba\" (Mamba-1) configs are supported.");
             }
-            if (root.Has("d_model")) return ReadMambaSsm(root);
+            if (root.Has(SsmField.DModel)) return ReadMambaSsm(root);
             throw new CheckpointException(
                 $"{source}: neither a Hugging Face Mamba config (no \"model_type\": \"mamba\") nor a mamba_ssm config (no \"d_model\").");
         }
@@ -118,17 +121,17 @@ public static class MambaConfig
 
     private static ParsedConfig ReadHuggingFace(ConfigObject config)
     {
-        string? activation = config.String("hidden_act");
-        if (activation is not null && activation != "silu")
+        string? activation = config.String(HfField.HiddenAct);
+        if (activation is not null && activation != HfField.Activation)
             throw new CheckpointException($"{config.Source}: hidden_act is \"{activation}\" but Mamba blocks here use \"silu\".");
 
         var origin = config.Origins;
-        int dModel = config.RequiredInt("hidden_size", nameof(MambaShape.DModel));
-        int expand = config.Int("expand", nameof(MambaShape.Expand), 2);
+        int dModel = config.RequiredInt(HfField.HiddenSize, nameof(MambaShape.DModel));
+        int expand = config.Int(HfField.Expand, nameof(MambaShape.Expand), HfField.DefaultExpand);
         int dInner;
-        if (config.Has("intermediate_size"))
+        if (config.Has(HfField.IntermediateSize))
         {
-            dInner = config.RequiredInt("intermediate_size", nameof(MambaShape.DInner));
+            dInner = config.RequiredInt(HfField.IntermediateSize, nameof(MambaShape.DInner));
         }
         else
         {
@@ -137,55 +140,55 @@ public static class MambaConfig
             origin[nameof(MambaShape.DInner)] = $"intermediate_size is absent, read as expand × hidden_size = {dInner}";
         }
 
-        var ablation = config.Object("mambagen") ?? ConfigObject.Absent(config.Source, "mambagen.", origin);
+        var ablation = config.Object(MambaGenField.Name) ?? ConfigObject.Absent(config.Source, MambaGenField.Name + ".", origin);
         var shape = new MambaShape
         {
             DModel = dModel,
-            Layers = config.RequiredInt("num_hidden_layers", nameof(MambaShape.Layers)),
-            Vocab = config.RequiredInt("vocab_size", nameof(MambaShape.Vocab)),
-            DState = config.Int("state_size", nameof(MambaShape.DState), 16),
+            Layers = config.RequiredInt(HfField.Layers, nameof(MambaShape.Layers)),
+            Vocab = config.RequiredInt(HfField.VocabSize, nameof(MambaShape.Vocab)),
+            DState = config.Int(HfField.StateSize, nameof(MambaShape.DState), HfField.DefaultStateSize),
             Expand = expand,
             DInner = dInner,
-            DtRank = config.DtRank("time_step_rank", dModel),
-            ConvKernel = config.Int("conv_kernel", nameof(MambaShape.ConvKernel), 4),
-            ProjBias = config.Bool("use_bias", nameof(MambaShape.ProjBias), false),
-            ConvBias = config.Bool("use_conv_bias", nameof(MambaShape.ConvBias), true),
-            NormEpsilon = config.Float("layer_norm_epsilon", nameof(MambaShape.NormEpsilon), 1e-5f),
-            ResidualInFp32 = config.Bool("residual_in_fp32", nameof(MambaShape.ResidualInFp32), true),
-            TieEmbeddings = config.Bool("tie_word_embeddings", nameof(MambaShape.TieEmbeddings), true),
-            BosTokenId = config.OptionalInt("bos_token_id"),
-            EosTokenId = config.OptionalInt("eos_token_id"),
-            PadTokenId = config.OptionalInt("pad_token_id"),
-            SelectiveDelta = ablation.Bool("selective_delta", nameof(MambaShape.SelectiveDelta), true),
-            SelectiveB = ablation.Bool("selective_b", nameof(MambaShape.SelectiveB), true),
-            SelectiveC = ablation.Bool("selective_c", nameof(MambaShape.SelectiveC), true),
-            AInit = ablation.ReadAInit("a_init", nameof(MambaShape.AInit)),
+            DtRank = config.DtRank(HfField.TimeStepRank, dModel),
+            ConvKernel = config.Int(HfField.ConvKernel, nameof(MambaShape.ConvKernel), HfField.DefaultConvKernel),
+            ProjBias = config.Bool(HfField.UseBias, nameof(MambaShape.ProjBias), HfField.DefaultUseBias),
+            ConvBias = config.Bool(HfField.UseConvBias, nameof(MambaShape.ConvBias), HfField.DefaultUseConvBias),
+            NormEpsilon = config.Float(HfField.LayerNormEpsilon, nameof(MambaShape.NormEpsilon), (float)HfField.DefaultLayerNormEpsilon),
+            ResidualInFp32 = config.Bool(HfField.ResidualInFp32, nameof(MambaShape.ResidualInFp32), HfField.DefaultResidualInFp32),
+            TieEmbeddings = config.Bool(HfField.TieWordEmbeddings, nameof(MambaShape.TieEmbeddings), HfField.DefaultTieWordEmbeddings),
+            BosTokenId = config.OptionalInt(HfField.BosTokenId),
+            EosTokenId = config.OptionalInt(HfField.EosTokenId),
+            PadTokenId = config.OptionalInt(HfField.PadTokenId),
+            SelectiveDelta = ablation.Bool(MambaGenField.SelectiveDelta, nameof(MambaShape.SelectiveDelta), MambaGenField.DefaultSelective),
+            SelectiveB = ablation.Bool(MambaGenField.SelectiveB, nameof(MambaShape.SelectiveB), MambaGenField.DefaultSelective),
+            SelectiveC = ablation.Bool(MambaGenField.SelectiveC, nameof(MambaShape.SelectiveC), MambaGenField.DefaultSelective),
+            AInit = ablation.ReadAInit(MambaGenField.AInit, nameof(MambaShape.AInit)),
         };
         return Validated(config, shape);
     }
 
     private static ParsedConfig ReadMambaSsm(ConfigObject config)
     {
-        if (config.Has("d_intermediate") && config.RequiredInt("d_intermediate", "d_intermediate") != 0)
+        if (config.Has(SsmField.DIntermediate) && config.RequiredInt(SsmField.DIntermediate, SsmField.DIntermediate) != 0)
             throw new CheckpointException($"{config.Source}: d_intermediate is not 0; MLP blocks between mixers are not supported.");
-        if (config.HasNonEmptyArray("attn_layer_idx"))
+        if (config.HasNonEmptyArray(SsmField.AttentionLayers))
             throw new CheckpointException($"{config.Source}: attn_layer_idx is not empty; attention layers are not supported.");
-        if (!config.Bool("rms_norm", "rms_norm", true))
+        if (!config.Bool(SsmField.RmsNorm, SsmField.RmsNorm, true))
             throw new CheckpointException($"{config.Source}: rms_norm is false; only RMSNorm models are supported.");
 
         var origin = config.Origins;
-        var ssm = config.Object("ssm_cfg") ?? ConfigObject.Absent(config.Source, "ssm_cfg.", origin);
-        string? layer = ssm.String("layer");
-        if (layer is not null && layer != "Mamba1")
+        var ssm = config.Object(SsmField.SsmConfig) ?? ConfigObject.Absent(config.Source, SsmField.SsmConfig + ".", origin);
+        string? layer = ssm.String(SsmField.Layer);
+        if (layer is not null && layer != SsmField.Mamba1)
             throw new CheckpointException($"{config.Source}: ssm_cfg.layer is \"{layer}\" but only \"Mamba1\" is supported.");
 
-        int dModel = config.RequiredInt("d_model", nameof(MambaShape.DModel));
-        int expand = ssm.Int("expand", nameof(MambaShape.Expand), 2);
+        int dModel = config.RequiredInt(SsmField.DModel, nameof(MambaShape.DModel));
+        int expand = ssm.Int(SsmField.Expand, nameof(MambaShape.Expand), SsmField.DefaultExpand);
         int dInner = checked(expand * dModel);
         origin[nameof(MambaShape.DInner)] = $"the inner width is ssm_cfg.expand × d_model = {dInner}";
 
-        int rawVocab = config.RequiredInt("vocab_size", "vocab_size");
-        int multiple = config.Int("pad_vocab_size_multiple", "pad_vocab_size_multiple", 8);
+        int rawVocab = config.RequiredInt(SsmField.VocabSize, SsmField.VocabSize);
+        int multiple = config.Int(SsmField.PadVocabSizeMultiple, SsmField.PadVocabSizeMultiple, SsmField.DefaultPadVocabSizeMultiple);
         if (multiple < 1)
             throw new CheckpointException($"{config.Source}: pad_vocab_size_multiple is {multiple}; it must be at least 1.");
         int vocab = checked((rawVocab + multiple - 1) / multiple * multiple);
@@ -197,18 +200,18 @@ public static class MambaConfig
         var shape = new MambaShape
         {
             DModel = dModel,
-            Layers = config.RequiredInt("n_layer", nameof(MambaShape.Layers)),
+            Layers = config.RequiredInt(SsmField.Layers, nameof(MambaShape.Layers)),
             Vocab = vocab,
-            DState = ssm.Int("d_state", nameof(MambaShape.DState), 16),
+            DState = ssm.Int(SsmField.DState, nameof(MambaShape.DState), SsmField.DefaultDState),
             Expand = expand,
             DInner = dInner,
-            DtRank = ssm.DtRank("dt_rank", dModel),
-            ConvKernel = ssm.Int("d_conv", nameof(MambaShape.ConvKernel), 4),
-            ConvBias = ssm.Bool("conv_bias", nameof(MambaShape.ConvBias), true),
-            ProjBias = ssm.Bool("bias", nameof(MambaShape.ProjBias), false),
-            ResidualInFp32 = config.Bool("residual_in_fp32", nameof(MambaShape.ResidualInFp32), true),
-            TieEmbeddings = config.Bool("tie_embeddings", nameof(MambaShape.TieEmbeddings), true),
-            NormEpsilon = 1e-5f,
+            DtRank = ssm.DtRank(SsmField.DtRank, dModel),
+            ConvKernel = ssm.Int(SsmField.DConv, nameof(MambaShape.ConvKernel), SsmField.DefaultDConv),
+            ConvBias = ssm.Bool(SsmField.ConvBias, nameof(MambaShape.ConvBias), SsmField.DefaultConvBias),
+            ProjBias = ssm.Bool(SsmField.Bias, nameof(MambaShape.ProjBias), SsmField.DefaultBias),
+            ResidualInFp32 = config.Bool(SsmField.ResidualInFp32, nameof(MambaShape.ResidualInFp32), SsmField.DefaultResidualInFp32),
+            TieEmbeddings = config.Bool(SsmField.TieEmbeddings, nameof(MambaShape.TieEmbeddings), SsmField.DefaultTieEmbeddings),
+            NormEpsilon = (float)SsmField.NormEpsilon,
         };
         return Validated(config, shape);
     }
@@ -230,9 +233,9 @@ public static class MambaConfig
 
     internal static string AInitName(AInit init) => init switch
     {
-        AInit.S4DReal => "s4d_real",
-        AInit.NegativeHalf => "negative_half",
-        AInit.Random => "random",
+        AInit.S4DReal => MambaGenField.AInitS4DReal,
+        AInit.NegativeHalf => MambaGenField.AInitNegativeHalf,
+        AInit.Random => MambaGenField.AInitRandom,
         _ => throw new ArgumentOutOfRangeException(nameof(init), init, "Unknown A initialisation."),
     };
 
@@ -319,7 +322,7 @@ public static class MambaConfig
                 Origins[Property] = $"{prefix}{name} is absent, read as \"auto\" = ceil({dModel} / 16) = {auto}";
                 return auto;
             }
-            if (value.ValueKind == JsonValueKind.String && value.GetString() == "auto")
+            if (value.ValueKind == JsonValueKind.String && value.GetString() == HfField.AutoRank)
             {
                 Origins[Property] = $"{prefix}{name} is \"auto\" = ceil({dModel} / 16) = {auto}";
                 return auto;
@@ -336,7 +339,7 @@ public static class MambaConfig
                 if (value.ValueKind == JsonValueKind.String && value.GetString() == AInitName(init))
                     return Record(property, name, init);
             }
-            throw Invalid(name, value, "\"s4d_real\", \"negative_half\" or \"random\"");
+            throw Invalid(name, value, $"\"{MambaGenField.AInitS4DReal}\", \"{MambaGenField.AInitNegativeHalf}\" or \"{MambaGenField.AInitRandom}\"");
         }
 
         private bool TryGet(string name, out JsonElement value)
