@@ -16,7 +16,7 @@ import sys
 
 # Checked in order against the whole stack, innermost frame first; the first match names the category.
 CATEGORIES = [
-    ("waiting", ("WorkerPool.WaitForHelpers", "SemaphoreSlim.", "Monitor.", "SpinWait.", "Thread.Sleep", "PollGC",
+    ("waiting", ("WorkerPool.WaitForHelpers", "WorkerPool.SpinUntil", "SemaphoreSlim.", "Monitor.", "SpinWait", "Thread.Sleep", "PollGC",
                  "LowLevelLifoSemaphore", "WaitHandle.")),
     ("matrix products", ("MambaGen.Cpu.Gemm", "Avx512Kernel", "Avx2Kernel")),
     ("scan backward", ("ScanBackward",)),

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Runtime.ExceptionServices;
 
 namespace MambaGen.Cpu;
@@ -32,6 +33,12 @@ public static class WorkerPool
     private static Exception? _firstError;
 
     [ThreadStatic] private static bool _insideLoop;
+
+    /// <summary>How long a waiting thread polls before it blocks: 100 µs.</summary>
+    private static readonly long SpinTicks = Stopwatch.Frequency / 10_000;
+
+    /// <summary>Pause instructions between two polls.</summary>
+    private const int SpinIterations = 20;
 
     /// <summary>Calls <paramref name="body"/> once for each index in [0, <paramref name="count"/>), in parallel.</summary>
     public static void For(int count, Action<int> body)
@@ -94,10 +101,26 @@ public static class WorkerPool
 
     private static void WaitForHelpers()
     {
-        var spin = new SpinWait();
-        while (Volatile.Read(ref _helpersRunning) > 0 && !spin.NextSpinWillYield) spin.SpinOnce();
+        if (SpinUntil(static () => Volatile.Read(ref _helpersRunning) == 0)) return;
         lock (HelpersDone)
             while (Volatile.Read(ref _helpersRunning) > 0) Monitor.Wait(HelpersDone);
+    }
+
+    /// <summary>
+    /// Polls <paramref name="condition"/> for up to <see cref="SpinTicks"/> before the caller falls back to blocking.
+    /// A training step runs dozens of short loops back to back; a thread that blocked between two of them takes tens
+    /// of microseconds to be woken, which at small model sizes was as long as the loops themselves.
+    /// </summary>
+    private static bool SpinUntil(Func<bool> condition)
+    {
+        long deadline = Stopwatch.GetTimestamp() + SpinTicks;
+        do
+        {
+            if (condition()) return true;
+            Thread.SpinWait(SpinIterations);
+        }
+        while (Stopwatch.GetTimestamp() < deadline);
+        return condition();
     }
 
     private static Thread[] StartHelpers()
@@ -115,7 +138,7 @@ public static class WorkerPool
     {
         while (true)
         {
-            WorkAvailable.Wait();
+            if (!SpinUntil(static () => WorkAvailable.CurrentCount > 0 && WorkAvailable.Wait(0))) WorkAvailable.Wait();
             RunIndices();
             if (Interlocked.Decrement(ref _helpersRunning) == 0)
                 lock (HelpersDone) Monitor.PulseAll(HelpersDone);
