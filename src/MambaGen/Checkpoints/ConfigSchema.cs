@@ -90,8 +90,9 @@ internal static class ConfigSchema
     }
 
     /// <summary>
-    /// MambaGen's own <c>"mambagen"</c> object, which Save writes into either format for variants HF cannot express;
-    /// other readers ignore it. Absent flags mean selective; absent <c>a_init</c> means S4D-Real.
+    /// MambaGen's own <c>"mambagen"</c> object, which Save writes into the Hugging Face config so variants HF cannot
+    /// express survive a round trip; other readers ignore it. Absent flags mean selective; absent <c>a_init</c> means
+    /// S4D-Real.
     /// </summary>
     internal static class MambaGenObject
     {
