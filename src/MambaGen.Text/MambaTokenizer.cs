@@ -28,6 +28,8 @@ public sealed class MambaTokenizer
     {
         SourcePath = file.Path;
         _normalizeNfc = file.NormalizeNfc;
+        if (_normalizeNfc && !NfcIsAvailable)
+            throw new PlatformNotSupportedException($"Tokenizer file '{file.Path}' asks for NFC normalisation, but this process cannot normalise Unicode: globalization-invariant mode is on (InvariantGlobalization or DOTNET_SYSTEM_GLOBALIZATION_INVARIANT), where .NET leaves text unchanged. Turn it off (and install ICU) to tokenize as Hugging Face does.");
         var addedTokens = file.AddedTokens.ToDictionary(t => t.Content, t => t.Id, StringComparer.Ordinal);
         _bpe = BpeTokenizer.Create(new BpeOptions(file.Vocabulary)
         {
@@ -65,6 +67,9 @@ public sealed class MambaTokenizer
 
     private static readonly Lazy<Regex> SplitPattern = new(ByteLevel.CreateSplitPattern);
 
+    /// <summary>False in globalization-invariant mode, where string.Normalize returns non-ASCII text unchanged.</summary>
+    internal static bool NfcIsAvailable { get; } = "e\u0301".Normalize(NormalizationForm.FormC) == "\u00e9";
+
     /// <summary>The tokenizer.json this tokenizer was read from.</summary>
     public string SourcePath { get; }
 
@@ -86,6 +91,7 @@ public sealed class MambaTokenizer
     /// <summary>Reads a Hugging Face tokenizer.json of the byte-level BPE kind GPT-NeoX and Mamba use.</summary>
     /// <exception cref="FileNotFoundException">The file does not exist.</exception>
     /// <exception cref="InvalidDataException">The file is not JSON, is damaged, or describes another kind of tokenizer.</exception>
+    /// <exception cref="PlatformNotSupportedException">The file needs NFC and the process runs globalization-invariant.</exception>
     public static MambaTokenizer FromFile(string tokenizerJsonPath) =>
         new(TokenizerFile.Read(tokenizerJsonPath), ConfigIds.None);
 
