@@ -40,6 +40,18 @@ public static class TokenizerFixture
 
     public static int VocabularySizeWithAddedTokens => Root.Value.GetProperty("vocab_size_with_added_tokens").GetInt32();
 
+    /// <summary>
+    /// tokenizer_cases_native.json: texts where a plain ML.Tokenizers configuration went wrong, with ids from
+    /// Hugging Face's Rust library through Tokenizers.DotNet (crosscheck/, run off the GPU machine).
+    /// </summary>
+    public static IReadOnlyList<(string Text, int[] Ids)> NativeCases { get; } =
+        JsonDocument.Parse(File.ReadAllBytes(Path.Combine(Directory, "tokenizer_cases_native.json"))).RootElement
+            .GetProperty("cases").EnumerateArray()
+            .Select(c => (c.GetProperty("text").GetString()!, Ints(c.GetProperty("ids"))))
+            .ToArray();
+
+    public static TheoryData<int> NativeCaseIndices() => new(Enumerable.Range(0, NativeCases.Count));
+
     public static TheoryData<string> EncodeCaseNames() => new(EncodeCases.Select(c => c.Name));
     public static TheoryData<int> DecodeCaseIndices() => new(Enumerable.Range(0, DecodeCases.Count));
 

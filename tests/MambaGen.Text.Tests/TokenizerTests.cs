@@ -33,6 +33,16 @@ public class TokenizerTests
         Assert.Equal(c.DecodedSkipSpecial, Tokenizer.Decode(c.Ids, skipSpecialTokens: true));
     }
 
+    [Theory]
+    [MemberData(nameof(TokenizerFixture.NativeCaseIndices), MemberType = typeof(TokenizerFixture))]
+    public void Supplementary_plane_letters_and_nfc_next_to_added_tokens_encode_as_hugging_face(int index)
+    {
+        // Letters and digits outside the BMP must count as letters and digits in the split pattern, and NFC must
+        // not join an added token with a combining mark after it.
+        var (text, ids) = TokenizerFixture.NativeCases[index];
+        Assert.Equal(ids, Tokenizer.Encode(text));
+    }
+
     [Fact]
     public void The_fixture_exercises_what_it_claims()
     {
