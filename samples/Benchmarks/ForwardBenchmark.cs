@@ -32,8 +32,11 @@ public class ForwardBenchmark
         return ids;
     }
 
-    /// <summary>Times whole forwards and prints ms, tokens/s and the matrix-product GFLOP/s as a share of peak.</summary>
-    public static void RunQuick(double peakGflops, double budgetSeconds)
+    /// <summary>
+    /// Times whole forwards and prints ms, tokens/s and the matrix-product GFLOP/s as a share of peak; returns that
+    /// GFLOP/s.
+    /// </summary>
+    public static double RunQuick(double peakGflops, double budgetSeconds)
     {
         var flops = ForwardFlops.Mamba130M(SequenceLength);
         Console.WriteLine();
@@ -46,5 +49,6 @@ public class ForwardBenchmark
                           $"({timing.Runs} runs), {SequenceLength / timing.Best:F0} tokens/s");
         Console.WriteLine($"  matrix products {flops.MatrixProducts / 1e9:F1} GFLOP -> {gflops:F1} GFLOP/s = {100 * gflops / peakGflops:F1}% of peak; " +
                           $"counting conv + scan too ({(flops.Convolution + flops.Scan) / 1e9:F2} GFLOP): {allGflops:F1} GFLOP/s");
+        return gflops;
     }
 }

@@ -17,7 +17,11 @@ public sealed record QuickOptions(int Threads, string? ShapeFilter, double Secon
             switch (args[i])
             {
                 case "--quick": break;
-                case "--threads": threads = int.Parse(Next()); break;
+                case "--threads":
+                    threads = int.Parse(Next());
+                    if (threads < 1 || threads > WorkerPool.Concurrency)
+                        throw new ArgumentException($"--threads takes 1 to {WorkerPool.Concurrency} (this machine's logical CPUs), not {threads}.");
+                    break;
                 case "--shape": filter = Next(); break;
                 case "--seconds": seconds = double.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture); break;
                 default: throw new ArgumentException($"Unknown option {args[i]}; quick mode takes --threads N, --shape TEXT, --seconds S.");
@@ -37,14 +41,18 @@ public static class QuickRun
 {
     public static void Run(QuickOptions options)
     {
+        // Every loop of the run (products, conv, scan, the peak itself) on the same number of threads, so each
+        // share below is of the peak of that many threads.
+        WorkerPool.MaxThreads = options.Threads;
         Gemm.MaxDegreeOfParallelism = options.Threads;
         Console.WriteLine($"Device: {MachineDescription()}, {Environment.ProcessorCount} logical CPUs; .NET {Environment.Version}");
 
         double peakOne = FmaPeak.Measure(1);
         double peakAll = options.Threads == 1 ? peakOne : FmaPeak.Measure(options.Threads);
-        Console.WriteLine($"FP32 FMA peak ({FmaPeak.VectorLanes}-lane vectors): 1 thread {peakOne:F1} GFLOP/s" +
+        Console.WriteLine($"FP32 FMA peak ({FmaPeak.VectorLanes}-lane vectors, {FmaPeak.Chains} chains): 1 thread {peakOne:F1} GFLOP/s" +
                           (options.Threads == 1 ? "" : $", {options.Threads} threads {peakAll:F1} GFLOP/s"));
         Console.WriteLine();
+        var measured = new List<(string Name, double Gflops)>();
 
         Console.WriteLine($"GEMM on {options.Threads} thread(s); % of the {options.Threads}-thread peak");
         Console.WriteLine($"{"shape",-18} {"m",6} {"n",6} {"k",5} {"best ms",9} {"median ms",9} {"GFLOP/s",8} {"% peak",7} {"median GF/s",11}");
@@ -57,6 +65,7 @@ public static class QuickRun
             double gflops = shape.Flops / timing.Best / 1e9;
             Console.WriteLine($"{shape.Name,-18} {shape.M,6} {shape.N,6} {shape.K,5} {timing.Best * 1e3,9:F3} {timing.Median * 1e3,9:F3} " +
                               $"{gflops,8:F1} {100 * gflops / peakAll,6:F1}% {shape.Flops / timing.Median / 1e9,11:F1}");
+            measured.Add((shape.Name, gflops));
             forwardSeconds += shape.TimesPerForward * timing.Best;
             forwardFlops += shape.TimesPerForward * shape.Flops;
         }
@@ -69,7 +78,28 @@ public static class QuickRun
                               $"{forwardSeconds * 1e3:F1} ms (sum of best times) = {gflops:F1} GFLOP/s, {100 * gflops / peakAll:F1}% of peak");
         }
 
-        ForwardBenchmark.RunQuick(peakAll, options.SecondsPerItem);
+        measured.Add(("forward's matrix products", ForwardBenchmark.RunQuick(peakAll, options.SecondsPerItem)));
+        CheckSharesOfPeak(measured, peakAll, options.Threads);
+    }
+
+    /// <summary>
+    /// Nothing can run faster than the FMA peak of as many threads, so a share above 100 % means the peak was
+    /// measured wrong (disturbed, or chains that spill). The peak is taken again now that the run is over; if a
+    /// figure still beats it, the run reports it and exits with code 1.
+    /// </summary>
+    private static void CheckSharesOfPeak(List<(string Name, double Gflops)> measured, double peakBefore, int threads)
+    {
+        double peakAfter = FmaPeak.Measure(threads);
+        double peak = Math.Max(peakBefore, peakAfter);
+        Console.WriteLine();
+        Console.WriteLine($"FMA peak on {threads} thread(s) taken again after the run: {peakAfter:F1} GFLOP/s (before: {peakBefore:F1})" +
+                          (peakAfter > 1.03 * peakBefore ? $"; the shares above are of {peakBefore:F1}, the higher figure makes them {peakBefore / peakAfter:P0} as large" : ""));
+        var impossible = measured.Where(row => row.Gflops > peak).ToList();
+        foreach (var (name, gflops) in impossible)
+            Console.Error.WriteLine($"Sanity check failed: {name} ran at {gflops:F1} GFLOP/s, {100 * gflops / peak:F0}% of the {peak:F1} GFLOP/s " +
+                                    $"FMA peak of {threads} thread(s); the peak must be wrong.");
+        if (impossible.Count > 0)
+            Environment.ExitCode = 1;
     }
 
     public readonly record struct Timing(double Best, double Median, int Runs);

@@ -27,7 +27,10 @@ public static unsafe partial class Gemm
 
     private static int maxDegreeOfParallelism = Environment.ProcessorCount;
 
-    /// <summary>The most threads one product uses; defaults to the processor count.</summary>
+    /// <summary>
+    /// The most threads one product uses, the caller included; defaults to the processor count. Products run on
+    /// <see cref="WorkerPool"/>, so <see cref="WorkerPool.MaxThreads"/> caps them too.
+    /// </summary>
     public static int MaxDegreeOfParallelism
     {
         get => maxDegreeOfParallelism;
@@ -46,11 +49,14 @@ public static unsafe partial class Gemm
         bool transposeA, bool transposeB, int m, int n, int k, float alpha,
         ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> b, int ldb,
         float beta, Span<float> c, int ldc)
-        => Multiply(BestKernel, transposeA, transposeB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        => Multiply(BestKernel, WorkerPool.Shared, transposeA, transposeB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 
-    /// <summary>The product on a chosen kernel, so tests can exercise every path this machine can run.</summary>
+    /// <summary>
+    /// The product on a chosen kernel and team of threads, so tests can exercise every path this machine can run and
+    /// check the thread cap with more threads than it has cores.
+    /// </summary>
     internal static void Multiply(
-        GemmKernel kernel, bool transposeA, bool transposeB, int m, int n, int k, float alpha,
+        GemmKernel kernel, WorkerTeam team, bool transposeA, bool transposeB, int m, int n, int k, float alpha,
         ReadOnlySpan<float> a, int lda, ReadOnlySpan<float> b, int ldb,
         float beta, Span<float> c, int ldc)
     {
@@ -74,7 +80,7 @@ public static unsafe partial class Gemm
             }
 
             long macs = (long)m * n * k;
-            int threads = macs >= ParallelThresholdMacs ? maxDegreeOfParallelism : 1;
+            var threads = new GemmThreads(team, macs >= ParallelThresholdMacs ? Math.Min(maxDegreeOfParallelism, team.UsableThreads) : 1);
             if (kernel == GemmKernel.Portable || m <= 2 || macs <= SmallThresholdMacs)
                 GemmRowwise.Run(problem, threads);
             else if (kernel == GemmKernel.Avx512)
@@ -115,6 +121,13 @@ internal enum GemmKernel
 
     /// <summary>Packed and blocked, 8×48 zmm tile; needs AVX-512.</summary>
     Avx512,
+}
+
+/// <summary>The threads one product may use: <see cref="Count"/> of <see cref="Team"/>'s, the caller included.</summary>
+internal readonly record struct GemmThreads(WorkerTeam Team, int Count)
+{
+    /// <summary>Runs the loop body over [0, count) on at most <see cref="Count"/> threads.</summary>
+    public void For(int count, Action<int> body) => Team.For(count, body, Count);
 }
 
 /// <summary>One product's operands as raw pointers (the spans are pinned for the duration of the call).</summary>

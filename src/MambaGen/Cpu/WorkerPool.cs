@@ -4,10 +4,11 @@ using System.Runtime.ExceptionServices;
 namespace MambaGen.Cpu;
 
 /// <summary>
-/// Runs the indices 0..count−1 of a loop body on a fixed set of background threads plus the calling thread, without
-/// allocating per call (unlike <see cref="Parallel.For(int, int, Action{int})"/>), so a training step can be
-/// allocation-free. Indices are handed out one at a time from a shared counter, so bodies should be coarse
-/// (a channel block over a whole sequence, a block of rows).
+/// The one way MambaGen runs work in parallel on the CPU: the indices 0..count−1 of a loop body run on a fixed set of
+/// background threads plus the calling thread, without allocating per call (unlike
+/// <see cref="Parallel.For(int, int, Action{int})"/>), so a training step can be allocation-free. Indices are handed
+/// out one at a time from a shared counter, so bodies should be coarse (a channel block over a whole sequence, a
+/// chunk of a matrix product).
 /// </summary>
 /// <remarks>
 /// One loop runs at a time: a call made while another thread's loop is running, or from inside a loop body, runs its
@@ -15,37 +16,112 @@ namespace MambaGen.Cpu;
 /// </remarks>
 public static class WorkerPool
 {
-    /// <summary>Threads that take part in a loop: the helpers plus the caller.</summary>
-    public static int Concurrency { get; } = Math.Max(1, Environment.ProcessorCount);
+    /// <summary>The threads of every loop in the process: one per processor, the caller being one of them.</summary>
+    internal static WorkerTeam Shared { get; } = new(Math.Max(1, Environment.ProcessorCount));
 
-    private static readonly object StartGate = new();
-    private static readonly SemaphoreSlim WorkAvailable = new(0);
-    // Helpers finishing a loop pulse this; waiting on a plain monitor allocates nothing, unlike a lazily built event.
-    private static readonly object HelpersDone = new();
-    // Started with the class, so no later call allocates them (a call that first runs inline, while another thread
-    // holds the pool, must not leave thread creation to the next call).
-    private static readonly Thread[] Helpers = StartHelpers();
+    /// <summary>Threads that can take part in a loop: the helpers plus the caller (the processor count).</summary>
+    public static int Concurrency => Shared.Threads;
 
-    private static Action<int>? _body;
-    private static int _count;
-    private static int _nextIndex;
-    private static int _helpersRunning;
-    private static Exception? _firstError;
+    /// <summary>
+    /// The most threads any loop uses, the caller included; defaults to <see cref="Concurrency"/>, and values above it
+    /// act as it. 1 runs every loop on the calling thread. <see cref="Gemm.MaxDegreeOfParallelism"/> caps matrix
+    /// products further.
+    /// </summary>
+    public static int MaxThreads
+    {
+        get => Shared.MaxThreads;
+        set => Shared.MaxThreads = value;
+    }
 
-    [ThreadStatic] private static bool _insideLoop;
+    /// <summary>Calls <paramref name="body"/> once for each index in [0, <paramref name="count"/>), in parallel.</summary>
+    public static void For(int count, Action<int> body) => Shared.For(count, body, Shared.MaxThreads);
 
+    /// <summary>
+    /// As <see cref="For(int, Action{int})"/>, on at most <paramref name="threadLimit"/> threads (the caller included)
+    /// and never more than <see cref="MaxThreads"/>.
+    /// </summary>
+    public static void For(int count, Action<int> body, int threadLimit) => Shared.For(count, body, threadLimit);
+}
+
+/// <summary>
+/// A calling thread and <see cref="Threads"/> − 1 helper threads that run loops together; <see cref="WorkerPool"/>
+/// holds the process's one team. Tests build their own, with more threads than this machine has cores, to check
+/// that a thread limit holds whatever the core count.
+/// </summary>
+internal sealed class WorkerTeam : IDisposable
+{
     /// <summary>How long a waiting thread polls before it blocks: 100 µs.</summary>
     private static readonly long SpinTicks = Stopwatch.Frequency / 10_000;
 
     /// <summary>Pause instructions between two polls.</summary>
     private const int SpinIterations = 20;
 
-    /// <summary>Calls <paramref name="body"/> once for each index in [0, <paramref name="count"/>), in parallel.</summary>
-    public static void For(int count, Action<int> body)
+    [ThreadStatic] private static bool _insideLoop;
+
+    private readonly object _startGate = new();
+    private readonly SemaphoreSlim _workAvailable = new(0);
+    // Helpers finishing a loop pulse this; waiting on a plain monitor allocates nothing, unlike a lazily built event.
+    private readonly object _helpersDone = new();
+    // Started with the team, so no later call allocates them (a call that first runs inline, while another thread
+    // holds the team, must not leave thread creation to the next call).
+    private readonly Thread[] _helpers;
+    // The polling conditions as delegates made once: a lambda that reads this team's fields, made per wait, would
+    // allocate on every loop.
+    private readonly Func<bool> _allHelpersFinished;
+    private readonly Func<bool> _tookWork;
+
+    private Action<int>? _body;
+    private int _count;
+    private int _nextIndex;
+    private int _helpersRunning;
+    private Exception? _firstError;
+    private bool _stopping;
+    private int _maxThreads;
+
+    public WorkerTeam(int threads)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(threads, 1);
+        _maxThreads = threads;
+        _allHelpersFinished = () => Volatile.Read(ref _helpersRunning) == 0;
+        _tookWork = () => _workAvailable.CurrentCount > 0 && _workAvailable.Wait(0);
+        _helpers = new Thread[threads - 1];
+        for (int i = 0; i < _helpers.Length; i++)
+        {
+            _helpers[i] = new Thread(HelperLoop) { IsBackground = true, Name = $"MambaGen worker {i + 1}" };
+            _helpers[i].Start();
+        }
+    }
+
+    /// <summary>The helpers plus the caller.</summary>
+    public int Threads => _helpers.Length + 1;
+
+    /// <summary>The most threads a loop of this team uses, the caller included; values above <see cref="Threads"/> act as it.</summary>
+    public int MaxThreads
+    {
+        get => _maxThreads;
+        set => _maxThreads = value >= 1
+            ? value
+            : throw new ArgumentOutOfRangeException(nameof(value), value, "MaxThreads must be at least 1 (the calling thread).");
+    }
+
+    /// <summary>The threads a loop can use: <see cref="Threads"/> capped by <see cref="MaxThreads"/>.</summary>
+    public int UsableThreads => Math.Min(Threads, _maxThreads);
+
+    /// <summary>The most threads one loop has been shared out to so far (the helpers woken plus the caller).</summary>
+    public int MostThreadsInOneLoop { get; private set; }
+
+    /// <summary>
+    /// Calls <paramref name="body"/> once for each index in [0, <paramref name="count"/>) on at most
+    /// <paramref name="threadLimit"/> threads, the caller included, and never more than <see cref="MaxThreads"/>: only
+    /// that many helpers are woken.
+    /// </summary>
+    public void For(int count, Action<int> body, int threadLimit)
     {
         ArgumentNullException.ThrowIfNull(body);
+        ArgumentOutOfRangeException.ThrowIfLessThan(threadLimit, 1);
         if (count <= 0) return;
-        if (count == 1 || Concurrency == 1 || _insideLoop || !Monitor.TryEnter(StartGate))
+        int helpers = Math.Min(Math.Min(count, threadLimit), UsableThreads) - 1;
+        if (helpers == 0 || _insideLoop || !Monitor.TryEnter(_startGate))
         {
             for (int i = 0; i < count; i++) body(i);
             return;
@@ -53,13 +129,14 @@ public static class WorkerPool
 
         try
         {
+            ObjectDisposedException.ThrowIf(_stopping, this);
             _body = body;
             _count = count;
             _nextIndex = -1;
             _firstError = null;
-            int helpers = Math.Min(Helpers.Length, count - 1);
             _helpersRunning = helpers;
-            WorkAvailable.Release(helpers);
+            MostThreadsInOneLoop = Math.Max(MostThreadsInOneLoop, helpers + 1);
+            _workAvailable.Release(helpers);
 
             RunIndices();
             WaitForHelpers();
@@ -73,11 +150,25 @@ public static class WorkerPool
         }
         finally
         {
-            Monitor.Exit(StartGate);
+            Monitor.Exit(_startGate);
         }
     }
 
-    private static void RunIndices()
+    /// <summary>Stops the helper threads once the running loop, if any, is over.</summary>
+    public void Dispose()
+    {
+        lock (_startGate)
+        {
+            if (_stopping) return;
+            _stopping = true;
+            _workAvailable.Release(_helpers.Length);
+        }
+
+        foreach (var helper in _helpers) helper.Join();
+        _workAvailable.Dispose();
+    }
+
+    private void RunIndices()
     {
         var body = _body!;
         int count = _count;
@@ -99,11 +190,11 @@ public static class WorkerPool
         }
     }
 
-    private static void WaitForHelpers()
+    private void WaitForHelpers()
     {
-        if (SpinUntil(static () => Volatile.Read(ref _helpersRunning) == 0)) return;
-        lock (HelpersDone)
-            while (Volatile.Read(ref _helpersRunning) > 0) Monitor.Wait(HelpersDone);
+        if (SpinUntil(_allHelpersFinished)) return;
+        lock (_helpersDone)
+            while (Volatile.Read(ref _helpersRunning) > 0) Monitor.Wait(_helpersDone);
     }
 
     /// <summary>
@@ -123,25 +214,15 @@ public static class WorkerPool
         return condition();
     }
 
-    private static Thread[] StartHelpers()
-    {
-        var helpers = new Thread[Concurrency - 1];
-        for (int i = 0; i < helpers.Length; i++)
-        {
-            helpers[i] = new Thread(HelperLoop) { IsBackground = true, Name = $"MambaGen worker {i + 1}" };
-            helpers[i].Start();
-        }
-        return helpers;
-    }
-
-    private static void HelperLoop()
+    private void HelperLoop()
     {
         while (true)
         {
-            if (!SpinUntil(static () => WorkAvailable.CurrentCount > 0 && WorkAvailable.Wait(0))) WorkAvailable.Wait();
+            if (!SpinUntil(_tookWork)) _workAvailable.Wait();
+            if (Volatile.Read(ref _stopping)) return;
             RunIndices();
             if (Interlocked.Decrement(ref _helpersRunning) == 0)
-                lock (HelpersDone) Monitor.PulseAll(HelpersDone);
+                lock (_helpersDone) Monitor.PulseAll(_helpersDone);
         }
     }
 }

@@ -89,11 +89,60 @@ public class GemmTests
         var a = Filled(m * k, float.NaN);
         var b = Filled(k * n, float.NaN);
         var c = Filled(m * n, 2f);
-        Gemm.Multiply(gemmKernel, false, false, m, n, k, 0f, a, k, b, n, -0.5f, c, n);
+        Gemm.Multiply(gemmKernel, WorkerPool.Shared, false, false, m, n, k, 0f, a, k, b, n, -0.5f, c, n);
         Assert.All(c, value => Assert.Equal(-1f, value));
 
-        Gemm.Multiply(gemmKernel, false, false, m, n, 0, 1f, [], 0, [], n, 0f, c, n);
+        Gemm.Multiply(gemmKernel, WorkerPool.Shared, false, false, m, n, 0, 1f, [], 0, [], n, 0f, c, n);
         Assert.All(c, value => Assert.Equal(0f, value));
+    }
+
+    /// <summary>
+    /// Products big enough to share out (over 2²⁰ multiply-adds), one of them with op(A) packed once for all chunks,
+    /// on a team of 16 threads whatever this machine's core count.
+    /// </summary>
+    private static readonly (int M, int N, int K)[] ParallelShapes = [(137, 531, 300), (600, 100, 260), (256, 1024, 64)];
+
+    [Theory]
+    [MemberData(nameof(Kernels))]
+    public void MaxDegreeOfParallelismCapsTheThreadsOfAProduct(string kernel)
+    {
+        var gemmKernel = Enum.Parse<GemmKernel>(kernel);
+        using var team = new WorkerTeam(16);
+        int previous = Gemm.MaxDegreeOfParallelism;
+        Gemm.MaxDegreeOfParallelism = 2;
+        try
+        {
+            foreach (var (m, n, k) in ParallelShapes)
+                AssertMatchesReference(gemmKernel, false, true, m, n, k, 0, alpha: 1f, beta: 0f, seed: m, team: team);
+        }
+        finally
+        {
+            Gemm.MaxDegreeOfParallelism = previous;
+        }
+
+        // Every shape is shared out, to exactly the cap.
+        Assert.Equal(2, team.MostThreadsInOneLoop);
+    }
+
+    [Theory]
+    [MemberData(nameof(Kernels))]
+    public void ParallelProductsAllocateNothingOnceWarm(string kernel)
+    {
+        var gemmKernel = Enum.Parse<GemmKernel>(kernel);
+        using var team = new WorkerTeam(4);
+        var random = new Random(7);
+        foreach (var (m, n, k) in ParallelShapes)
+        {
+            var a = RandomValues(random, m * k);
+            var b = RandomValues(random, n * k);
+            var c = new float[m * n];
+            Gemm.Multiply(gemmKernel, team, false, true, m, n, k, 1f, a, k, b, k, 0f, c, n);
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            for (int repeat = 0; repeat < 5; repeat++)
+                Gemm.Multiply(gemmKernel, team, false, true, m, n, k, 1f, a, k, b, k, 0f, c, n);
+            Assert.True(GC.GetAllocatedBytesForCurrentThread() == before,
+                $"{kernel} {m}×{n}×{k}: {GC.GetAllocatedBytesForCurrentThread() - before} bytes allocated by repeated calls");
+        }
     }
 
     [Fact]
@@ -152,7 +201,7 @@ public class GemmTests
     /// </summary>
     private static void AssertMatchesReference(
         GemmKernel kernel, bool transposeA, bool transposeB, int m, int n, int k, int pad,
-        float alpha, float beta, int seed, float? initialC = null)
+        float alpha, float beta, int seed, float? initialC = null, WorkerTeam? team = null)
     {
         const float CPaddingSentinel = 12345f;
         var random = new Random(seed);
@@ -164,7 +213,7 @@ public class GemmTests
                 c.AsSpan(i * ldc, n).Fill(value);
         var initial = (float[])c.Clone();
 
-        Gemm.Multiply(kernel, transposeA, transposeB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        Gemm.Multiply(kernel, team ?? WorkerPool.Shared, transposeA, transposeB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 
         for (int i = 0; i < m; i++)
         {

@@ -50,4 +50,58 @@ public class WorkerPoolTests
         for (int repeat = 0; repeat < 100; repeat++) WorkerPool.For(counts.Length, body);
         Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
     }
+
+    /// <summary>
+    /// Runs a loop of sleeping bodies (so every woken thread gets indices, even on a machine with fewer cores than
+    /// threads) and returns the distinct threads that ran them.
+    /// </summary>
+    private static int ThreadsThatRanIndices(WorkerTeam team, int threadLimit)
+    {
+        var threadOfIndex = new int[64];
+        team.For(threadOfIndex.Length, i =>
+        {
+            threadOfIndex[i] = Environment.CurrentManagedThreadId;
+            Thread.Sleep(2);
+        }, threadLimit);
+        return threadOfIndex.Distinct().Count();
+    }
+
+    [Fact]
+    public void AThreadLimitHoldsWithMoreThreadsThanCores()
+    {
+        using var team = new WorkerTeam(16);
+        // Unlimited, the sleeping bodies spread over more than a few threads: the count below can see a broken limit.
+        Assert.True(ThreadsThatRanIndices(team, threadLimit: 16) > 3, "an unlimited loop ran on 3 threads or fewer");
+        Assert.InRange(ThreadsThatRanIndices(team, threadLimit: 2), 1, 2);
+        Assert.InRange(ThreadsThatRanIndices(team, threadLimit: 3), 1, 3);
+        Assert.Equal(1, ThreadsThatRanIndices(team, threadLimit: 1));
+    }
+
+    [Fact]
+    public void TheTeamCapHoldsForEveryLoop()
+    {
+        using var team = new WorkerTeam(8) { MaxThreads = 2 };
+        Assert.Equal(2, team.UsableThreads);
+        Assert.InRange(ThreadsThatRanIndices(team, threadLimit: 8), 1, 2);
+        Assert.Equal(2, team.MostThreadsInOneLoop);
+    }
+
+    [Fact]
+    public void LimitsBelowOneAreRejected()
+    {
+        using var team = new WorkerTeam(2);
+        Assert.Throws<ArgumentOutOfRangeException>(() => team.For(4, _ => { }, 0));
+        Assert.Throws<ArgumentOutOfRangeException>(() => team.MaxThreads = 0);
+        Assert.Throws<ArgumentOutOfRangeException>(() => WorkerPool.MaxThreads = 0);
+        Assert.Throws<ArgumentOutOfRangeException>(() => WorkerPool.For(4, _ => { }, 0));
+    }
+
+    [Fact]
+    public void ADisposedTeamRefusesLoops()
+    {
+        var team = new WorkerTeam(3);
+        team.For(10, _ => { }, 3);
+        team.Dispose();
+        Assert.Throws<ObjectDisposedException>(() => team.For(10, _ => { }, 3));
+    }
 }

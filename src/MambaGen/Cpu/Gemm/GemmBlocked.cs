@@ -19,8 +19,9 @@ internal static unsafe class GemmBlocked<TKernel> where TKernel : struct, IGemmM
     /// <summary>Tallest chunk of C (in rows) when op(A) is shared; measured best of 256, 512 and unlimited.</summary>
     private const int MaxChunkRows = 512;
 
-    public static void Run(in GemmProblem problem, int threads)
+    public static void Run(in GemmProblem problem, GemmThreads parallelism)
     {
+        int threads = parallelism.Count;
         int rowTiles = DivideRoundingUp(problem.M, TKernel.Rows);
         int colTiles = DivideRoundingUp(problem.N, TKernel.Cols);
         int maxChunkColTiles = TKernel.ColBlock / TKernel.Cols;
@@ -63,61 +64,45 @@ internal static unsafe class GemmBlocked<TKernel> where TKernel : struct, IGemmM
         // When C has more than one column chunk, op(A) would be packed once per chunk; pack it once up front
         // instead (if it is of a size worth keeping) and let all chunks read it.
         bool shareA = canShareA && colChunks > 1;
-        float* sharedA = shareA ? GemmScratch.GetShared(paddedRows * problem.K) : null;
-        if (shareA)
-            PackAllOfA(problem, sharedA, paddedRows, threads);
-
-        int chunks = colChunks * rowChunks;
-        if (threads == 1 || chunks == 1)
-        {
-            for (int chunk = 0; chunk < chunks; chunk++)
-                RunChunk(problem, chunk, colChunks, rowChunkHeight, colChunkWidth, sharedA, paddedRows);
-            return;
-        }
-
-        var job = ChunkJob.ForCallingThread();
+        var job = ProductJob.ForCallingThread();
         job.Problem = problem;
         (job.ColChunks, job.RowChunkHeight, job.ColChunkWidth, job.PaddedRows) = (colChunks, rowChunkHeight, colChunkWidth, paddedRows);
-        job.SharedA = sharedA;
-        WorkerPool.For(chunks, job.Body);
+        job.SharedA = shareA ? GemmScratch.GetShared(paddedRows * problem.K) : null;
+        job.Bands = DivideRoundingUp(problem.M, TKernel.RowBlock);
+        // One thread, or one item, runs inline: WorkerTeam.For wakes no helper then.
+        if (shareA)
+            parallelism.For(DivideRoundingUp(problem.K, TKernel.DepthBlock) * job.Bands, job.PackBandOfA);
+        parallelism.For(colChunks * rowChunks, job.RunChunk);
     }
 
     /// <summary>
-    /// One parallel call's chunking, kept in an object reused by its calling thread so that the call allocates
-    /// nothing (a training step must not allocate; a capturing lambda per call would).
+    /// One product's chunking and its two loops (packing all of op(A), then the chunks of C) as delegates made once,
+    /// kept in an object reused by its calling thread so that a product allocates nothing (a training step must not
+    /// allocate; a capturing lambda per call would).
     /// </summary>
-    private sealed class ChunkJob
+    private sealed class ProductJob
     {
-        [ThreadStatic] private static ChunkJob? _forThread;
+        [ThreadStatic] private static ProductJob? _forThread;
 
         public GemmProblem Problem;
-        public int ColChunks, RowChunkHeight, ColChunkWidth, PaddedRows;
+        public int ColChunks, RowChunkHeight, ColChunkWidth, PaddedRows, Bands;
+
+        /// <summary>All of op(A), packed before the chunks run, or null when each chunk packs its own.</summary>
         public float* SharedA;
-        public readonly Action<int> Body;
 
-        private ChunkJob() => Body = chunk => RunChunk(Problem, chunk, ColChunks, RowChunkHeight, ColChunkWidth, SharedA, PaddedRows);
+        /// <summary>Packs one (depth block, band of rows) item of op(A) into <see cref="SharedA"/>.</summary>
+        public readonly Action<int> PackBandOfA;
 
-        public static ChunkJob ForCallingThread() => _forThread ??= new ChunkJob();
-    }
+        /// <summary>Computes one chunk of C.</summary>
+        public readonly Action<int> RunChunk;
 
-    /// <summary>
-    /// Packs all of op(A) into <paramref name="packed"/> in the layout <see cref="RunChunk"/> reads, the depth
-    /// blocks and bands of rows shared out over the threads.
-    /// </summary>
-    private static void PackAllOfA(in GemmProblem problem, float* packed, int paddedRows, int threads)
-    {
-        int depthBlocks = DivideRoundingUp(problem.K, TKernel.DepthBlock);
-        int bands = DivideRoundingUp(problem.M, TKernel.RowBlock);
-        if (threads == 1)
+        private ProductJob()
         {
-            for (int item = 0; item < depthBlocks * bands; item++)
-                PackBand(problem, item, bands, packed, paddedRows);
-            return;
+            PackBandOfA = item => PackBand(Problem, item, Bands, SharedA, PaddedRows);
+            RunChunk = chunk => GemmBlocked<TKernel>.RunChunk(Problem, chunk, ColChunks, RowChunkHeight, ColChunkWidth, SharedA, PaddedRows);
         }
 
-        var copy = problem;
-        Parallel.For(0, depthBlocks * bands, new ParallelOptions { MaxDegreeOfParallelism = threads },
-            item => PackBand(copy, item, bands, packed, paddedRows));
+        public static ProductJob ForCallingThread() => _forThread ??= new ProductJob();
     }
 
     private static void PackBand(in GemmProblem problem, int item, int bands, float* packed, int paddedRows)

@@ -13,8 +13,9 @@ internal static unsafe class GemmRowwise
     /// <summary>Columns of C updated together by the row-addition form, so they stay in L1 across the depth loop.</summary>
     private const int ColumnSegment = 2048;
 
-    public static void Run(in GemmProblem problem, int threads)
+    public static void Run(in GemmProblem problem, GemmThreads parallelism)
     {
+        int threads = parallelism.Count;
         if (threads == 1)
         {
             RunBlock(problem, 0, problem.M, 0, problem.N);
@@ -29,7 +30,7 @@ internal static unsafe class GemmRowwise
             ? (problem.N + 4 * threads - 1) / (4 * threads)
             : (problem.M + threads - 1) / threads;
         int chunks = job.ByColumns ? (problem.N + job.ChunkSize - 1) / job.ChunkSize : threads;
-        WorkerPool.For(chunks, job.Body);
+        parallelism.For(chunks, job.Body);
     }
 
     /// <summary>
