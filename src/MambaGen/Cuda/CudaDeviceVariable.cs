@@ -24,11 +24,11 @@ public sealed unsafe class CudaDeviceVariable<T> : IDisposable where T : unmanag
         int status = Driver.cuMemAlloc_v2(&pointer, (nuint)SizeInBytes);
         if (status != CudaResult.Success)
         {
-            string detail = $"Requested {SizeInBytes:N0} bytes ({count:N0} × {typeof(T).Name})";
+            string detail = $"Requested {SizeInBytes} bytes ({count} × {typeof(T).Name})";
             if (status == CudaResult.OutOfMemory)
             {
                 var (free, total) = context.GetMemoryInfo();
-                detail += $"; {free:N0} of {total:N0} bytes are free on {context.DeviceName}";
+                detail += $"; {free} of {total} bytes are free on {context.DeviceName}";
             }
             throw CudaException.FromDriver(status, "cuMemAlloc_v2", detail + ".");
         }
@@ -208,7 +208,7 @@ public sealed unsafe class CudaPinnedHostMemory<T> : IDisposable where T : unman
         void* pointer;
         const uint Portable = 1;
         CudaException.CheckDriver(Driver.cuMemHostAlloc(&pointer, (nuint)((long)count * sizeof(T)), Portable), "cuMemHostAlloc",
-            $"Requested {(long)count * sizeof(T):N0} bytes of page-locked host memory.");
+            $"Requested {(long)count * sizeof(T)} bytes of page-locked host memory.");
         _pointer = (IntPtr)pointer;
     }
 

@@ -19,7 +19,7 @@ public sealed class CudaModule : IDisposable
         IntPtr module;
         fixed (byte* bytes = terminated)
             CudaException.CheckDriver(Driver.cuModuleLoadDataEx(&module, bytes, 0, null, null), "cuModuleLoadDataEx",
-                $"(a {image.Length:N0}-byte image on {context.DeviceName}, sm_{context.Architecture})");
+                $"(a {image.Length}-byte image on {context.DeviceName}, sm_{context.Architecture})");
         _module = module;
     }
 
