@@ -1,0 +1,359 @@
+using MambaGen.Cpu;
+
+namespace MambaGen.Cuda.Backend;
+
+/// <summary>
+/// A generated model's forward pass on one NVIDIA GPU. The variant's kernels arrive as CUDA C with its constants
+/// baked in (the generator renders them from <c>templates/</c>); they are compiled here by NVRTC for the device's
+/// architecture (cached on disk), and launched on one stream between cuBLAS products. Activations are fp32; the mixer
+/// works channel-major, (batch, channels, L) per tensor, as the scan and convolution kernels read them, while the
+/// residual stream stays token-major, (tokens, D), for the norms and the head.
+/// </summary>
+/// <remarks>
+/// The parameters are copied to the device when the model is made; <see cref="UploadParameters"/> copies them again
+/// after they change on the host. Calls on one instance run one at a time.
+/// </remarks>
+public sealed class CudaMambaModel : IDisposable
+{
+    private const int ElementwiseThreads = 256;
+
+    private readonly object _sync = new();
+    private readonly MambaShape _shape;
+    private readonly MambaParameters _parameters;
+    private readonly CudaContext _context;
+    private readonly CudaStream _stream;
+    private readonly CublasHandle _blas;
+    private readonly CudaModule _module;
+    private readonly CudaDeviceVariable<float> _weights;
+    private readonly CudaDeviceVariable<float> _scaledA;
+    private readonly KernelSet _kernels;
+    private readonly ScanLaunch _scan;
+    private Activations? _activations;
+    private bool _disposed;
+
+    /// <summary>
+    /// Compiles <paramref name="cudaSource"/> (the variant's rendered kernels) for <paramref name="device"/>, copies the
+    /// parameters there and prepares the launches.
+    /// </summary>
+    public CudaMambaModel(MambaParameters parameters, string cudaSource, string sourceName, Device device, KernelCompiler? compiler = null)
+    {
+        ArgumentNullException.ThrowIfNull(parameters);
+        ArgumentNullException.ThrowIfNull(cudaSource);
+        if (device.Kind != DeviceKind.Cuda) throw new ArgumentException($"A CUDA model needs a CUDA device, not '{device}'.", nameof(device));
+        _parameters = parameters;
+        _shape = parameters.Shape;
+        var owned = new List<IDisposable>();
+        try
+        {
+            _context = Own(new CudaContext(device.Ordinal));
+            _stream = Own(new CudaStream(_context));
+            _blas = Own(new CublasHandle(_context, _stream));
+            var image = (compiler ?? new KernelCompiler()).CompileFor(_context, cudaSource, sourceName);
+            _module = Own(_context.LoadModule(image.Image));
+            _kernels = new KernelSet(_module);
+            _scan = ScanLaunch.Read(_module, _kernels.ScanForward, _context);
+            _weights = Own(new CudaDeviceVariable<float>(_context, parameters.Values.Length));
+            _scaledA = Own(new CudaDeviceVariable<float>(_context, (long)_shape.Layers * _shape.DInner * _shape.DState));
+            UploadParameters();
+        }
+        catch
+        {
+            for (int i = owned.Count - 1; i >= 0; i--) owned[i].Dispose();
+            throw;
+        }
+
+        T Own<T>(T resource) where T : IDisposable
+        {
+            owned.Add(resource);
+            return resource;
+        }
+    }
+
+    /// <summary>The GPU the model runs on.</summary>
+    public CudaContext Context => _context;
+
+    /// <summary>
+    /// Copies the host parameters to the device, with A = −exp(A_log) pre-scaled by log2 e for the scan (each decay
+    /// is then one hardware exp2).
+    /// </summary>
+    public void UploadParameters()
+    {
+        lock (_sync)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            _weights.CopyToDevice(_parameters.Values);
+            int perLayer = _shape.DInner * _shape.DState;
+            var scaled = new float[(long)_shape.Layers * perLayer];
+            for (int layer = 0; layer < _shape.Layers; layer++)
+            {
+                var aLog = _parameters.Values.AsSpan(_parameters.Layout.LayerOffsets[layer].ALog, perLayer);
+                for (int i = 0; i < perLayer; i++)
+                    scaled[layer * perLayer + i] = (float)(-Math.Exp(aLog[i]) * 1.4426950408889634);
+            }
+            _scaledA.CopyToDevice(scaled);
+        }
+    }
+
+    /// <summary>Logits for every position: tokens are batch×len ids row-major; logits batch×len×Vocab.</summary>
+    public void Forward(ReadOnlySpan<int> tokens, int batch, Span<float> logits)
+    {
+        int length = ModelInput.RequireTokenBatch(tokens, batch, _shape.Vocab);
+        long needed = (long)tokens.Length * _shape.Vocab;
+        if (logits.Length < needed)
+            throw new ArgumentException($"logits holds {logits.Length} values; batch {batch} × length {length} × vocab {_shape.Vocab} = {needed} are needed.", nameof(logits));
+        lock (_sync)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            var a = ActivationsFor(batch, length);
+            a.Tokens.CopyToDevice(tokens);
+            RunForward(a, batch, length);
+            _stream.Synchronize();
+            a.Logits.CopyToHost(logits[..checked((int)needed)]);
+        }
+    }
+
+    private void RunForward(Activations a, int batch, int length)
+    {
+        var s = _shape;
+        var layout = _parameters.Layout;
+        int tokens = batch * length;
+        LaunchElementwise(_kernels.Embed, (long)tokens * s.DModel,
+            a.Tokens, Weight(layout.Embedding), a.ResidualA, tokens);
+
+        var residualIn = a.ResidualA;
+        var residualOut = a.ResidualB;
+        for (int layer = 0; layer < s.Layers; layer++)
+        {
+            var o = layout.LayerOffsets[layer];
+            // r = r + mixer output of the previous layer (nothing to add before the first), then RMSNorm.
+            LaunchNorm(residualIn, layer == 0 ? 0 : a.MixerOut.DevicePointer, Weight(o.Norm), residualOut, a.Normed, a.InverseRms, tokens);
+            (residualIn, residualOut) = (residualOut, residualIn);
+
+            // in_proj, per sequence: x and z (ED×L each, channel-major) = W_in[rows]·normedᵀ (+ bias).
+            ChannelMajorProduct(a.X, s.DInner, Weight(o.InProj), o.InProjBias < 0 ? 0 : Weight(o.InProjBias), a.Normed.DevicePointer, s.DModel, batch, length);
+            ChannelMajorProduct(a.Z, s.DInner, Weight(o.InProj) + RowBytes(s.DInner, s.DModel),
+                o.InProjBias < 0 ? 0 : Weight(o.InProjBias) + (ulong)s.DInner * sizeof(float), a.Normed.DevicePointer, s.DModel, batch, length);
+
+            // Causal depthwise conv + SiLU over time.
+            LaunchElementwise(_kernels.Convolution, (long)tokens * s.DInner,
+                a.X, (long)s.DInner * length, (long)length, 1L, Weight(o.ConvWeight), o.ConvBias < 0 ? 0UL : Weight(o.ConvBias),
+                0UL, a.U, 0UL, batch, length);
+
+            // x_proj's selective rows (dt_low, B, C) and dt_proj, per sequence, channel-major.
+            int row = 0;
+            if (s.SelectiveDelta)
+            {
+                TokenMixProduct(a.DtLow, s.DtRank, Weight(o.XProj), a.U, s.DInner, batch, length);
+                TokenMixProduct(a.Dt, s.DInner, Weight(o.DtProjWeight), a.DtLow, s.DtRank, batch, length);
+                row += s.DtRank;
+            }
+            if (s.SelectiveB)
+            {
+                TokenMixProduct(a.B, s.DState, Weight(o.XProj) + RowBytes(row, s.DInner), a.U, s.DInner, batch, length);
+                row += s.DState;
+            }
+            if (s.SelectiveC)
+                TokenMixProduct(a.C, s.DState, Weight(o.XProj) + RowBytes(row, s.DInner), a.U, s.DInner, batch, length);
+
+            // The selective scan with Δ = softplus(dt + bias), D skip and the SiLU(z) gate fused in.
+            var scan = _kernels.ScanForward;
+            scan.GridDimensions = new Dim3((uint)(batch * _scan.ForwardBlocksPerSequence));
+            scan.BlockDimensions = new Dim3((uint)_scan.ForwardThreads);
+            scan.DynamicSharedMemory = _scan.ForwardSharedBytes;
+            scan.Launch(_stream,
+                a.U, s.SelectiveDelta ? a.Dt.DevicePointer : 0UL, Weight(o.DtProjBias),
+                _scaledA.DevicePointer + (ulong)layer * (ulong)(s.DInner * s.DState) * sizeof(float),
+                s.SelectiveB ? a.B.DevicePointer : Weight(o.B), s.SelectiveC ? a.C.DevicePointer : Weight(o.C),
+                Weight(o.D), a.Z, a.Y, a.ChunkStates, length);
+
+            // out_proj back to the token-major residual stream: mixer_out (tokens×D) = yᵀ·W_outᵀ (+ bias).
+            TokenMajorProduct(a.MixerOut, s.DModel, Weight(o.OutProj), o.OutProjBias < 0 ? 0 : Weight(o.OutProjBias), a.Y, s.DInner, batch, length);
+        }
+
+        // Final norm of r + the last mixer output, then the head: logits (tokens×V) = normed·Eᵀ.
+        LaunchNorm(residualIn, a.MixerOut.DevicePointer, Weight(layout.NormF), residualOut, a.Normed, a.InverseRms, tokens);
+        ulong head = Weight(layout.LmHead >= 0 ? layout.LmHead : layout.Embedding);
+        _blas.GemmEx(CublasOperation.Transpose, CublasOperation.None, s.Vocab, tokens, s.DModel,
+            1f, head, CudaDataType.Float32, s.DModel, a.Normed.DevicePointer, CudaDataType.Float32, s.DModel,
+            0f, a.Logits.DevicePointer, CudaDataType.Float32, s.Vocab);
+    }
+
+    private ulong Weight(int offset) => _weights.DevicePointer + (ulong)offset * sizeof(float);
+
+    private static ulong RowBytes(int rows, int width) => (ulong)rows * (ulong)width * sizeof(float);
+
+    /// <summary>
+    /// Per sequence b: out_b (rows×L, channel-major) = W (rows×width, row-major) · in_bᵀ where in_b is token-major
+    /// (L×width); with an optional per-row bias broadcast first.
+    /// </summary>
+    private void ChannelMajorProduct(CudaDeviceVariable<float> output, int rows, ulong weight, ulong bias, ulong input, int width, int batch, int length)
+    {
+        float beta = FillBias(output, bias, rows, length, (long)batch * rows * length);
+        // Column-major view: out_bᵀ (L×rows) = in_b (L×width) · Wᵀ (width×rows).
+        _blas.GemmStridedBatchedEx(CublasOperation.Transpose, CublasOperation.None, length, rows, width,
+            1f, input, CudaDataType.Float32, width, (long)length * width,
+            weight, CudaDataType.Float32, width, 0,
+            beta, output.DevicePointer, CudaDataType.Float32, length, (long)rows * length, batch);
+    }
+
+    /// <summary>Per sequence b: out_b (rows×L) = W (rows×width) · in_b (width×L), both channel-major.</summary>
+    private void TokenMixProduct(CudaDeviceVariable<float> output, int rows, ulong weight, CudaDeviceVariable<float> input, int width, int batch, int length)
+    {
+        // Column-major view: out_bᵀ (L×rows) = in_bᵀ (L×width) · Wᵀ (width×rows).
+        _blas.GemmStridedBatchedEx(CublasOperation.None, CublasOperation.None, length, rows, width,
+            1f, input.DevicePointer, CudaDataType.Float32, length, (long)width * length,
+            weight, CudaDataType.Float32, width, 0,
+            0f, output.DevicePointer, CudaDataType.Float32, length, (long)rows * length, batch);
+    }
+
+    /// <summary>Per sequence b: out_b (L×rows, token-major) = in_bᵀ · Wᵀ with in_b channel-major (width×L).</summary>
+    private void TokenMajorProduct(CudaDeviceVariable<float> output, int rows, ulong weight, ulong bias, CudaDeviceVariable<float> input, int width, int batch, int length)
+    {
+        float beta = FillBias(output, bias, rows, 1, (long)batch * length * rows);
+        // Column-major view: out_bᵀ (rows×L) = W (rows×width) · in_b (width×L).
+        _blas.GemmStridedBatchedEx(CublasOperation.Transpose, CublasOperation.Transpose, rows, length, width,
+            1f, weight, CudaDataType.Float32, width, 0,
+            input.DevicePointer, CudaDataType.Float32, length, (long)width * length,
+            beta, output.DevicePointer, CudaDataType.Float32, rows, (long)rows * length, batch);
+    }
+
+    /// <summary>Broadcasts a per-channel bias into <paramref name="output"/>; returns the β the product then uses.</summary>
+    private float FillBias(CudaDeviceVariable<float> output, ulong bias, int channels, long inner, long total)
+    {
+        if (bias == 0) return 0f;
+        LaunchElementwise(_kernels.FillBroadcast, total, output, bias, channels, inner, total);
+        return 1f;
+    }
+
+    private void LaunchNorm(CudaDeviceVariable<float> residualIn, ulong addend, ulong weight, CudaDeviceVariable<float> residualOut,
+        CudaDeviceVariable<float> normed, CudaDeviceVariable<float> inverseRms, int rows)
+    {
+        var norm = _kernels.NormForward;
+        norm.GridDimensions = new Dim3((uint)rows);
+        norm.BlockDimensions = new Dim3((uint)_scan.NormThreads);
+        norm.Launch(_stream, residualIn, addend, weight, residualOut, normed, inverseRms, rows);
+    }
+
+    /// <summary>Launches a grid-stride kernel with enough blocks to cover <paramref name="work"/> items once.</summary>
+    private void LaunchElementwise(CudaKernel kernel, long work, params ReadOnlySpan<KernelArgument> arguments)
+    {
+        long blocks = Math.Clamp((work + ElementwiseThreads - 1) / ElementwiseThreads, 1, 65_535L * 16);
+        kernel.GridDimensions = new Dim3((uint)blocks);
+        kernel.BlockDimensions = new Dim3(ElementwiseThreads);
+        kernel.Launch(_stream, arguments);
+    }
+
+    private Activations ActivationsFor(int batch, int length)
+    {
+        if (_activations is { } current && current.Batch == batch && current.Length == length) return current;
+        _activations?.Dispose();
+        _activations = null;
+        _activations = new Activations(_context, _shape, batch, length, _scan.ChunkLength);
+        return _activations;
+    }
+
+    public void Dispose()
+    {
+        lock (_sync)
+        {
+            if (_disposed) return;
+            _disposed = true;
+            _activations?.Dispose();
+            _scaledA.Dispose();
+            _weights.Dispose();
+            _module.Dispose();
+            _blas.Dispose();
+            _stream.Dispose();
+            _context.Dispose();
+        }
+    }
+
+    /// <summary>The kernels of one compiled variant, looked up once by their <c>extern "C"</c> names.</summary>
+    private sealed class KernelSet(CudaModule module)
+    {
+        public CudaKernel Embed { get; } = module.GetKernel("mamba_embed_fwd");
+        public CudaKernel FillBroadcast { get; } = module.GetKernel("mamba_fill_broadcast");
+        public CudaKernel NormForward { get; } = module.GetKernel("mamba_rmsnorm_fwd");
+        public CudaKernel Convolution { get; } = module.GetKernel("mamba_conv_fwd");
+        public CudaKernel ScanForward { get; } = module.GetKernel("mamba_scan_fwd");
+    }
+
+    /// <summary>
+    /// Launch facts the kernels publish in constant memory: they follow from the variant's constants through the
+    /// kernels' own tiling, so they are read from the compiled module rather than computed a second time here.
+    /// </summary>
+    private sealed record ScanLaunch(int ForwardThreads, int ForwardBlocksPerSequence, int ForwardSharedBytes, int ChunkLength, int NormThreads)
+    {
+        public static ScanLaunch Read(CudaModule module, CudaKernel scanForward, CudaContext context)
+        {
+            var scan = module.ReadConstant<int>("mamba_scan_config", 8);
+            var norm = module.ReadConstant<int>("mamba_norm_config", 3);
+            var launch = new ScanLaunch(scan[0], scan[1], scan[2], scan[3], norm[0]);
+            if (launch.ForwardSharedBytes > scanForward.MaxDynamicSharedMemory)
+            {
+                if (launch.ForwardSharedBytes > context.MaxSharedMemoryPerBlockOptin)
+                    throw new InvalidOperationException(
+                        $"The scan kernel needs {launch.ForwardSharedBytes} bytes of shared memory per block; {context.DeviceName} allows {context.MaxSharedMemoryPerBlockOptin}.");
+                scanForward.MaxDynamicSharedMemory = launch.ForwardSharedBytes;
+            }
+            return launch;
+        }
+    }
+
+    /// <summary>Device buffers for one (batch, length), reused while calls keep that shape.</summary>
+    private sealed class Activations : IDisposable
+    {
+        private readonly List<IDisposable> _all = new();
+
+        public Activations(CudaContext context, MambaShape s, int batch, int length, int chunkLength)
+        {
+            Batch = batch;
+            Length = length;
+            long tokens = (long)batch * length;
+            int chunks = (length + chunkLength - 1) / chunkLength;
+            try
+            {
+                Tokens = Add(new CudaDeviceVariable<int>(context, tokens));
+                ResidualA = Floats(tokens * s.DModel);
+                ResidualB = Floats(tokens * s.DModel);
+                Normed = Floats(tokens * s.DModel);
+                InverseRms = Floats(tokens);
+                MixerOut = Floats(tokens * s.DModel);
+                X = Floats(tokens * s.DInner);
+                Z = Floats(tokens * s.DInner);
+                U = Floats(tokens * s.DInner);
+                Y = Floats(tokens * s.DInner);
+                DtLow = Floats(tokens * Math.Max(1, s.SelectiveDelta ? s.DtRank : 1));
+                Dt = Floats(tokens * (s.SelectiveDelta ? s.DInner : 1));
+                B = Floats(tokens * (s.SelectiveB ? s.DState : 1));
+                C = Floats(tokens * (s.SelectiveC ? s.DState : 1));
+                ChunkStates = Floats((long)batch * s.DInner * chunks * s.DState);
+                Logits = Floats(tokens * s.Vocab);
+            }
+            catch
+            {
+                Dispose();
+                throw;
+            }
+
+            CudaDeviceVariable<float> Floats(long count) => Add(new CudaDeviceVariable<float>(context, count));
+            T Add<T>(T buffer) where T : IDisposable
+            {
+                _all.Add(buffer);
+                return buffer;
+            }
+        }
+
+        public int Batch { get; }
+        public int Length { get; }
+        public readonly CudaDeviceVariable<int> Tokens;
+        public readonly CudaDeviceVariable<float> ResidualA, ResidualB, Normed, InverseRms, MixerOut;
+        public readonly CudaDeviceVariable<float> X, Z, U, Y, DtLow, Dt, B, C, ChunkStates, Logits;
+
+        public void Dispose()
+        {
+            for (int i = _all.Count - 1; i >= 0; i--) _all[i].Dispose();
+            _all.Clear();
+        }
+    }
+}
