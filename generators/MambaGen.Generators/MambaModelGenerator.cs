@@ -82,7 +82,10 @@ namespace MambaGen.Generators
                 .WithTrackingName(TrackingNames.ModelSpecs);
 
             context.RegisterSourceOutput(specs, static (spc, spec) =>
-                spc.AddSource(spec!.Type.HintName + ".g.cs", ModelEmitter.Emit(spec, spc.CancellationToken)));
+            {
+                spc.AddSource(spec!.Type.HintName + ".g.cs", ModelEmitter.Emit(spec, spc.CancellationToken));
+                spc.AddSource(spec.Type.HintName + ".Cuda.g.cs", CudaEmitter.Emit(spec, spc.CancellationToken));
+            });
         }
     }
 

@@ -58,6 +58,9 @@ namespace MambaGen.Generators.Emitters
             foreach (var line in text.Split('\n')) Line("// " + line);
         }
 
+        /// <summary>Appends <paramref name="text"/> exactly as given, without indentation (e.g. a raw string literal's body).</summary>
+        public void Raw(string text) => _text.Append(text);
+
         public override string ToString() => _text.ToString();
 
         internal readonly struct BlockScope : IDisposable
