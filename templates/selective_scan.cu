@@ -51,6 +51,11 @@
 #ifndef MAMBA_SCAN_BWD_THREADS
 #define MAMBA_SCAN_BWD_THREADS 128
 #endif
+// 1: the forward sums Σ_n C·h with a reduce-scatter over warp shuffles (no shared buffer, one barrier per
+// tile) where the channel's threads sit in one warp; 0: through shared memory.
+#ifndef MAMBA_SCAN_SHUFFLE_REDUCE
+#define MAMBA_SCAN_SHUFFLE_REDUCE 1
+#endif
 // Forward tiles per saved chunk state.
 #ifndef MAMBA_SCAN_CHUNK_TILES
 #define MAMBA_SCAN_CHUNK_TILES 8
@@ -66,13 +71,19 @@ constexpr int ED = MAMBA_D_INNER;
 constexpr int TPC = N < 64 ? N : 64;                // threads per channel
 constexpr int SPT = (N + TPC - 1) / TPC;            // states per thread
 // Tile length: long enough to amortise the barriers, short enough that the staged next tile fits in registers.
+#ifdef MAMBA_SCAN_TILE
+constexpr int TT = MAMBA_SCAN_TILE;
+#else
 constexpr int TT = cmin(4 * TPC, cmax(4, cmin(32, 512 / N)));
+#endif
 constexpr int TTB = cmax(4, TT / 2);               // backward tile (it keeps two TTB×SPT arrays in registers)
 constexpr int CHUNK = TT * MAMBA_SCAN_CHUNK_TILES;  // steps per saved state
 constexpr int ROW = TT + 4;                         // padded shared-memory row (conflict-free float4 reads)
 constexpr int ROWB = TTB + 4;
 
 constexpr int FWD_THREADS = MAMBA_SCAN_THREADS;
+constexpr bool SHUFFLE = MAMBA_SCAN_SHUFFLE_REDUCE && TPC <= 32 && 32 % TPC == 0 && TT % TPC == 0 &&
+                         FWD_THREADS % 32 == 0;
 constexpr int FWD_CPB = FWD_THREADS / TPC;
 constexpr int FWD_BLOCKS_PER_BATCH = (ED + FWD_CPB - 1) / FWD_CPB;
 constexpr int BWD_THREADS = MAMBA_SCAN_BWD_THREADS;
@@ -98,7 +109,7 @@ typedef float c_t;
 // Forward shared memory (floats), two buffers of each so one barrier pair per tile suffices.
 constexpr int F_CH = FWD_CPB * TT;                  // one per-channel array of one tile
 constexpr int F_ST = N * ROW;                       // one per-state array (B or C) of one tile
-constexpr int F_P = FWD_THREADS * ROW;              // per-thread partial C·h
+constexpr int F_P = SHUFFLE ? 0 : FWD_THREADS * ROW;  // per-thread partial C·h
 constexpr int F_OFF_DELTA = 0;
 constexpr int F_OFF_DU = F_OFF_DELTA + 2 * F_CH;
 constexpr int F_OFF_U = F_OFF_DU + 2 * F_CH;
@@ -106,7 +117,8 @@ constexpr int F_OFF_Z = F_OFF_U + 2 * F_CH;
 constexpr int F_OFF_B = F_OFF_Z + (MAMBA_HAS_Z ? 2 * F_CH : 0);
 constexpr int F_OFF_C = F_OFF_B + (MAMBA_SELECTIVE_B ? 2 * F_ST : 0);
 constexpr int F_OFF_P = F_OFF_C + (MAMBA_SELECTIVE_C ? 2 * F_ST : 0);
-constexpr int F_FLOATS = F_OFF_P + 2 * F_P;
+constexpr int F_OFF_PARAM = F_OFF_P + 2 * F_P;    // dt_bias and D of the block's channels
+constexpr int F_FLOATS = F_OFF_PARAM + 2 * FWD_CPB;
 
 // Backward shared memory (floats).
 constexpr int B_CH = BWD_CPB * TTB;
@@ -127,7 +139,27 @@ constexpr int B_OFF_Q1 = B_OFF_DC + (MAMBA_SELECTIVE_C ? SPT * B_PT : 0);
 constexpr int B_OFF_Q2 = B_OFF_Q1 + B_PT;
 constexpr int B_OFF_HS = B_OFF_Q2 + B_PT;           // state at each tile start of the chunk
 constexpr int B_OFF_RED = B_OFF_HS + BWD_TILES_PER_CHUNK * SPT * BWD_THREADS;
-constexpr int B_FLOATS = B_OFF_RED + 2 * BWD_THREADS;
+constexpr int B_OFF_PARAM = B_OFF_RED + 2 * BWD_THREADS;
+constexpr int B_FLOATS = B_OFF_PARAM + 2 * BWD_CPB;
+
+// Reduce-scatter over the TPC lanes of a channel: on entry each lane holds LEN partial sums (one per step), on
+// exit lane j holds the channel's totals for steps j·LEN/TPC ... in pt[0 .. LEN/TPC). Fixed order, no barrier.
+template <int O, int LEN>
+__device__ __forceinline__ void reduce_scatter(float* pt, int j)
+{
+    if constexpr (O >= 1)
+    {
+        const bool upper = (j & O) != 0;
+#pragma unroll
+        for (int i = 0; i < LEN / 2; ++i)
+        {
+            const float send = upper ? pt[i] : pt[i + LEN / 2];
+            const float keep = upper ? pt[i + LEN / 2] : pt[i];
+            pt[i] = keep + __shfl_xor_sync(0xffffffffu, send, O);
+        }
+        reduce_scatter<O / 2, LEN / 2>(pt, j);
+    }
+}
 
 } // namespace mg_scan
 
@@ -184,6 +216,15 @@ mamba_scan_fwd(const mg_in_t* __restrict__ u, const mg_in_t* __restrict__ dt, co
 #endif
     }
 
+    float* s_bias = smem + F_OFF_PARAM;
+    float* s_D = s_bias + FWD_CPB;
+    for (int r = tid; r < FWD_CPB; r += FWD_THREADS)
+    {
+        s_bias[r] = r < rows ? dt_bias[d0 + r] : 0.f;
+        s_D[r] = r < rows ? Dv[d0 + r] : 0.f;
+    }
+    __syncthreads();
+
     // Next tile's inputs, held in registers while the current tile computes.
     float r_dt[CH_PER_THREAD], r_u[CH_PER_THREAD], r_z[CH_PER_THREAD], r_b[ST_PER_THREAD], r_c[ST_PER_THREAD];
     auto load_tile = [&](int t0) {
@@ -235,7 +276,7 @@ mamba_scan_fwd(const mg_in_t* __restrict__ u, const mg_in_t* __restrict__ dt, co
             if (e < F_CH)
             {
                 const bool ok = row < rows && t0 + t < L;
-                const float bias = row < rows ? dt_bias[d0 + row] : 0.f;
+                const float bias = s_bias[row];
 #if MAMBA_SELECTIVE_DELTA
                 const float delta = ok ? mg_softplus(r_dt[i] + bias) : 0.f;
 #else
@@ -267,6 +308,7 @@ mamba_scan_fwd(const mg_in_t* __restrict__ u, const mg_in_t* __restrict__ dt, co
         __syncthreads();
 
         // The recurrence: SPT states of channel c, TT steps, one exp each.
+        float pt[TT];
 #pragma unroll
         for (int t4 = 0; t4 < TT; t4 += 4)
         {
@@ -295,7 +337,12 @@ mamba_scan_fwd(const mg_in_t* __restrict__ u, const mg_in_t* __restrict__ dt, co
                 hs = fmaf(mg_exp2(a2[s] * dl.w), hs, du.w * bv.w); p3 = fmaf(cv.w, hs, p3);
                 h[s] = hs;
             }
-            *reinterpret_cast<float4*>(s_p + tid * ROW + t4) = make_float4(p0, p1, p2, p3);
+            if constexpr (SHUFFLE)
+            {
+                pt[t4] = p0; pt[t4 + 1] = p1; pt[t4 + 2] = p2; pt[t4 + 3] = p3;
+            }
+            else
+                *reinterpret_cast<float4*>(s_p + tid * ROW + t4) = make_float4(p0, p1, p2, p3);
         }
 
         if ((k + 1) % MAMBA_SCAN_CHUNK_TILES == 0 || k + 1 == tiles)
@@ -307,6 +354,23 @@ mamba_scan_fwd(const mg_in_t* __restrict__ u, const mg_in_t* __restrict__ dt, co
                 const int n = j + s * TPC;
                 if (active && n < N) chunk_states[(((long long)b * ED + d) * chunks + chunk) * N + n] = h[s];
             }
+        }
+        if constexpr (SHUFFLE)
+        {
+            constexpr int R = TT / TPC;
+            reduce_scatter<TPC / 2, TT>(pt, j);
+#pragma unroll
+            for (int i = 0; i < R; ++i)
+            {
+                const int t = j * R + i;
+                if (!active || t0 + t >= L) break;
+                float v = fmaf(s_D[c], s_u[c * TT + t], pt[i]);
+#if MAMBA_HAS_Z
+                v *= mg_silu(s_z[c * TT + t]);
+#endif
+                mg_store(y + chan_base + (long long)c * L + t0 + t, v);
+            }
+            continue;
         }
         __syncthreads();
 
@@ -322,7 +386,7 @@ mamba_scan_fwd(const mg_in_t* __restrict__ u, const mg_in_t* __restrict__ dt, co
                 const float4 p = *reinterpret_cast<const float4*>(s_p + (row * TPC + jj) * ROW + t4);
                 acc.x += p.x; acc.y += p.y; acc.z += p.z; acc.w += p.w;
             }
-            const float dd = Dv[d0 + row];
+            const float dd = s_D[row];
             float out[4] = {acc.x, acc.y, acc.z, acc.w};
 #pragma unroll
             for (int q = 0; q < 4; ++q)
@@ -384,6 +448,14 @@ mamba_scan_bwd(const mg_in_t* __restrict__ u, const mg_in_t* __restrict__ dt, co
     float* s_q2 = smem + B_OFF_Q2;
     float* s_hs = smem + B_OFF_HS;
     float* s_red = smem + B_OFF_RED;
+    float* s_bias = smem + B_OFF_PARAM;
+    float* s_D = s_bias + BWD_CPB;
+    for (int r = tid; r < BWD_CPB; r += BWD_THREADS)
+    {
+        s_bias[r] = r < rows ? dt_bias[d0 + r] : 0.f;
+        s_D[r] = r < rows ? Dv[d0 + r] : 0.f;
+    }
+    __syncthreads();
 
     float a2[SPT], anat[SPT], acc_dA[SPT];
 #if !MAMBA_SELECTIVE_B
@@ -420,7 +492,7 @@ mamba_scan_bwd(const mg_in_t* __restrict__ u, const mg_in_t* __restrict__ dt, co
             const int row = e / TTB, t = e % TTB;
             const bool ok = row < rows && t0 + t < L;
             const long long at = chan_base + (long long)row * L + t0 + t;
-            const float bias = row < rows ? dt_bias[d0 + row] : 0.f;
+            const float bias = s_bias[row];
 #if MAMBA_SELECTIVE_DELTA
             const float v = ok ? mg_load(dt + at) + bias : 0.f;
 #else
@@ -567,7 +639,7 @@ mamba_scan_bwd(const mg_in_t* __restrict__ u, const mg_in_t* __restrict__ dt, co
                     const float4 p = *reinterpret_cast<const float4*>(s_p + (row * TPC + jj) * ROWB + t4);
                     acc.x += p.x; acc.y += p.y; acc.z += p.z; acc.w += p.w;
                 }
-                const float dd = Dv[d0 + row];
+                const float dd = s_D[row];
                 const float ys[4] = {acc.x, acc.y, acc.z, acc.w};
 #pragma unroll
                 for (int qq = 0; qq < 4; ++qq)
@@ -656,7 +728,7 @@ mamba_scan_bwd(const mg_in_t* __restrict__ u, const mg_in_t* __restrict__ dt, co
                     s1.x += a.x; s1.y += a.y; s1.z += a.z; s1.w += a.w;
                     s2.x += bq.x; s2.y += bq.y; s2.z += bq.z; s2.w += bq.w;
                 }
-                const float dd = Dv[d0 + row];
+                const float dd = s_D[row];
                 const float sum1[4] = {s1.x, s1.y, s1.z, s1.w}, sum2[4] = {s2.x, s2.y, s2.z, s2.w};
 #pragma unroll
                 for (int qq = 0; qq < 4; ++qq)
