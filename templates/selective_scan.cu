@@ -46,7 +46,7 @@
 #endif
 // Threads per block of the forward and of the backward (multiples of the threads per channel).
 #ifndef MAMBA_SCAN_THREADS
-#define MAMBA_SCAN_THREADS 64
+#define MAMBA_SCAN_THREADS 128
 #endif
 #ifndef MAMBA_SCAN_BWD_THREADS
 #define MAMBA_SCAN_BWD_THREADS 128
@@ -74,12 +74,13 @@ constexpr int SPT = (N + TPC - 1) / TPC;            // states per thread
 #ifdef MAMBA_SCAN_TILE
 constexpr int TT = MAMBA_SCAN_TILE;
 #else
-constexpr int TT = cmin(4 * TPC, cmax(4, cmin(32, 512 / N)));
+constexpr int TT = cmin(4 * TPC, cmax(4, cmin(16, 256 / N)));
 #endif
 constexpr int TTB = cmax(4, TT / 2);               // backward tile (it keeps two TTB×SPT arrays in registers)
 constexpr int CHUNK = TT * MAMBA_SCAN_CHUNK_TILES;  // steps per saved state
 constexpr int ROW = TT + 4;                         // padded shared-memory row (conflict-free float4 reads)
 constexpr int ROWB = TTB + 4;
+constexpr int ROWD = TTB + 1;                      // odd row for the scalar dB/dC partials: no bank conflicts
 
 constexpr int FWD_THREADS = MAMBA_SCAN_THREADS;
 constexpr bool SHUFFLE = MAMBA_SCAN_SHUFFLE_REDUCE && TPC <= 32 && 32 % TPC == 0 && TT % TPC == 0 &&
@@ -691,12 +692,12 @@ mamba_scan_bwd(const mg_in_t* __restrict__ u, const mg_in_t* __restrict__ dt, co
                     q2[t] = fmaf(anat[s], gah, fmaf(g * bt, ut, q2[t]));
                     acc_dA[s] = fmaf(gah, dlt, acc_dA[s]);
 #if MAMBA_SELECTIVE_B
-                    s_p[(s * BWD_THREADS + tid) * ROWB + t] = g * dut;
+                    s_p[(s * BWD_THREADS + tid) * ROWD + t] = g * dut;
 #else
                     acc_dB[s] = fmaf(g, dut, acc_dB[s]);
 #endif
 #if MAMBA_SELECTIVE_C
-                    s_dc[(s * BWD_THREADS + tid) * ROWB + t] = dyt * hk[t][s];
+                    s_dc[(s * BWD_THREADS + tid) * ROWD + t] = dyt * hk[t][s];
 #else
                     acc_dC[s] = fmaf(dyt, hk[t][s], acc_dC[s]);
 #endif
@@ -746,36 +747,29 @@ mamba_scan_bwd(const mg_in_t* __restrict__ u, const mg_in_t* __restrict__ dt, co
             }
 #if MAMBA_SELECTIVE_B || MAMBA_SELECTIVE_C
             // Per (state, time): dB, dC summed over the block's channels in index order, one store per block.
-            for (int e = tid; e < N * Q4; e += BWD_THREADS)
+            for (int e = tid; e < N * TTB; e += BWD_THREADS)
             {
-                const int n = e / Q4, t4 = (e % Q4) * 4;
+                const int n = e / TTB, t = e % TTB;
                 const int jn = n % TPC, sn = n / TPC;
-                float4 sb = make_float4(0.f, 0.f, 0.f, 0.f), sc = sb;
+                float sb = 0.f, sc = 0.f;
                 for (int cc = 0; cc < rows; ++cc)
                 {
-                    const int r = (sn * BWD_THREADS + cc * TPC + jn) * ROWB + t4;
+                    const int r = (sn * BWD_THREADS + cc * TPC + jn) * ROWD + t;
 #if MAMBA_SELECTIVE_B
-                    const float4 x = *reinterpret_cast<const float4*>(s_p + r);
-                    sb.x += x.x; sb.y += x.y; sb.z += x.z; sb.w += x.w;
+                    sb += s_p[r];
 #endif
 #if MAMBA_SELECTIVE_C
-                    const float4 w = *reinterpret_cast<const float4*>(s_dc + r);
-                    sc.x += w.x; sc.y += w.y; sc.z += w.z; sc.w += w.w;
+                    sc += s_dc[r];
 #endif
                 }
-                const long long base = (((long long)cb * batch + b) * N + n) * L + t0 + t4;
-                const float vb[4] = {sb.x, sb.y, sb.z, sb.w}, vc[4] = {sc.x, sc.y, sc.z, sc.w};
-#pragma unroll
-                for (int qq = 0; qq < 4; ++qq)
-                {
-                    if (t0 + t4 + qq >= L) break;
+                if (t0 + t >= L) continue;
+                const long long at = (((long long)cb * batch + b) * N + n) * L + t0 + t;
 #if MAMBA_SELECTIVE_B
-                    part_dB[base + qq] = vb[qq];
+                part_dB[at] = sb;
 #endif
 #if MAMBA_SELECTIVE_C
-                    part_dC[base + qq] = vc[qq];
+                part_dC[at] = sc;
 #endif
-                }
             }
 #endif
             __syncthreads();

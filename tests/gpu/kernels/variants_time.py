@@ -28,10 +28,16 @@ def main():
     variants = [{}, {"MAMBA_SCAN_SHUFFLE_REDUCE": 0}, {"MAMBA_SCAN_THREADS": 128}, {"MAMBA_SCAN_TILE": 16},
                 {"MAMBA_SCAN_THREADS": 32}, {"MAMBA_SCAN_BWD_THREADS": 64}, {"MAMBA_SCAN_BWD_THREADS": 256},
                 {"MAMBA_SCAN_TILE": 16, "MAMBA_SCAN_THREADS": 128}]
+    if "--final" in sys.argv:
+        variants = [{}, {"MAMBA_SCAN_BWD_THREADS": 256}, {"MAMBA_SCAN_THREADS": 256}, {"MAMBA_SCAN_TILE": 8},
+                    {"MAMBA_SCAN_TILE": 32}]
     for bf16 in (1, 0):
-        for extra in variants:
+        if "--final" in sys.argv and not bf16:
+            break
+        for extra in (variants if bf16 else variants[:2]):
             k = ScanKernels(nv, 16, 1536, bf16=bf16, extra=extra)
-            for b, length in ((8, 2048), (1, 65536)):
+            long_too = "--final" not in sys.argv and bf16 and extra in ({}, {"MAMBA_SCAN_THREADS": 32}, {"MAMBA_SCAN_THREADS": 128})
+            for b, length in ((8, 2048), (1, 65536)) if long_too else ((8, 2048),):
                 n0 = len(cat.RESULTS["timings"])
                 cat.time_scan(k, b, length, cat.OFFICIAL[(b, 1536, length)], copies=3, iters=20, what="variant")
                 r = cat.RESULTS["timings"][n0]
