@@ -587,7 +587,7 @@ mamba_scan_bwd(const mg_in_t* __restrict__ u, const mg_in_t* __restrict__ dt, co
             __syncthreads();
 
             // Recompute the tile's decays and states, and C·h partials for y.
-            float ak[TTB][SPT], hk[TTB][SPT];
+            float ak[TTB][SPT], hk[TTB][SPT], bk[TTB][SPT], ck[TTB][SPT];   // kept for the backward walk
 #pragma unroll
             for (int t4 = 0; t4 < TTB; t4 += 4)
             {
@@ -599,7 +599,7 @@ mamba_scan_bwd(const mg_in_t* __restrict__ u, const mg_in_t* __restrict__ dt, co
                 for (int s = 0; s < SPT; ++s)
                 {
                     const int n = j + s * TPC;
-                    if (SPT > 1 && n >= N) { for (int qq = 0; qq < 4; ++qq) { ak[t4 + qq][s] = 1.f; hk[t4 + qq][s] = 0.f; } continue; }
+                    if (SPT > 1 && n >= N) { for (int qq = 0; qq < 4; ++qq) { ak[t4 + qq][s] = 1.f; hk[t4 + qq][s] = bk[t4 + qq][s] = ck[t4 + qq][s] = 0.f; } continue; }
 #if MAMBA_SELECTIVE_B
                     const float4 bv = *reinterpret_cast<const float4*>(s_b + n * ROWB + t4);
 #else
@@ -617,6 +617,8 @@ mamba_scan_bwd(const mg_in_t* __restrict__ u, const mg_in_t* __restrict__ dt, co
                         const float hp = (t4 + qq == 0) ? hprev0[s] : hk[t4 + qq - 1][s];
                         const float a = mg_exp2(a2[s] * dls[qq]);
                         ak[t4 + qq][s] = a;
+                        bk[t4 + qq][s] = bs[qq];
+                        ck[t4 + qq][s] = cs[qq];
                         hk[t4 + qq][s] = fmaf(a, hp, dus[qq] * bs[qq]);
                         p[qq] = fmaf(cs[qq], hk[t4 + qq][s], p[qq]);
                     }
@@ -675,16 +677,7 @@ mamba_scan_bwd(const mg_in_t* __restrict__ u, const mg_in_t* __restrict__ dt, co
                 {
                     const int n = j + s * TPC;
                     if (SPT > 1 && n >= N) continue;
-#if MAMBA_SELECTIVE_B
-                    const float bt = s_b[n * ROWB + t];
-#else
-                    const float bt = bconst[s];
-#endif
-#if MAMBA_SELECTIVE_C
-                    const float ct = s_c[n * ROWB + t];
-#else
-                    const float ct = cconst[s];
-#endif
+                    const float bt = bk[t][s], ct = ck[t][s];
                     const float g = fmaf(ct, dyt, carry[s]);
                     const float hp = t == 0 ? hprev0[s] : hk[t - 1][s];
                     const float gah = g * ak[t][s] * hp;
