@@ -1,0 +1,21 @@
+"""Constant sets each template is compiled with (defaults first)."""
+
+BF16 = {"MAMBA_INPUT_BF16": 1}
+
+
+def compile_sets(name):
+    if name == "selective_scan.cu":
+        sets = [{}]
+        for n in (1, 2, 4, 8, 16, 32, 64, 256):
+            sets.append({"MAMBA_D_STATE": n, "MAMBA_D_INNER": 50})
+        for sd in (0, 1):
+            for sb in (0, 1):
+                for sc in (0, 1):
+                    sets.append({"MAMBA_SELECTIVE_DELTA": sd, "MAMBA_SELECTIVE_B": sb, "MAMBA_SELECTIVE_C": sc})
+        sets.append({"MAMBA_HAS_Z": 0})
+        return sets + [dict(s, **BF16) for s in sets[:3]]
+    if name == "causal_conv1d.cu":
+        return [{}, {"MAMBA_CONV_K": 2, "MAMBA_HAS_CONV_BIAS": 0}, {"MAMBA_CONV_K": 5}, BF16]
+    if name == "rms_norm.cu":
+        return [{}, {"MAMBA_D_MODEL": 64}, {"MAMBA_D_MODEL": 2560}, BF16]
+    return [{}, BF16]
