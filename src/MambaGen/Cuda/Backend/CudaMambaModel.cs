@@ -17,6 +17,9 @@ public sealed class CudaMambaModel : IDisposable
 {
     private const int ElementwiseThreads = 256;
 
+    /// <summary>NVRTC options every variant's kernels are compiled with (the templates use C++17).</summary>
+    public static IReadOnlyList<string> CompileOptions { get; } = ["-std=c++17"];
+
     private readonly object _sync = new();
     private readonly MambaShape _shape;
     private readonly MambaParameters _parameters;
@@ -48,7 +51,7 @@ public sealed class CudaMambaModel : IDisposable
             _context = Own(new CudaContext(device.Ordinal));
             _stream = Own(new CudaStream(_context));
             _blas = Own(new CublasHandle(_context, _stream));
-            var image = (compiler ?? new KernelCompiler()).CompileFor(_context, cudaSource, sourceName);
+            var image = (compiler ?? new KernelCompiler()).CompileFor(_context, cudaSource, sourceName, CompileOptions);
             _module = Own(_context.LoadModule(image.Image));
             _kernels = new KernelSet(_module);
             _scan = ScanLaunch.Read(_module, _kernels.ScanForward, _context);

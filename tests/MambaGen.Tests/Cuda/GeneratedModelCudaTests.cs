@@ -1,0 +1,141 @@
+using MambaGen.Cuda;
+using MambaGen.Cuda.Backend;
+using MambaGen.Tests.Model;
+using MambaGen.Tests.Reference;
+
+namespace MambaGen.Tests.Cuda;
+
+/// <summary>
+/// The CUDA half the generator writes for each declared variant: its kernels compile with NVRTC (here and in CI,
+/// with Debian's NVRTC 11.8, no GPU needed), and on a GPU the forward pass gives the CPU path's logits and
+/// transformers' logits on the HF fixtures.
+/// </summary>
+public class GeneratedModelCudaTests
+{
+    /// <summary>
+    /// fp32 GPU against the fp32 CPU path: the scan's decays use the hardware exp2 (≈ 2 ulp) and the products run in
+    /// another summation order, so results differ by float rounding accumulated over the layers; a formula error
+    /// (a wrong softplus, gate, bias or layout) moves logits by far more. Relative 6e-4 plus absolute 2e-3 is the
+    /// project's fp32 bar for GPU kernels against an fp32 reference.
+    /// </summary>
+    private const float RelativeTolerance = 6e-4f, AbsoluteTolerance = 2e-3f;
+
+    /// <summary>Every test variant's rendered CUDA C, with the model it belongs to.</summary>
+    private static readonly (string Name, string Source, Func<int, IMambaModel> Create, Func<IMambaModel, Device, CudaMambaModel> ToCuda)[] Variants =
+    [
+        Variant(nameof(OddWidthModel), OddWidthModel.CudaSource, s => OddWidthModel.Create(s), (m, d) => ((OddWidthModel)m).ToCuda(d)),
+        Variant(nameof(BiasedUntiedModel), BiasedUntiedModel.CudaSource, s => BiasedUntiedModel.Create(s), (m, d) => ((BiasedUntiedModel)m).ToCuda(d)),
+        Variant(nameof(DeltaOnlyModel), DeltaOnlyModel.CudaSource, s => DeltaOnlyModel.Create(s), (m, d) => ((DeltaOnlyModel)m).ToCuda(d)),
+        Variant(nameof(BcOnlyModel), BcOnlyModel.CudaSource, s => BcOnlyModel.Create(s), (m, d) => ((BcOnlyModel)m).ToCuda(d)),
+        Variant(nameof(LtiModel), LtiModel.CudaSource, s => LtiModel.Create(s), (m, d) => ((LtiModel)m).ToCuda(d)),
+        Variant(nameof(DeltaAndBModel), DeltaAndBModel.CudaSource, s => DeltaAndBModel.Create(s), (m, d) => ((DeltaAndBModel)m).ToCuda(d)),
+        Variant(nameof(COnlyModel), COnlyModel.CudaSource, s => COnlyModel.Create(s), (m, d) => ((COnlyModel)m).ToCuda(d)),
+        Variant(nameof(HfTinyA), HfTinyA.CudaSource, s => HfTinyA.Create(s), (m, d) => ((HfTinyA)m).ToCuda(d)),
+    ];
+
+    private static (string, string, Func<int, IMambaModel>, Func<IMambaModel, Device, CudaMambaModel>) Variant(
+        string name, string source, Func<int, IMambaModel> create, Func<IMambaModel, Device, CudaMambaModel> toCuda) =>
+        (name, source, create, toCuda);
+
+    [NvrtcFact]
+    public void EveryVariantsKernelsCompileWithNvrtc()
+    {
+        using var cache = new TemporaryDirectory();
+        var compiler = new KernelCompiler(cache.Path);
+        var failures = new List<string>();
+        foreach (var (name, source, _, _) in Variants)
+        {
+            try
+            {
+                var ptx = System.Text.Encoding.UTF8.GetString(compiler.Compile(source, name + ".cu", 80, CudaImageKind.Ptx, CudaMambaModel.CompileOptions).Image);
+                foreach (var kernel in new[] { "mamba_embed_fwd", "mamba_fill_broadcast", "mamba_rmsnorm_fwd", "mamba_conv_fwd", "mamba_scan_fwd", "mamba_scan_bwd" })
+                    if (!ptx.Contains(".entry " + kernel, StringComparison.Ordinal)) failures.Add($"{name}: no entry {kernel} in the PTX");
+            }
+            catch (NvrtcCompilationException error)
+            {
+                failures.Add($"{name}: {error.Message}");
+            }
+        }
+        Assert.True(failures.Count == 0, string.Join("\n", failures));
+    }
+
+    [Fact]
+    public void TheSourceBakesTheVariantsConstants()
+    {
+        Assert.Contains("#define MAMBA_D_STATE 5\n", OddWidthModel.CudaSource);
+        Assert.Contains("#define MAMBA_D_INNER 26\n", OddWidthModel.CudaSource);
+        Assert.Contains("#define MAMBA_CONV_K 3\n", OddWidthModel.CudaSource);
+        Assert.Contains("#define MAMBA_SELECTIVE_DELTA 0\n", BcOnlyModel.CudaSource);
+        Assert.Contains("#define MAMBA_SELECTIVE_B 0\n", DeltaOnlyModel.CudaSource);
+        Assert.Contains("#define MAMBA_HAS_CONV_BIAS 0\n", BiasedUntiedModel.CudaSource);
+        Assert.DoesNotContain("#include", OddWidthModel.CudaSource.Replace("#ifndef MAMBA_COMMON_CUH\n#include", "", StringComparison.Ordinal));
+    }
+
+    [GpuFact]
+    public void ForwardMatchesTheCpuPathForEveryVariant()
+    {
+        var failures = new List<string>();
+        foreach (var (name, _, create, toCuda) in Variants)
+        {
+            var model = create(11);
+            // Two sequences of 300 tokens: several scan chunks and tiles, and a partial last one.
+            foreach (var (batch, length) in new[] { (2, 300), (3, 7) })
+            {
+                var tokens = RandomTokens(batch * length, model.Shape.Vocab, seed: batch + length);
+                float[] expected = model.Forward(tokens, batch);
+                using var gpu = toCuda(model, Device.Cuda());
+                var actual = new float[expected.Length];
+                gpu.Forward(tokens, batch, actual);
+                var error = WorstError(actual, expected);
+                if (error is not null) failures.Add($"{name} batch {batch} length {length}: {error}");
+            }
+        }
+        Assert.True(failures.Count == 0, string.Join("\n", failures));
+    }
+
+    [GpuFact]
+    public void ForwardMatchesTransformersOnTheHfFixture()
+    {
+        using var fixture = new Fixture("hf-tiny-a");
+        var model = HfTinyA.Load(fixture.Directory);
+        using var gpu = model.ToCuda(Device.Cuda());
+        var tokens = fixture.Ints("input_ids");
+        var expected = fixture.Floats("logits");
+        var actual = new float[expected.Length];
+        gpu.Forward(tokens, 2, actual);
+        Assert.Null(WorstError(actual, expected));
+    }
+
+    [GpuFact]
+    public void OutOfRangeTokensAreRejectedBeforeAnyLaunch()
+    {
+        using var gpu = LtiModel.Create(1).ToCuda(Device.Cuda());
+        var error = Assert.Throws<ArgumentOutOfRangeException>(() => gpu.Forward([1, LtiModel.Vocab], 1, new float[2 * LtiModel.Vocab]));
+        Assert.Contains("tokens", error.Message);
+    }
+
+    /// <summary>The worst element outside |a − e| ≤ atol + rtol·|e|, described, or null when all are inside.</summary>
+    private static string? WorstError(float[] actual, float[] expected)
+    {
+        double worst = 0;
+        int at = -1;
+        for (int i = 0; i < expected.Length; i++)
+        {
+            double excess = Math.Abs(actual[i] - expected[i]) - (AbsoluteTolerance + RelativeTolerance * Math.Abs(expected[i]));
+            if (!(excess <= worst)) (worst, at) = (double.IsNaN(excess) ? double.PositiveInfinity : excess, i);
+        }
+        return at < 0 ? null : $"logit {at}: GPU {actual[at]} vs {expected[at]} (beyond tolerance by {worst:E2})";
+    }
+
+    private static int[] RandomTokens(int count, int vocab, int seed)
+    {
+        var random = new Random(seed);
+        return Enumerable.Range(0, count).Select(_ => random.Next(vocab)).ToArray();
+    }
+
+    private sealed class TemporaryDirectory : IDisposable
+    {
+        public string Path { get; } = Directory.CreateTempSubdirectory("mambagen-kernels-").FullName;
+        public void Dispose() => Directory.Delete(Path, recursive: true);
+    }
+}
