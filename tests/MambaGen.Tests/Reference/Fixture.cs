@@ -12,7 +12,8 @@ internal sealed class Fixture : IDisposable
 
     public Fixture(string name)
     {
-        Directory = Path.Combine(AppContext.BaseDirectory, "fixtures", name);
+        // Beside the test assembly, not the host process: a console runner (as on the GPU machine) has its own base directory.
+        Directory = Path.Combine(Path.GetDirectoryName(typeof(Fixture).Assembly.Location)!, "fixtures", name);
         _reference = SafeTensorsFile.Open(Path.Combine(Directory, "reference.safetensors"));
     }
 
