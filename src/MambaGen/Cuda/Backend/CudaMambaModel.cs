@@ -13,7 +13,7 @@ namespace MambaGen.Cuda.Backend;
 /// The parameters are copied to the device when the model is made; <see cref="UploadParameters"/> copies them again
 /// after they change on the host. Calls on one instance run one at a time.
 /// </remarks>
-public sealed class CudaMambaModel : IDisposable
+public sealed partial class CudaMambaModel : IDisposable
 {
     private const int ElementwiseThreads = 256;
 
