@@ -53,8 +53,7 @@ namespace MambaGen.Generators.Emitters
                 EmitLayerConstants(w, spec);
                 EmitBuffers(w, spec);
                 cancellationToken.ThrowIfCancellationRequested();
-                foreach (var flavor in VectorFlavor.All)
-                    KernelEmitter.Emit(w, spec, flavor);
+                KernelEmitter.Emit(w, spec);
             }
 
             for (int i = scopes.Count - 1; i >= 0; i--) scopes[i].Dispose();

@@ -417,17 +417,14 @@ namespace Demo
                 total.Slice(row * DState, DState).CopyTo(xDblGradient.AsSpan(row * XProjRows + column, DState));
         }
 
-        // ── Kernel tasks: index → (sequence, channel block), dispatched to the widest native vectors ──────
+        // ── Kernel tasks: index → (sequence, channel block), run on the widest native vectors ─────────────
         private void ConvolveTask(int index)
         {
             var ws = _active!;
             var act = ws.ByLayer[ws.Layer];
             int sequence = index / ChannelBlocks, firstChannel = index % ChannelBlocks * ChannelBlock;
             global::System.Span<float> history = ws.State is null ? default : ws.State.ConvHistoryOf(ws.Layer, sequence);
-            if (global::System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated)
-                Simd512.ConvolveSilu(act.XIn, act.XConv, sequence * ws.Length, ws.Length, firstChannel, _constants, history);
-            else
-                Simd256.ConvolveSilu(act.XIn, act.XConv, sequence * ws.Length, ws.Length, firstChannel, _constants, history);
+            Kernels.Native.ConvolveSilu(act.XIn, act.XConv, sequence * ws.Length, ws.Length, firstChannel, _constants, history);
         }
 
         private void ScanTask(int index)
@@ -449,10 +446,7 @@ namespace Demo
                 snapshots = act.Snapshots.AsSpan(sequence * perSequence, perSequence);
                 snapshotEvery = ScanChunk;
             }
-            if (global::System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated)
-                Simd512.Scan(act.XConv, act.DtRaw, act.XDbl, act.Gate, act.Y, sequence * ws.Length, ws.Length, firstChannel, _constants, initialState, snapshots, snapshotEvery);
-            else
-                Simd256.Scan(act.XConv, act.DtRaw, act.XDbl, act.Gate, act.Y, sequence * ws.Length, ws.Length, firstChannel, _constants, initialState, snapshots, snapshotEvery);
+            Kernels.Native.Scan(act.XConv, act.DtRaw, act.XDbl, act.Gate, act.Y, sequence * ws.Length, ws.Length, firstChannel, _constants, initialState, snapshots, snapshotEvery);
         }
 
         // Backward tasks own a channel block across every sequence, so per-channel gradients need no locks.
@@ -460,10 +454,7 @@ namespace Demo
         {
             var ws = _active!;
             var back = ws.Backward!;
-            if (global::System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated)
-                Simd512.ConvolveBackward(ws.ByLayer[ws.Layer].XIn, back.UGradient, back.XInGradient, ws.Batch, ws.Length, block * ChannelBlock, _constants, back.Layer);
-            else
-                Simd256.ConvolveBackward(ws.ByLayer[ws.Layer].XIn, back.UGradient, back.XInGradient, ws.Batch, ws.Length, block * ChannelBlock, _constants, back.Layer);
+            Kernels.Native.ConvolveBackward(ws.ByLayer[ws.Layer].XIn, back.UGradient, back.XInGradient, ws.Batch, ws.Length, block * ChannelBlock, _constants, back.Layer);
         }
 
         private void ScanBackwardTask(int block)
@@ -482,10 +473,7 @@ namespace Demo
             var chunkDecays = back.ChunkDecays.AsSpan(block * ChunkStepsPerBlock, ChunkStepsPerBlock);
             var chunkBProducts = back.ChunkBProducts.AsSpan(block * ChunkStepsPerBlock, ChunkStepsPerBlock);
             var chunkCProducts = back.ChunkCProducts.AsSpan(block * ChunkStepsPerBlock, ChunkStepsPerBlock);
-            if (global::System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated)
-                Simd512.ScanBackward(act.XConv, act.DtRaw, act.XDbl, act.Gate, act.Snapshots, back.YGradient, back.UGradient, back.GateGradient, back.DtGradient, partialB, partialC, chunkStates, chunkDecays, chunkBProducts, chunkCProducts, ws.Batch, ws.Length, block * ChannelBlock, _constants, back.Layer);
-            else
-                Simd256.ScanBackward(act.XConv, act.DtRaw, act.XDbl, act.Gate, act.Snapshots, back.YGradient, back.UGradient, back.GateGradient, back.DtGradient, partialB, partialC, chunkStates, chunkDecays, chunkBProducts, chunkCProducts, ws.Batch, ws.Length, block * ChannelBlock, _constants, back.Layer);
+            Kernels.Native.ScanBackward(act.XConv, act.DtRaw, act.XDbl, act.Gate, act.Snapshots, back.YGradient, back.UGradient, back.GateGradient, back.DtGradient, partialB, partialC, chunkStates, chunkDecays, chunkBProducts, chunkCProducts, ws.Batch, ws.Length, block * ChannelBlock, _constants, back.Layer);
         }
 
         // ── Per-layer constants in kernel layout ────────────────────────────────────────────────────────
@@ -686,409 +674,70 @@ namespace Demo
             }
         }
 
-        // ── Kernels on 512-bit vectors (16 channels per vector) ─────────────────────────────────────────
+        // ── CPU kernels, written once for every vector width ──────────────────────────────────────────────────
         /// <summary>
-        /// The convolution and scan kernels, forward and backward, on 512-bit vectors. Every kernel checks its buffers once,
-        /// then reads them without bounds checks.
+        /// The convolution and scan kernels, forward and backward. <see cref="Native"/>, chosen once per process, runs them on the
+        /// widest vectors the CPU has: 512 bits (AVX-512), else 256 (AVX2), else 128 (SSE, NEON, or the runtime's portable
+        /// fallback on a CPU without vector hardware, where narrower vectors waste the least).
         /// </summary>
-        private static class Simd512
+        private abstract class Kernels
         {
-            private const int Width = 16;
+            public static readonly Kernels Native =
+                global::System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated ? new Kernels<global::System.Runtime.Intrinsics.Vector512<float>, global::MambaGen.Cpu.Width512>() :
+                global::System.Runtime.Intrinsics.Vector256.IsHardwareAccelerated ? new Kernels<global::System.Runtime.Intrinsics.Vector256<float>, global::MambaGen.Cpu.Width256>() :
+                new Kernels<global::System.Runtime.Intrinsics.Vector128<float>, global::MambaGen.Cpu.Width128>();
 
-            // Primitives on 512-bit vectors; the kernels below use only these.
-            [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-            private static global::System.Runtime.Intrinsics.Vector512<float> Load(ref float source, nuint index) => global::System.Runtime.Intrinsics.Vector512.LoadUnsafe(ref source, index);
-            [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-            private static void Store(global::System.Runtime.Intrinsics.Vector512<float> value, ref float target, nuint index) => global::System.Runtime.Intrinsics.Vector512.StoreUnsafe(value, ref target, index);
-            [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-            private static global::System.Runtime.Intrinsics.Vector512<float> Get(float[] source, int index) => global::System.Runtime.Intrinsics.Vector512.Create(source, index);
-            [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-            private static global::System.Runtime.Intrinsics.Vector512<float> Get(global::System.ReadOnlySpan<float> source, int index) => global::System.Runtime.Intrinsics.Vector512.Create(source.Slice(index));
-            [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-            private static void Put(global::System.Runtime.Intrinsics.Vector512<float> value, global::System.Span<float> target, int index) => global::System.Runtime.Intrinsics.Vector512.CopyTo(value, target.Slice(index));
-            [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-            private static global::System.Runtime.Intrinsics.Vector512<float> Broadcast(float value) => global::System.Runtime.Intrinsics.Vector512.Create(value);
-            [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-            private static global::System.Runtime.Intrinsics.Vector512<float> Fma(global::System.Runtime.Intrinsics.Vector512<float> a, global::System.Runtime.Intrinsics.Vector512<float> b, global::System.Runtime.Intrinsics.Vector512<float> addend) => global::System.Runtime.Intrinsics.Vector512.FusedMultiplyAdd(a, b, addend);
-            [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-            private static global::System.Runtime.Intrinsics.Vector512<float> Exp(global::System.Runtime.Intrinsics.Vector512<float> value) => global::MambaGen.Cpu.Simd.Exp(value);
-            [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-            private static global::System.Runtime.Intrinsics.Vector512<float> Softplus(global::System.Runtime.Intrinsics.Vector512<float> value) => global::MambaGen.Cpu.Simd.Softplus(value);
-            [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-            private static global::System.Runtime.Intrinsics.Vector512<float> Sigmoid(global::System.Runtime.Intrinsics.Vector512<float> value) => global::MambaGen.Cpu.Simd.Sigmoid(value);
-            [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-            private static global::System.Runtime.Intrinsics.Vector512<float> Silu(global::System.Runtime.Intrinsics.Vector512<float> value) => global::MambaGen.Cpu.Simd.Silu(value);
-            [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-            private static void AddLaneSums(global::System.Span<float> vectors, int count, global::System.Span<float> sums) => global::MambaGen.Cpu.Simd.AddLaneSums(global::System.Runtime.InteropServices.MemoryMarshal.Cast<float, global::System.Runtime.Intrinsics.Vector512<float>>(vectors.Slice(0, count * Width)), sums);
-            [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-            private static float Lane(global::System.Runtime.Intrinsics.Vector512<float> value, int lane) => global::System.Runtime.Intrinsics.Vector512.GetElement(value, lane);
-            private static global::System.Runtime.Intrinsics.Vector512<float> Zero => global::System.Runtime.Intrinsics.Vector512<float>.Zero;
-            private static global::System.Runtime.Intrinsics.Vector512<float> One => global::System.Runtime.Intrinsics.Vector512<float>.One;
-
-            /// <summary>
-            /// x_conv[t, c] = SiLU(b[c] + Σ_k w[c, k]·x[t − 2 + k, c]) for one sequence (rows firstRow.., length of them) and channels
-            /// [firstChannel, firstChannel + ChannelBlock): the causal depthwise convolution, K = 3 taps unrolled.
-            /// The 2 previous inputs slide through registers, zero before the sequence starts; a non-empty
-            /// <paramref name="history"/> (2 rows of DInnerStride, oldest first) seeds them and receives their final values.
-            /// </summary>
-            [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
-            public static void ConvolveSilu(global::System.ReadOnlySpan<float> xIn, global::System.Span<float> xConv, int firstRow, int length, int firstChannel, LayerConstants constants, global::System.Span<float> history)
-            {
-                global::MambaGen.Cpu.Bounds.Require(xIn.Length, (firstRow + length) * DInnerStride, nameof(xIn));
-                global::MambaGen.Cpu.Bounds.Require(xConv.Length, (firstRow + length) * DInnerStride, nameof(xConv));
-                ref float input = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(xIn);
-                ref float output = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(xConv);
-                for (int c = firstChannel; c < firstChannel + ChannelBlock; c += Width)
-                {
-                    var tap0 = Get(constants.ConvWeights, 0 * DInnerStride + c);
-                    var tap1 = Get(constants.ConvWeights, 1 * DInnerStride + c);
-                    var tap2 = Get(constants.ConvWeights, 2 * DInnerStride + c);
-                    var bias = Get(constants.ConvBiases, c);
-                    var past0 = history.IsEmpty ? Zero : Get(history, 0 * DInnerStride + c);
-                    var past1 = history.IsEmpty ? Zero : Get(history, 1 * DInnerStride + c);
-                    for (int t = 0; t < length; t++)
-                    {
-                        nuint at = (nuint)((firstRow + t) * DInnerStride + c);
-                        var x = Load(ref input, at);
-                        var sum = Fma(tap0, past0, bias);
-                        sum = Fma(tap1, past1, sum);
-                        sum = Fma(tap2, x, sum);
-                        Store(Silu(sum), ref output, at);
-                        past0 = past1; past1 = x;
-                    }
-                    if (!history.IsEmpty)
-                    {
-                        Put(past0, history, 0 * DInnerStride + c);
-                        Put(past1, history, 1 * DInnerStride + c);
-                    }
-                }
-            }
-
-            /// <summary>
-            /// The selective scan for one sequence and one block of channels, vectorised across channels:
-            ///   Δ = softplus(dt[t] + b_dt);
-            ///   h[n] = exp(Δ·A[n])·h[n] + Δ·x·B, with B = B_t[n] (x_dbl column XProjB + n, broadcast across channels);
-            ///   y = Σ_n C·h[n] + D·x, with C = C_t[n] (x_dbl column XProjC + n); out = y ⊙ SiLU(z).
-            /// The N = DState states of each channel live in a stack buffer, fp32; the n loop has the constant bound DState.
-            /// <paramref name="initialState"/> (empty: h = 0) holds h as [n][DInnerStride]. After every <paramref name="snapshotEvery"/>
-            /// steps and at the end, h is written to <paramref name="snapshots"/> (unless empty) at [chunk][n][DInnerStride].
-            /// </summary>
-            [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
-            public static void Scan(global::System.ReadOnlySpan<float> xConv, global::System.ReadOnlySpan<float> dtRaw, global::System.ReadOnlySpan<float> xDbl, global::System.ReadOnlySpan<float> gate, global::System.Span<float> y, int firstRow, int length, int firstChannel, LayerConstants constants, global::System.ReadOnlySpan<float> initialState, global::System.Span<float> snapshots, int snapshotEvery)
-            {
-                int rowsEnd = firstRow + length;
-                global::MambaGen.Cpu.Bounds.Require(xConv.Length, rowsEnd * DInnerStride, nameof(xConv));
-                global::MambaGen.Cpu.Bounds.Require(gate.Length, rowsEnd * DInnerStride, nameof(gate));
-                global::MambaGen.Cpu.Bounds.Require(dtRaw.Length, rowsEnd * DInnerStride, nameof(dtRaw));
-                global::MambaGen.Cpu.Bounds.Require(xDbl.Length, rowsEnd * XProjRows, nameof(xDbl));
-                ref float u = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(xConv);
-                ref float dt = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(dtRaw);
-                ref float projected = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(xDbl);
-                ref float z = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(gate);
-                global::MambaGen.Cpu.Bounds.Require(y.Length, rowsEnd * DInnerStride, nameof(y));
-                if (snapshotEvery < 1) throw new global::System.ArgumentOutOfRangeException(nameof(snapshotEvery));
-                ref float output = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(y);
-                global::System.Span<global::System.Runtime.Intrinsics.Vector512<float>> h = stackalloc global::System.Runtime.Intrinsics.Vector512<float>[DState];
-                global::System.Span<global::System.Runtime.Intrinsics.Vector512<float>> a = stackalloc global::System.Runtime.Intrinsics.Vector512<float>[DState];
-                for (int channel = firstChannel; channel < firstChannel + ChannelBlock; channel += Width)
-                {
-                    var dSkip = Get(constants.DSkip, channel);
-                    var dtBias = Get(constants.DtBias, channel);
-                    for (int n = 0; n < DState; n++)
-                    {
-                        h[n] = initialState.IsEmpty ? Zero : Get(initialState, n * DInnerStride + channel);
-                        a[n] = Get(constants.NegA, n * DInnerStride + channel);
-                    }
-                    for (int chunkStart = 0; chunkStart < length; chunkStart += snapshotEvery)
-                    {
-                        int chunkEnd = global::System.Math.Min(length, chunkStart + snapshotEvery);
-                        for (int t = chunkStart; t < chunkEnd; t++)
-                        {
-                            int row = firstRow + t;
-                            nuint at = (nuint)(row * DInnerStride + channel);
-                            var x = Load(ref u, at);
-                            var delta = Softplus(Load(ref dt, at) + dtBias);
-                            var deltaX = delta * x;
-                            ref float bRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref projected, row * XProjRows + XProjB);
-                            ref float cRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref projected, row * XProjRows + XProjC);
-                            var sum = dSkip * x;
-                            for (int n = 0; n < DState; n++)
-                            {
-                                h[n] = Fma(Exp(delta * a[n]), h[n], deltaX * Broadcast(global::System.Runtime.CompilerServices.Unsafe.Add(ref bRow, n)));
-                                sum = Fma(Broadcast(global::System.Runtime.CompilerServices.Unsafe.Add(ref cRow, n)), h[n], sum);
-                            }
-                            Store(sum * Silu(Load(ref z, at)), ref output, at);
-                        }
-                        if (!snapshots.IsEmpty)
-                        {
-                            int chunk = chunkStart / snapshotEvery;
-                            for (int n = 0; n < DState; n++)
-                                Put(h[n], snapshots, (chunk * DState + n) * DInnerStride + channel);
-                        }
-                    }
-                }
-            }
-
-            /// <summary>
-            /// Backward of ConvolveSilu for one block of channels over every sequence, walking time backwards. With
-            /// pre[t] recomputed from the inputs and ∂pre[t] = ∂u[t]·SiLU′(pre[t]):
-            ///   ∂x[t] = Σ_k w[k]·∂pre[t + 2 − k] (zero past the end), ∂w[k] = Σ_t ∂pre[t]·x[t − 2 + k], ∂b = Σ_t ∂pre[t].
-            /// The K inputs and the K − 1 later ∂pre values slide through registers; the weight gradients of the block's channels go
-            /// to <paramref name="gradients"/> (padding lanes dropped).
-            /// </summary>
-            [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
-            public static void ConvolveBackward(global::System.ReadOnlySpan<float> xIn, global::System.ReadOnlySpan<float> uGradient, global::System.Span<float> xInGradient, int batch, int length, int firstChannel, LayerConstants constants, LayerGradients gradients)
-            {
-                int rows = batch * length;
-                global::MambaGen.Cpu.Bounds.Require(xIn.Length, rows * DInnerStride, nameof(xIn));
-                global::MambaGen.Cpu.Bounds.Require(uGradient.Length, rows * DInnerStride, nameof(uGradient));
-                global::MambaGen.Cpu.Bounds.Require(xInGradient.Length, rows * DInnerStride, nameof(xInGradient));
-                ref float input = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(xIn);
-                ref float du = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(uGradient);
-                ref float dx = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(xInGradient);
-                for (int c = firstChannel; c < firstChannel + ChannelBlock; c += Width)
-                {
-                    var tap0 = Get(constants.ConvWeights, 0 * DInnerStride + c);
-                    var tap1 = Get(constants.ConvWeights, 1 * DInnerStride + c);
-                    var tap2 = Get(constants.ConvWeights, 2 * DInnerStride + c);
-                    var bias = Get(constants.ConvBiases, c);
-                    var tapGradient0 = Zero; var tapGradient1 = Zero; var tapGradient2 = Zero;
-                    var biasGradient = Zero;
-                    for (int sequence = 0; sequence < batch; sequence++)
-                    {
-                        int firstRow = sequence * length;
-                        // x[t − 2] .. x[t] for t = length − 1, oldest first, zero before the sequence starts.
-                        var x0 = length - 3 >= 0 ? Load(ref input, (nuint)((firstRow + length - 3) * DInnerStride + c)) : Zero;
-                        var x1 = length - 2 >= 0 ? Load(ref input, (nuint)((firstRow + length - 2) * DInnerStride + c)) : Zero;
-                        var x2 = length - 1 >= 0 ? Load(ref input, (nuint)((firstRow + length - 1) * DInnerStride + c)) : Zero;
-                        // ∂pre[t + 1] .. ∂pre[t + 2], zero past the end.
-                        var later1 = Zero; var later2 = Zero;
-                        for (int t = length - 1; t >= 0; t--)
-                        {
-                            nuint at = (nuint)((firstRow + t) * DInnerStride + c);
-                            var pre = Fma(tap0, x0, bias);
-                            pre = Fma(tap1, x1, pre);
-                            pre = Fma(tap2, x2, pre);
-                            var sigmoid = Sigmoid(pre);
-                            var preGradient = Load(ref du, at) * sigmoid * (One + pre * (One - sigmoid));
-                            var inputGradient = tap2 * preGradient;
-                            inputGradient = Fma(tap1, later1, inputGradient);
-                            inputGradient = Fma(tap0, later2, inputGradient);
-                            Store(inputGradient, ref dx, at);
-                            tapGradient0 = Fma(preGradient, x0, tapGradient0);
-                            tapGradient1 = Fma(preGradient, x1, tapGradient1);
-                            tapGradient2 = Fma(preGradient, x2, tapGradient2);
-                            biasGradient += preGradient;
-                            later2 = later1; later1 = preGradient;
-                            x2 = x1; x1 = x0;
-                            x0 = t - 3 >= 0 ? Load(ref input, (nuint)((firstRow + t - 3) * DInnerStride + c)) : Zero;
-                        }
-                    }
-                    for (int lane = 0; lane < Width && c + lane < DInner; lane++)
-                    {
-                        gradients.ConvWeights[(c + lane) * ConvKernel + 0] = Lane(tapGradient0, lane);
-                        gradients.ConvWeights[(c + lane) * ConvKernel + 1] = Lane(tapGradient1, lane);
-                        gradients.ConvWeights[(c + lane) * ConvKernel + 2] = Lane(tapGradient2, lane);
-                        gradients.ConvBiases[c + lane] = Lane(biasGradient, lane);
-                    }
-                }
-            }
-
-            /// <summary>
-            /// Backward of Scan for one block of channels over every sequence. Per sequence it walks the chunks from last to first:
-            /// h is recomputed through the chunk from the snapshot before it (chunkStates: h before and after every step, chunkDecays: exp(Δ·A)),
-            /// then the chunk is walked backwards with g[n] = ∂loss/∂h[t + 1]·exp(Δ[t + 1]·A[n]) carried between steps:
-            ///   ∂y = ∂out·SiLU(z), ∂z = ∂out·y·SiLU′(z), ∂h[n] = g[n] + ∂y·C[n], q[n] = ∂h[n]·exp(Δ·A[n])·h[t − 1][n],
-            ///   ∂Δ = Σ_n (A[n]·q[n] + ∂h[n]·B[n]·x), ∂A[n] += q[n]·Δ, ∂B[n] += ∂h[n]·Δ·x, ∂C[n] += ∂y·h[t][n],
-            ///   ∂x = ∂y·D + Σ_n ∂h[n]·Δ·B[n], ∂D += ∂y·x, g[n] = ∂h[n]·exp(Δ·A[n]), ∂dt = ∂Δ·sigmoid(dt + b_dt).
-            /// Input-dependent B_t/C_t keep the chunk's per-channel products (chunkBProducts/chunkCProducts) and sum them across
-            /// the block's channels into partial rows (rows × N) once per chunk, outside the step loop.
-            /// Per-channel gradients (A_log = ∂A·A, since A = −exp(A_log); D; the dt bias) go to <paramref name="gradients"/>.
-            /// </summary>
-            [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
-            public static void ScanBackward(global::System.ReadOnlySpan<float> xConv, global::System.ReadOnlySpan<float> dtRaw, global::System.ReadOnlySpan<float> xDbl, global::System.ReadOnlySpan<float> gate, global::System.ReadOnlySpan<float> snapshots, global::System.ReadOnlySpan<float> outputGradient, global::System.Span<float> uGradient, global::System.Span<float> gateGradient, global::System.Span<float> dtGradient, global::System.Span<float> partialB, global::System.Span<float> partialC, global::System.Span<float> chunkStates, global::System.Span<float> chunkDecays, global::System.Span<float> chunkBProducts, global::System.Span<float> chunkCProducts, int batch, int length, int firstChannel, LayerConstants constants, LayerGradients gradients)
-            {
-                int rows = batch * length, chunks = ChunksOf(length);
-                global::MambaGen.Cpu.Bounds.Require(xConv.Length, rows * DInnerStride, nameof(xConv));
-                global::MambaGen.Cpu.Bounds.Require(gate.Length, rows * DInnerStride, nameof(gate));
-                global::MambaGen.Cpu.Bounds.Require(dtRaw.Length, rows * DInnerStride, nameof(dtRaw));
-                global::MambaGen.Cpu.Bounds.Require(xDbl.Length, rows * XProjRows, nameof(xDbl));
-                ref float u = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(xConv);
-                ref float dt = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(dtRaw);
-                ref float projected = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(xDbl);
-                ref float z = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(gate);
-                global::MambaGen.Cpu.Bounds.Require(snapshots.Length, batch * chunks * DState * DInnerStride, nameof(snapshots));
-                global::MambaGen.Cpu.Bounds.Require(outputGradient.Length, rows * DInnerStride, nameof(outputGradient));
-                global::MambaGen.Cpu.Bounds.Require(uGradient.Length, rows * DInnerStride, nameof(uGradient));
-                global::MambaGen.Cpu.Bounds.Require(gateGradient.Length, rows * DInnerStride, nameof(gateGradient));
-                global::MambaGen.Cpu.Bounds.Require(dtGradient.Length, rows * DInnerStride, nameof(dtGradient));
-                global::MambaGen.Cpu.Bounds.Require(partialB.Length, rows * DState, nameof(partialB));
-                global::MambaGen.Cpu.Bounds.Require(partialC.Length, rows * DState, nameof(partialC));
-                global::MambaGen.Cpu.Bounds.Require(chunkStates.Length, (ScanChunk + 1) * DState * Width, nameof(chunkStates));
-                global::MambaGen.Cpu.Bounds.Require(chunkDecays.Length, ScanChunk * DState * Width, nameof(chunkDecays));
-                global::MambaGen.Cpu.Bounds.Require(chunkBProducts.Length, ScanChunk * DState * Width, nameof(chunkBProducts));
-                global::MambaGen.Cpu.Bounds.Require(chunkCProducts.Length, ScanChunk * DState * Width, nameof(chunkCProducts));
-                ref float dOut = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(outputGradient);
-                ref float du = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(uGradient);
-                ref float dz = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(gateGradient);
-                ref float dDt = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(dtGradient);
-                ref float states = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(chunkStates);
-                ref float decays = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(chunkDecays);
-                ref float bProducts = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(chunkBProducts);
-                ref float cProducts = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(chunkCProducts);
-                global::System.Span<global::System.Runtime.Intrinsics.Vector512<float>> h = stackalloc global::System.Runtime.Intrinsics.Vector512<float>[DState];
-                global::System.Span<global::System.Runtime.Intrinsics.Vector512<float>> carry = stackalloc global::System.Runtime.Intrinsics.Vector512<float>[DState];
-                global::System.Span<global::System.Runtime.Intrinsics.Vector512<float>> aGradient = stackalloc global::System.Runtime.Intrinsics.Vector512<float>[DState];
-                global::System.Span<global::System.Runtime.Intrinsics.Vector512<float>> a = stackalloc global::System.Runtime.Intrinsics.Vector512<float>[DState];
-                const int StepStride = DState * Width;
-                for (int channel = firstChannel; channel < firstChannel + ChannelBlock; channel += Width)
-                {
-                    var dSkip = Get(constants.DSkip, channel);
-                    var dtBias = Get(constants.DtBias, channel);
-                    for (int n = 0; n < DState; n++)
-                    {
-                        a[n] = Get(constants.NegA, n * DInnerStride + channel);
-                        aGradient[n] = Zero;
-                    }
-                    var dSkipGradient = Zero;
-                    var dtBiasGradient = Zero;
-                    for (int sequence = 0; sequence < batch; sequence++)
-                    {
-                        int firstRow = sequence * length;
-                        for (int n = 0; n < DState; n++) carry[n] = Zero;
-                        for (int chunk = chunks - 1; chunk >= 0; chunk--)
-                        {
-                            int chunkStart = chunk * ScanChunk, chunkEnd = global::System.Math.Min(length, chunkStart + ScanChunk);
-                            // Recompute h through the chunk, from the state the forward pass kept before it (zero for the first).
-                            for (int n = 0; n < DState; n++)
-                            {
-                                h[n] = chunk == 0 ? Zero : Get(snapshots, ((sequence * chunks + chunk - 1) * DState + n) * DInnerStride + channel);
-                                Store(h[n], ref states, (nuint)(n * Width));
-                            }
-                            for (int t = chunkStart; t < chunkEnd; t++)
-                            {
-                                int row = firstRow + t;
-                                nuint at = (nuint)(row * DInnerStride + channel);
-                                var x = Load(ref u, at);
-                                var delta = Softplus(Load(ref dt, at) + dtBias);
-                                var deltaX = delta * x;
-                                ref float bRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref projected, row * XProjRows + XProjB);
-                                ref float cRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref projected, row * XProjRows + XProjC);
-                                nuint slot = (nuint)((t - chunkStart) * StepStride);
-                                for (int n = 0; n < DState; n++)
-                                {
-                                    var decayN = Exp(delta * a[n]);
-                                    Store(decayN, ref decays, slot + (nuint)(n * Width));
-                                    h[n] = Fma(decayN, h[n], deltaX * Broadcast(global::System.Runtime.CompilerServices.Unsafe.Add(ref bRow, n)));
-                                    Store(h[n], ref states, slot + (nuint)(StepStride + n * Width));
-                                }
-                            }
-                            // Walk the chunk backwards.
-                            for (int t = chunkEnd - 1; t >= chunkStart; t--)
-                            {
-                                int row = firstRow + t;
-                                nuint at = (nuint)(row * DInnerStride + channel);
-                                var x = Load(ref u, at);
-                                var dtInput = Load(ref dt, at) + dtBias;
-                                var delta = Softplus(dtInput);
-                                var deltaX = delta * x;
-                                ref float bRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref projected, row * XProjRows + XProjB);
-                                ref float cRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref projected, row * XProjRows + XProjC);
-                                nuint slot = (nuint)((t - chunkStart) * StepStride);
-                                var gateValue = Load(ref z, at);
-                                var gateSigmoid = Sigmoid(gateValue);
-                                var outGradient = Load(ref dOut, at);
-                                var yGradient = outGradient * (gateValue * gateSigmoid);
-                                var y = dSkip * x;
-                                var xGradient = yGradient * dSkip;
-                                dSkipGradient = Fma(yGradient, x, dSkipGradient);
-                                var deltaGradientT = Zero;
-                                for (int n = 0; n < DState; n++)
-                                {
-                                    var hBefore = Load(ref states, slot + (nuint)(n * Width));
-                                    var hNow = Load(ref states, slot + (nuint)(StepStride + n * Width));
-                                    var decayN = Load(ref decays, slot + (nuint)(n * Width));
-                                    var bN = Broadcast(global::System.Runtime.CompilerServices.Unsafe.Add(ref bRow, n));
-                                    var cN = Broadcast(global::System.Runtime.CompilerServices.Unsafe.Add(ref cRow, n));
-                                    y = Fma(cN, hNow, y);
-                                    Store(yGradient * hNow, ref cProducts, slot + (nuint)(n * Width));
-                                    var hGradient = Fma(yGradient, cN, carry[n]);
-                                    var q = hGradient * decayN * hBefore;
-                                    deltaGradientT = Fma(a[n], q, deltaGradientT);
-                                    deltaGradientT = Fma(hGradient * bN, x, deltaGradientT);
-                                    aGradient[n] = Fma(q, delta, aGradient[n]);
-                                    Store(hGradient * deltaX, ref bProducts, slot + (nuint)(n * Width));
-                                    xGradient = Fma(hGradient * delta, bN, xGradient);
-                                    carry[n] = hGradient * decayN;
-                                }
-                                Store(xGradient, ref du, at);
-                                // d/dz [z·sigmoid(z)] = sigmoid(z)·(1 + z·(1 − sigmoid(z))).
-                                Store(outGradient * y * gateSigmoid * (One + gateValue * (One - gateSigmoid)), ref dz, at);
-                                // softplus′ = sigmoid (and 1 above the threshold, where sigmoid is 1 in fp32 too).
-                                var dtGradientT = deltaGradientT * Sigmoid(dtInput);
-                                Store(dtGradientT, ref dDt, at);
-                                dtBiasGradient += dtGradientT;
-                            }
-                            // ∂B_t, ∂C_t of the chunk's rows: each product summed across this vector's channels into the block's share.
-                            int chunkRows = chunkEnd - chunkStart;
-                            AddLaneSums(chunkBProducts, chunkRows * DState, partialB.Slice((firstRow + chunkStart) * DState, chunkRows * DState));
-                            AddLaneSums(chunkCProducts, chunkRows * DState, partialC.Slice((firstRow + chunkStart) * DState, chunkRows * DState));
-                        }
-                    }
-                    // This vector's per-channel gradients; padding lanes are dropped.
-                    for (int lane = 0; lane < Width && channel + lane < DInner; lane++)
-                    {
-                        int target = channel + lane;
-                        gradients.DSkip[target] = Lane(dSkipGradient, lane);
-                        gradients.DtBias[target] = Lane(dtBiasGradient, lane);
-                        for (int n = 0; n < DState; n++)
-                        {
-                            gradients.ALog[target * DState + n] = Lane(aGradient[n] * a[n], lane);
-                        }
-                    }
-                }
-            }
-
+            public abstract void ConvolveSilu(global::System.ReadOnlySpan<float> xIn, global::System.Span<float> xConv, int firstRow, int length, int firstChannel, LayerConstants constants, global::System.Span<float> history);
+            public abstract void Scan(global::System.ReadOnlySpan<float> xConv, global::System.ReadOnlySpan<float> dtRaw, global::System.ReadOnlySpan<float> xDbl, global::System.ReadOnlySpan<float> gate, global::System.Span<float> y, int firstRow, int length, int firstChannel, LayerConstants constants, global::System.ReadOnlySpan<float> initialState, global::System.Span<float> snapshots, int snapshotEvery);
+            public abstract void ConvolveBackward(global::System.ReadOnlySpan<float> xIn, global::System.ReadOnlySpan<float> uGradient, global::System.Span<float> xInGradient, int batch, int length, int firstChannel, LayerConstants constants, LayerGradients gradients);
+            public abstract void ScanBackward(global::System.ReadOnlySpan<float> xConv, global::System.ReadOnlySpan<float> dtRaw, global::System.ReadOnlySpan<float> xDbl, global::System.ReadOnlySpan<float> gate, global::System.ReadOnlySpan<float> snapshots, global::System.ReadOnlySpan<float> outputGradient, global::System.Span<float> uGradient, global::System.Span<float> gateGradient, global::System.Span<float> dtGradient, global::System.Span<float> partialB, global::System.Span<float> partialC, global::System.Span<float> chunkStates, global::System.Span<float> chunkDecays, global::System.Span<float> chunkBProducts, global::System.Span<float> chunkCProducts, int batch, int length, int firstChannel, LayerConstants constants, LayerGradients gradients);
         }
 
-        // ── Kernels on 256-bit vectors (8 channels per vector) ─────────────────────────────────────────
         /// <summary>
-        /// The convolution and scan kernels, forward and backward, on 256-bit vectors. Every kernel checks its buffers once,
-        /// then reads them without bounds checks.
+        /// The kernels on vectors of type TVector, whose operations TWidth supplies; the JIT compiles a copy per width with every
+        /// operation inlined. Each kernel handles one block of channels, one vector of channels at a time, checks its buffers
+        /// once, then reads them without bounds checks.
         /// </summary>
-        private static class Simd256
+        private sealed class Kernels<TVector, TWidth> : Kernels where TVector : unmanaged where TWidth : struct, global::MambaGen.Cpu.IVectorWidth<TVector>
         {
-            private const int Width = 8;
-
-            // Primitives on 256-bit vectors; the kernels below use only these.
+            // Primitives; the kernels below use only these. Width is a JIT-time constant.
+            private static int Width => TWidth.Count;
+            private static TVector Zero => TWidth.Zero;
+            private static TVector One => TWidth.One;
             [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-            private static global::System.Runtime.Intrinsics.Vector256<float> Load(ref float source, nuint index) => global::System.Runtime.Intrinsics.Vector256.LoadUnsafe(ref source, index);
+            private static TVector Load(ref float source, nuint index) => TWidth.Load(ref source, index);
             [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-            private static void Store(global::System.Runtime.Intrinsics.Vector256<float> value, ref float target, nuint index) => global::System.Runtime.Intrinsics.Vector256.StoreUnsafe(value, ref target, index);
+            private static void Store(TVector value, ref float target, nuint index) => TWidth.Store(value, ref target, index);
+            // Bounds-checked access to one vector of channels, for the per-channel constants and the state buffers.
             [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-            private static global::System.Runtime.Intrinsics.Vector256<float> Get(float[] source, int index) => global::System.Runtime.Intrinsics.Vector256.Create(source, index);
+            private static TVector Get(global::System.ReadOnlySpan<float> source, int index) => TWidth.Load(ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(source.Slice(index, Width)), 0);
             [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-            private static global::System.Runtime.Intrinsics.Vector256<float> Get(global::System.ReadOnlySpan<float> source, int index) => global::System.Runtime.Intrinsics.Vector256.Create(source.Slice(index));
+            private static void Put(TVector value, global::System.Span<float> target, int index) => TWidth.Store(value, ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(target.Slice(index, Width)), 0);
             [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-            private static void Put(global::System.Runtime.Intrinsics.Vector256<float> value, global::System.Span<float> target, int index) => global::System.Runtime.Intrinsics.Vector256.CopyTo(value, target.Slice(index));
+            private static TVector Broadcast(float value) => TWidth.Create(value);
             [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-            private static global::System.Runtime.Intrinsics.Vector256<float> Broadcast(float value) => global::System.Runtime.Intrinsics.Vector256.Create(value);
+            private static TVector Add(TVector a, TVector b) => TWidth.Add(a, b);
             [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-            private static global::System.Runtime.Intrinsics.Vector256<float> Fma(global::System.Runtime.Intrinsics.Vector256<float> a, global::System.Runtime.Intrinsics.Vector256<float> b, global::System.Runtime.Intrinsics.Vector256<float> addend) => global::System.Runtime.Intrinsics.Vector256.FusedMultiplyAdd(a, b, addend);
+            private static TVector Sub(TVector a, TVector b) => TWidth.Subtract(a, b);
             [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-            private static global::System.Runtime.Intrinsics.Vector256<float> Exp(global::System.Runtime.Intrinsics.Vector256<float> value) => global::MambaGen.Cpu.Simd.Exp(value);
+            private static TVector Mul(TVector a, TVector b) => TWidth.Multiply(a, b);
             [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-            private static global::System.Runtime.Intrinsics.Vector256<float> Softplus(global::System.Runtime.Intrinsics.Vector256<float> value) => global::MambaGen.Cpu.Simd.Softplus(value);
+            private static TVector Fma(TVector a, TVector b, TVector addend) => TWidth.Fma(a, b, addend);
             [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-            private static global::System.Runtime.Intrinsics.Vector256<float> Sigmoid(global::System.Runtime.Intrinsics.Vector256<float> value) => global::MambaGen.Cpu.Simd.Sigmoid(value);
+            private static TVector Exp(TVector value) => global::MambaGen.Cpu.Simd<TVector, TWidth>.Exp(value);
             [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-            private static global::System.Runtime.Intrinsics.Vector256<float> Silu(global::System.Runtime.Intrinsics.Vector256<float> value) => global::MambaGen.Cpu.Simd.Silu(value);
+            private static TVector Softplus(TVector value) => global::MambaGen.Cpu.Simd<TVector, TWidth>.Softplus(value);
             [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-            private static void AddLaneSums(global::System.Span<float> vectors, int count, global::System.Span<float> sums) => global::MambaGen.Cpu.Simd.AddLaneSums(global::System.Runtime.InteropServices.MemoryMarshal.Cast<float, global::System.Runtime.Intrinsics.Vector256<float>>(vectors.Slice(0, count * Width)), sums);
+            private static TVector Sigmoid(TVector value) => global::MambaGen.Cpu.Simd<TVector, TWidth>.Sigmoid(value);
             [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-            private static float Lane(global::System.Runtime.Intrinsics.Vector256<float> value, int lane) => global::System.Runtime.Intrinsics.Vector256.GetElement(value, lane);
-            private static global::System.Runtime.Intrinsics.Vector256<float> Zero => global::System.Runtime.Intrinsics.Vector256<float>.Zero;
-            private static global::System.Runtime.Intrinsics.Vector256<float> One => global::System.Runtime.Intrinsics.Vector256<float>.One;
+            private static TVector Silu(TVector value) => global::MambaGen.Cpu.Simd<TVector, TWidth>.Silu(value);
+            // d/dv [v·sigmoid(v)] = sigmoid(v)·(1 + v·(1 − sigmoid(v))), given sigmoid(v).
+            [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+            private static TVector SiluSlope(TVector value, TVector sigmoid) => Mul(sigmoid, Add(One, Mul(value, Sub(One, sigmoid))));
+            [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+            private static void AddLaneSums(global::System.Span<float> vectors, int count, global::System.Span<float> sums) => global::MambaGen.Cpu.Simd<TVector, TWidth>.AddLaneSums(global::System.Runtime.InteropServices.MemoryMarshal.Cast<float, TVector>(vectors.Slice(0, count * Width)), sums);
+            [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+            private static float Lane(TVector value, int lane) => TWidth.GetElement(value, lane);
 
             /// <summary>
             /// x_conv[t, c] = SiLU(b[c] + Σ_k w[c, k]·x[t − 2 + k, c]) for one sequence (rows firstRow.., length of them) and channels
@@ -1097,7 +746,7 @@ namespace Demo
             /// <paramref name="history"/> (2 rows of DInnerStride, oldest first) seeds them and receives their final values.
             /// </summary>
             [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
-            public static void ConvolveSilu(global::System.ReadOnlySpan<float> xIn, global::System.Span<float> xConv, int firstRow, int length, int firstChannel, LayerConstants constants, global::System.Span<float> history)
+            public override void ConvolveSilu(global::System.ReadOnlySpan<float> xIn, global::System.Span<float> xConv, int firstRow, int length, int firstChannel, LayerConstants constants, global::System.Span<float> history)
             {
                 global::MambaGen.Cpu.Bounds.Require(xIn.Length, (firstRow + length) * DInnerStride, nameof(xIn));
                 global::MambaGen.Cpu.Bounds.Require(xConv.Length, (firstRow + length) * DInnerStride, nameof(xConv));
@@ -1139,7 +788,7 @@ namespace Demo
             /// steps and at the end, h is written to <paramref name="snapshots"/> (unless empty) at [chunk][n][DInnerStride].
             /// </summary>
             [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
-            public static void Scan(global::System.ReadOnlySpan<float> xConv, global::System.ReadOnlySpan<float> dtRaw, global::System.ReadOnlySpan<float> xDbl, global::System.ReadOnlySpan<float> gate, global::System.Span<float> y, int firstRow, int length, int firstChannel, LayerConstants constants, global::System.ReadOnlySpan<float> initialState, global::System.Span<float> snapshots, int snapshotEvery)
+            public override void Scan(global::System.ReadOnlySpan<float> xConv, global::System.ReadOnlySpan<float> dtRaw, global::System.ReadOnlySpan<float> xDbl, global::System.ReadOnlySpan<float> gate, global::System.Span<float> y, int firstRow, int length, int firstChannel, LayerConstants constants, global::System.ReadOnlySpan<float> initialState, global::System.Span<float> snapshots, int snapshotEvery)
             {
                 int rowsEnd = firstRow + length;
                 global::MambaGen.Cpu.Bounds.Require(xConv.Length, rowsEnd * DInnerStride, nameof(xConv));
@@ -1153,8 +802,8 @@ namespace Demo
                 global::MambaGen.Cpu.Bounds.Require(y.Length, rowsEnd * DInnerStride, nameof(y));
                 if (snapshotEvery < 1) throw new global::System.ArgumentOutOfRangeException(nameof(snapshotEvery));
                 ref float output = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(y);
-                global::System.Span<global::System.Runtime.Intrinsics.Vector256<float>> h = stackalloc global::System.Runtime.Intrinsics.Vector256<float>[DState];
-                global::System.Span<global::System.Runtime.Intrinsics.Vector256<float>> a = stackalloc global::System.Runtime.Intrinsics.Vector256<float>[DState];
+                global::System.Span<TVector> h = stackalloc TVector[DState];
+                global::System.Span<TVector> a = stackalloc TVector[DState];
                 for (int channel = firstChannel; channel < firstChannel + ChannelBlock; channel += Width)
                 {
                     var dSkip = Get(constants.DSkip, channel);
@@ -1172,17 +821,17 @@ namespace Demo
                             int row = firstRow + t;
                             nuint at = (nuint)(row * DInnerStride + channel);
                             var x = Load(ref u, at);
-                            var delta = Softplus(Load(ref dt, at) + dtBias);
-                            var deltaX = delta * x;
+                            var delta = Softplus(Add(Load(ref dt, at), dtBias));
+                            var deltaX = Mul(delta, x);
                             ref float bRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref projected, row * XProjRows + XProjB);
                             ref float cRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref projected, row * XProjRows + XProjC);
-                            var sum = dSkip * x;
+                            var sum = Mul(dSkip, x);
                             for (int n = 0; n < DState; n++)
                             {
-                                h[n] = Fma(Exp(delta * a[n]), h[n], deltaX * Broadcast(global::System.Runtime.CompilerServices.Unsafe.Add(ref bRow, n)));
+                                h[n] = Fma(Exp(Mul(delta, a[n])), h[n], Mul(deltaX, Broadcast(global::System.Runtime.CompilerServices.Unsafe.Add(ref bRow, n))));
                                 sum = Fma(Broadcast(global::System.Runtime.CompilerServices.Unsafe.Add(ref cRow, n)), h[n], sum);
                             }
-                            Store(sum * Silu(Load(ref z, at)), ref output, at);
+                            Store(Mul(sum, Silu(Load(ref z, at))), ref output, at);
                         }
                         if (!snapshots.IsEmpty)
                         {
@@ -1202,7 +851,7 @@ namespace Demo
             /// to <paramref name="gradients"/> (padding lanes dropped).
             /// </summary>
             [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
-            public static void ConvolveBackward(global::System.ReadOnlySpan<float> xIn, global::System.ReadOnlySpan<float> uGradient, global::System.Span<float> xInGradient, int batch, int length, int firstChannel, LayerConstants constants, LayerGradients gradients)
+            public override void ConvolveBackward(global::System.ReadOnlySpan<float> xIn, global::System.ReadOnlySpan<float> uGradient, global::System.Span<float> xInGradient, int batch, int length, int firstChannel, LayerConstants constants, LayerGradients gradients)
             {
                 int rows = batch * length;
                 global::MambaGen.Cpu.Bounds.Require(xIn.Length, rows * DInnerStride, nameof(xIn));
@@ -1235,15 +884,15 @@ namespace Demo
                             pre = Fma(tap1, x1, pre);
                             pre = Fma(tap2, x2, pre);
                             var sigmoid = Sigmoid(pre);
-                            var preGradient = Load(ref du, at) * sigmoid * (One + pre * (One - sigmoid));
-                            var inputGradient = tap2 * preGradient;
+                            var preGradient = Mul(Load(ref du, at), SiluSlope(pre, sigmoid));
+                            var inputGradient = Mul(tap2, preGradient);
                             inputGradient = Fma(tap1, later1, inputGradient);
                             inputGradient = Fma(tap0, later2, inputGradient);
                             Store(inputGradient, ref dx, at);
                             tapGradient0 = Fma(preGradient, x0, tapGradient0);
                             tapGradient1 = Fma(preGradient, x1, tapGradient1);
                             tapGradient2 = Fma(preGradient, x2, tapGradient2);
-                            biasGradient += preGradient;
+                            biasGradient = Add(biasGradient, preGradient);
                             later2 = later1; later1 = preGradient;
                             x2 = x1; x1 = x0;
                             x0 = t - 3 >= 0 ? Load(ref input, (nuint)((firstRow + t - 3) * DInnerStride + c)) : Zero;
@@ -1271,7 +920,7 @@ namespace Demo
             /// Per-channel gradients (A_log = ∂A·A, since A = −exp(A_log); D; the dt bias) go to <paramref name="gradients"/>.
             /// </summary>
             [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
-            public static void ScanBackward(global::System.ReadOnlySpan<float> xConv, global::System.ReadOnlySpan<float> dtRaw, global::System.ReadOnlySpan<float> xDbl, global::System.ReadOnlySpan<float> gate, global::System.ReadOnlySpan<float> snapshots, global::System.ReadOnlySpan<float> outputGradient, global::System.Span<float> uGradient, global::System.Span<float> gateGradient, global::System.Span<float> dtGradient, global::System.Span<float> partialB, global::System.Span<float> partialC, global::System.Span<float> chunkStates, global::System.Span<float> chunkDecays, global::System.Span<float> chunkBProducts, global::System.Span<float> chunkCProducts, int batch, int length, int firstChannel, LayerConstants constants, LayerGradients gradients)
+            public override void ScanBackward(global::System.ReadOnlySpan<float> xConv, global::System.ReadOnlySpan<float> dtRaw, global::System.ReadOnlySpan<float> xDbl, global::System.ReadOnlySpan<float> gate, global::System.ReadOnlySpan<float> snapshots, global::System.ReadOnlySpan<float> outputGradient, global::System.Span<float> uGradient, global::System.Span<float> gateGradient, global::System.Span<float> dtGradient, global::System.Span<float> partialB, global::System.Span<float> partialC, global::System.Span<float> chunkStates, global::System.Span<float> chunkDecays, global::System.Span<float> chunkBProducts, global::System.Span<float> chunkCProducts, int batch, int length, int firstChannel, LayerConstants constants, LayerGradients gradients)
             {
                 int rows = batch * length, chunks = ChunksOf(length);
                 global::MambaGen.Cpu.Bounds.Require(xConv.Length, rows * DInnerStride, nameof(xConv));
@@ -1301,11 +950,11 @@ namespace Demo
                 ref float decays = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(chunkDecays);
                 ref float bProducts = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(chunkBProducts);
                 ref float cProducts = ref global::System.Runtime.InteropServices.MemoryMarshal.GetReference(chunkCProducts);
-                global::System.Span<global::System.Runtime.Intrinsics.Vector256<float>> h = stackalloc global::System.Runtime.Intrinsics.Vector256<float>[DState];
-                global::System.Span<global::System.Runtime.Intrinsics.Vector256<float>> carry = stackalloc global::System.Runtime.Intrinsics.Vector256<float>[DState];
-                global::System.Span<global::System.Runtime.Intrinsics.Vector256<float>> aGradient = stackalloc global::System.Runtime.Intrinsics.Vector256<float>[DState];
-                global::System.Span<global::System.Runtime.Intrinsics.Vector256<float>> a = stackalloc global::System.Runtime.Intrinsics.Vector256<float>[DState];
-                const int StepStride = DState * Width;
+                global::System.Span<TVector> h = stackalloc TVector[DState];
+                global::System.Span<TVector> carry = stackalloc TVector[DState];
+                global::System.Span<TVector> aGradient = stackalloc TVector[DState];
+                global::System.Span<TVector> a = stackalloc TVector[DState];
+                int stepStride = DState * Width;
                 for (int channel = firstChannel; channel < firstChannel + ChannelBlock; channel += Width)
                 {
                     var dSkip = Get(constants.DSkip, channel);
@@ -1335,17 +984,17 @@ namespace Demo
                                 int row = firstRow + t;
                                 nuint at = (nuint)(row * DInnerStride + channel);
                                 var x = Load(ref u, at);
-                                var delta = Softplus(Load(ref dt, at) + dtBias);
-                                var deltaX = delta * x;
+                                var delta = Softplus(Add(Load(ref dt, at), dtBias));
+                                var deltaX = Mul(delta, x);
                                 ref float bRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref projected, row * XProjRows + XProjB);
                                 ref float cRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref projected, row * XProjRows + XProjC);
-                                nuint slot = (nuint)((t - chunkStart) * StepStride);
+                                nuint slot = (nuint)((t - chunkStart) * stepStride);
                                 for (int n = 0; n < DState; n++)
                                 {
-                                    var decayN = Exp(delta * a[n]);
+                                    var decayN = Exp(Mul(delta, a[n]));
                                     Store(decayN, ref decays, slot + (nuint)(n * Width));
-                                    h[n] = Fma(decayN, h[n], deltaX * Broadcast(global::System.Runtime.CompilerServices.Unsafe.Add(ref bRow, n)));
-                                    Store(h[n], ref states, slot + (nuint)(StepStride + n * Width));
+                                    h[n] = Fma(decayN, h[n], Mul(deltaX, Broadcast(global::System.Runtime.CompilerServices.Unsafe.Add(ref bRow, n))));
+                                    Store(h[n], ref states, slot + (nuint)(stepStride + n * Width));
                                 }
                             }
                             // Walk the chunk backwards.
@@ -1354,45 +1003,44 @@ namespace Demo
                                 int row = firstRow + t;
                                 nuint at = (nuint)(row * DInnerStride + channel);
                                 var x = Load(ref u, at);
-                                var dtInput = Load(ref dt, at) + dtBias;
+                                var dtInput = Add(Load(ref dt, at), dtBias);
                                 var delta = Softplus(dtInput);
-                                var deltaX = delta * x;
+                                var deltaX = Mul(delta, x);
                                 ref float bRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref projected, row * XProjRows + XProjB);
                                 ref float cRow = ref global::System.Runtime.CompilerServices.Unsafe.Add(ref projected, row * XProjRows + XProjC);
-                                nuint slot = (nuint)((t - chunkStart) * StepStride);
+                                nuint slot = (nuint)((t - chunkStart) * stepStride);
                                 var gateValue = Load(ref z, at);
                                 var gateSigmoid = Sigmoid(gateValue);
                                 var outGradient = Load(ref dOut, at);
-                                var yGradient = outGradient * (gateValue * gateSigmoid);
-                                var y = dSkip * x;
-                                var xGradient = yGradient * dSkip;
+                                var yGradient = Mul(outGradient, Mul(gateValue, gateSigmoid));
+                                var y = Mul(dSkip, x);
+                                var xGradient = Mul(yGradient, dSkip);
                                 dSkipGradient = Fma(yGradient, x, dSkipGradient);
                                 var deltaGradientT = Zero;
                                 for (int n = 0; n < DState; n++)
                                 {
                                     var hBefore = Load(ref states, slot + (nuint)(n * Width));
-                                    var hNow = Load(ref states, slot + (nuint)(StepStride + n * Width));
+                                    var hNow = Load(ref states, slot + (nuint)(stepStride + n * Width));
                                     var decayN = Load(ref decays, slot + (nuint)(n * Width));
                                     var bN = Broadcast(global::System.Runtime.CompilerServices.Unsafe.Add(ref bRow, n));
                                     var cN = Broadcast(global::System.Runtime.CompilerServices.Unsafe.Add(ref cRow, n));
                                     y = Fma(cN, hNow, y);
-                                    Store(yGradient * hNow, ref cProducts, slot + (nuint)(n * Width));
+                                    Store(Mul(yGradient, hNow), ref cProducts, slot + (nuint)(n * Width));
                                     var hGradient = Fma(yGradient, cN, carry[n]);
-                                    var q = hGradient * decayN * hBefore;
+                                    var q = Mul(Mul(hGradient, decayN), hBefore);
                                     deltaGradientT = Fma(a[n], q, deltaGradientT);
-                                    deltaGradientT = Fma(hGradient * bN, x, deltaGradientT);
+                                    deltaGradientT = Fma(Mul(hGradient, bN), x, deltaGradientT);
                                     aGradient[n] = Fma(q, delta, aGradient[n]);
-                                    Store(hGradient * deltaX, ref bProducts, slot + (nuint)(n * Width));
-                                    xGradient = Fma(hGradient * delta, bN, xGradient);
-                                    carry[n] = hGradient * decayN;
+                                    Store(Mul(hGradient, deltaX), ref bProducts, slot + (nuint)(n * Width));
+                                    xGradient = Fma(Mul(hGradient, delta), bN, xGradient);
+                                    carry[n] = Mul(hGradient, decayN);
                                 }
                                 Store(xGradient, ref du, at);
-                                // d/dz [z·sigmoid(z)] = sigmoid(z)·(1 + z·(1 − sigmoid(z))).
-                                Store(outGradient * y * gateSigmoid * (One + gateValue * (One - gateSigmoid)), ref dz, at);
+                                Store(Mul(Mul(outGradient, y), SiluSlope(gateValue, gateSigmoid)), ref dz, at);
                                 // softplus′ = sigmoid (and 1 above the threshold, where sigmoid is 1 in fp32 too).
-                                var dtGradientT = deltaGradientT * Sigmoid(dtInput);
+                                var dtGradientT = Mul(deltaGradientT, Sigmoid(dtInput));
                                 Store(dtGradientT, ref dDt, at);
-                                dtBiasGradient += dtGradientT;
+                                dtBiasGradient = Add(dtBiasGradient, dtGradientT);
                             }
                             // ∂B_t, ∂C_t of the chunk's rows: each product summed across this vector's channels into the block's share.
                             int chunkRows = chunkEnd - chunkStart;
@@ -1408,7 +1056,7 @@ namespace Demo
                         gradients.DtBias[target] = Lane(dtBiasGradient, lane);
                         for (int n = 0; n < DState; n++)
                         {
-                            gradients.ALog[target * DState + n] = Lane(aGradient[n] * a[n], lane);
+                            gradients.ALog[target * DState + n] = Lane(Mul(aGradient[n], a[n]), lane);
                         }
                     }
                 }
