@@ -13,7 +13,7 @@ namespace MambaGen.Cuda.Backend;
 /// The parameters are copied to the device when the model is made; <see cref="UploadParameters"/> copies them again
 /// after they change on the host. Calls on one instance run one at a time.
 /// </remarks>
-public sealed partial class CudaMambaModel : IDisposable
+public sealed partial class CudaMambaModel : IMambaBackend
 {
     private const int ElementwiseThreads = 256;
 
@@ -74,6 +74,13 @@ public sealed partial class CudaMambaModel : IDisposable
 
     /// <summary>The GPU the model runs on.</summary>
     public CudaContext Context => _context;
+
+    /// <inheritdoc/>
+    public Device Device => Device.Cuda(_context.DeviceOrdinal);
+
+    // Training on the GPU is not written yet: say so, naming the way that works today.
+    float IMambaBackend.ForwardBackward(ReadOnlySpan<int> tokens, ReadOnlySpan<int> targets, int batch, Span<float> gradients) =>
+        throw new NotSupportedException($"Training on {Device} is not supported yet; train on the CPU (model.To(Device.Cpu)) and move the trained model with To({Device}).");
 
     /// <summary>
     /// Copies the host parameters to the device, with A = −exp(A_log) pre-scaled by log2 e for the scan (each decay
