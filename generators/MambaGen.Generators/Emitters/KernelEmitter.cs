@@ -83,7 +83,8 @@ namespace MambaGen.Generators.Emitters
             Primitive($"{V} Add({V} a, {V} b)", "TWidth.Add(a, b)");
             Primitive($"{V} Sub({V} a, {V} b)", "TWidth.Subtract(a, b)");
             Primitive($"{V} Mul({V} a, {V} b)", "TWidth.Multiply(a, b)");
-            Primitive($"{V} Fma({V} a, {V} b, {V} addend)", "TWidth.Fma(a, b, addend)");
+            w.Comment("a·b + addend, fused where the CPU has FMA.");
+            Primitive($"{V} MulAdd({V} a, {V} b, {V} addend)", "TWidth.MultiplyAdd(a, b, addend)");
             Primitive($"{V} Exp({V} value)", $"{Simd}.Exp(value)");
             Primitive($"{V} Softplus({V} value)", $"{Simd}.Softplus(value)");
             Primitive($"{V} Sigmoid({V} value)", $"{Simd}.Sigmoid(value)");
@@ -123,7 +124,7 @@ namespace MambaGen.Generators.Emitters
             string? sum = s.ConvBias ? "bias" : null;
             for (int tap = 0; tap < s.ConvKernel; tap++)
             {
-                string next = sum is null ? $"Mul(tap{tap}, {operand(tap)})" : $"Fma(tap{tap}, {operand(tap)}, {sum})";
+                string next = sum is null ? $"Mul(tap{tap}, {operand(tap)})" : $"MulAdd(tap{tap}, {operand(tap)}, {sum})";
                 w.Line(tap == 0 ? $"var {target} = {next};" : $"{target} = {next};");
                 sum = target;
             }
@@ -225,10 +226,10 @@ namespace MambaGen.Generators.Emitters
                             w.Line("var preGradient = Mul(Load(ref du, at), SiluSlope(pre, sigmoid));");
                             w.Line($"var inputGradient = Mul(tap{k - 1}, preGradient);");
                             for (int i = 1; i < k; i++)
-                                w.Line($"inputGradient = Fma(tap{k - 1 - i}, later{i}, inputGradient);");
+                                w.Line($"inputGradient = MulAdd(tap{k - 1 - i}, later{i}, inputGradient);");
                             w.Line("Store(inputGradient, ref dx, at);");
                             for (int tap = 0; tap < k; tap++)
-                                w.Line($"tapGradient{tap} = Fma(preGradient, x{tap}, tapGradient{tap});");
+                                w.Line($"tapGradient{tap} = MulAdd(preGradient, x{tap}, tapGradient{tap});");
                             if (s.ConvBias) w.Line("biasGradient = Add(biasGradient, preGradient);");
                             if (k > 1)
                             {
@@ -369,8 +370,8 @@ namespace MambaGen.Generators.Emitters
                             w.Line("var sum = Mul(dSkip, x);");
                             using (w.Block("for (int n = 0; n < DState; n++)"))
                             {
-                                w.Line($"h[n] = Fma({DecayOf(s)}, h[n], {InputOf(s)});");
-                                w.Line($"sum = Fma({COf(s)}, h[n], sum);");
+                                w.Line($"h[n] = MulAdd({DecayOf(s)}, h[n], {InputOf(s)});");
+                                w.Line($"sum = MulAdd({COf(s)}, h[n], sum);");
                             }
                             w.Line("Store(Mul(sum, Silu(Load(ref z, at))), ref output, at);");
                         }
@@ -467,9 +468,9 @@ namespace MambaGen.Generators.Emitters
                                     {
                                         w.Line("var decayN = Exp(Mul(delta, a[n]));");
                                         w.Line("Store(decayN, ref decays, slot + (nuint)(n * Width));");
-                                        w.Line($"h[n] = Fma(decayN, h[n], {InputOf(s)});");
+                                        w.Line($"h[n] = MulAdd(decayN, h[n], {InputOf(s)});");
                                     }
-                                    else w.Line($"h[n] = Fma(decay[n], h[n], {InputOf(s)});");
+                                    else w.Line($"h[n] = MulAdd(decay[n], h[n], {InputOf(s)});");
                                     w.Line("Store(h[n], ref states, slot + (nuint)(stepStride + n * Width));");
                                 }
                             }
@@ -484,7 +485,7 @@ namespace MambaGen.Generators.Emitters
                                 w.Line("var yGradient = Mul(outGradient, Mul(gateValue, gateSigmoid));");
                                 w.Line("var y = Mul(dSkip, x);");
                                 w.Line("var xGradient = Mul(yGradient, dSkip);");
-                                w.Line("dSkipGradient = Fma(yGradient, x, dSkipGradient);");
+                                w.Line("dSkipGradient = MulAdd(yGradient, x, dSkipGradient);");
                                 w.Line("var deltaGradientT = Zero;");
                                 using (w.Block("for (int n = 0; n < DState; n++)"))
                                 {
@@ -493,15 +494,15 @@ namespace MambaGen.Generators.Emitters
                                     w.Line(s.SelectiveDelta ? "var decayN = Load(ref decays, slot + (nuint)(n * Width));" : "var decayN = decay[n];");
                                     w.Line($"var bN = {BOf(s)};");
                                     w.Line($"var cN = {COf(s)};");
-                                    w.Line("y = Fma(cN, hNow, y);");
-                                    w.Line(s.SelectiveC ? "Store(Mul(yGradient, hNow), ref cProducts, slot + (nuint)(n * Width));" : "cGradient[n] = Fma(yGradient, hNow, cGradient[n]);");
-                                    w.Line("var hGradient = Fma(yGradient, cN, carry[n]);");
+                                    w.Line("y = MulAdd(cN, hNow, y);");
+                                    w.Line(s.SelectiveC ? "Store(Mul(yGradient, hNow), ref cProducts, slot + (nuint)(n * Width));" : "cGradient[n] = MulAdd(yGradient, hNow, cGradient[n]);");
+                                    w.Line("var hGradient = MulAdd(yGradient, cN, carry[n]);");
                                     w.Line("var q = Mul(Mul(hGradient, decayN), hBefore);");
-                                    w.Line("deltaGradientT = Fma(a[n], q, deltaGradientT);");
-                                    w.Line("deltaGradientT = Fma(Mul(hGradient, bN), x, deltaGradientT);");
-                                    w.Line("aGradient[n] = Fma(q, delta, aGradient[n]);");
-                                    w.Line(s.SelectiveB ? "Store(Mul(hGradient, deltaX), ref bProducts, slot + (nuint)(n * Width));" : "bGradient[n] = Fma(hGradient, deltaX, bGradient[n]);");
-                                    w.Line("xGradient = Fma(Mul(hGradient, delta), bN, xGradient);");
+                                    w.Line("deltaGradientT = MulAdd(a[n], q, deltaGradientT);");
+                                    w.Line("deltaGradientT = MulAdd(Mul(hGradient, bN), x, deltaGradientT);");
+                                    w.Line("aGradient[n] = MulAdd(q, delta, aGradient[n]);");
+                                    w.Line(s.SelectiveB ? "Store(Mul(hGradient, deltaX), ref bProducts, slot + (nuint)(n * Width));" : "bGradient[n] = MulAdd(hGradient, deltaX, bGradient[n]);");
+                                    w.Line("xGradient = MulAdd(Mul(hGradient, delta), bN, xGradient);");
                                     w.Line("carry[n] = Mul(hGradient, decayN);");
                                 }
                                 w.Line("Store(xGradient, ref du, at);");

@@ -65,14 +65,14 @@ public static class Simd<TVector, TWidth>
     {
         x = TWidth.Min(TWidth.Create(InputMax), TWidth.Max(TWidth.Create(InputMin), x));
         var n = TWidth.Round(TWidth.Multiply(x, TWidth.Create(Log2E)));
-        var r = TWidth.Fma(n, TWidth.Create(-Ln2High), x);
-        r = TWidth.Fma(n, TWidth.Create(-Ln2Low), r);
-        var p = TWidth.Fma(TWidth.Create(C6), r, TWidth.Create(C5));
-        p = TWidth.Fma(p, r, TWidth.Create(C4));
-        p = TWidth.Fma(p, r, TWidth.Create(C3));
-        p = TWidth.Fma(p, r, TWidth.Create(C2));
-        p = TWidth.Fma(p, r, TWidth.Create(C1));
-        p = TWidth.Fma(p, r, TWidth.One);
+        var r = TWidth.MultiplyAdd(n, TWidth.Create(-Ln2High), x);
+        r = TWidth.MultiplyAdd(n, TWidth.Create(-Ln2Low), r);
+        var p = TWidth.MultiplyAdd(TWidth.Create(C6), r, TWidth.Create(C5));
+        p = TWidth.MultiplyAdd(p, r, TWidth.Create(C4));
+        p = TWidth.MultiplyAdd(p, r, TWidth.Create(C3));
+        p = TWidth.MultiplyAdd(p, r, TWidth.Create(C2));
+        p = TWidth.MultiplyAdd(p, r, TWidth.Create(C1));
+        p = TWidth.MultiplyAdd(p, r, TWidth.One);
         return TWidth.ScaleByPowerOfTwo(p, n);
     }
 
@@ -102,13 +102,13 @@ public static class Simd<TVector, TWidth>
     {
         var s = TWidth.Divide(u, TWidth.Add(TWidth.Create(2f), u));
         var s2 = TWidth.Multiply(s, s);
-        var series = TWidth.Fma(TWidth.Create(Atanh7), s2, TWidth.Create(Atanh6));
-        series = TWidth.Fma(series, s2, TWidth.Create(Atanh5));
-        series = TWidth.Fma(series, s2, TWidth.Create(Atanh4));
-        series = TWidth.Fma(series, s2, TWidth.Create(Atanh3));
-        series = TWidth.Fma(series, s2, TWidth.Create(Atanh2));
-        series = TWidth.Fma(series, s2, TWidth.Create(Atanh1));
-        series = TWidth.Fma(series, s2, TWidth.One);
+        var series = TWidth.MultiplyAdd(TWidth.Create(Atanh7), s2, TWidth.Create(Atanh6));
+        series = TWidth.MultiplyAdd(series, s2, TWidth.Create(Atanh5));
+        series = TWidth.MultiplyAdd(series, s2, TWidth.Create(Atanh4));
+        series = TWidth.MultiplyAdd(series, s2, TWidth.Create(Atanh3));
+        series = TWidth.MultiplyAdd(series, s2, TWidth.Create(Atanh2));
+        series = TWidth.MultiplyAdd(series, s2, TWidth.Create(Atanh1));
+        series = TWidth.MultiplyAdd(series, s2, TWidth.One);
         return TWidth.Multiply(TWidth.Add(s, s), series);
     }
 

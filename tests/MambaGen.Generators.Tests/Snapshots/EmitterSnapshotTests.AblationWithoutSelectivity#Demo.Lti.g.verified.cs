@@ -659,8 +659,9 @@ namespace Demo
             private static TVector Sub(TVector a, TVector b) => TWidth.Subtract(a, b);
             [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
             private static TVector Mul(TVector a, TVector b) => TWidth.Multiply(a, b);
+            // a·b + addend, fused where the CPU has FMA.
             [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-            private static TVector Fma(TVector a, TVector b, TVector addend) => TWidth.Fma(a, b, addend);
+            private static TVector MulAdd(TVector a, TVector b, TVector addend) => TWidth.MultiplyAdd(a, b, addend);
             [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
             private static TVector Exp(TVector value) => global::MambaGen.Cpu.Simd<TVector, TWidth>.Exp(value);
             [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
@@ -702,10 +703,10 @@ namespace Demo
                     {
                         nuint at = (nuint)((firstRow + t) * DInnerStride + c);
                         var x = Load(ref input, at);
-                        var sum = Fma(tap0, past0, bias);
-                        sum = Fma(tap1, past1, sum);
-                        sum = Fma(tap2, past2, sum);
-                        sum = Fma(tap3, x, sum);
+                        var sum = MulAdd(tap0, past0, bias);
+                        sum = MulAdd(tap1, past1, sum);
+                        sum = MulAdd(tap2, past2, sum);
+                        sum = MulAdd(tap3, x, sum);
                         Store(Silu(sum), ref output, at);
                         past0 = past1; past1 = past2; past2 = x;
                     }
@@ -765,8 +766,8 @@ namespace Demo
                             var sum = Mul(dSkip, x);
                             for (int n = 0; n < DState; n++)
                             {
-                                h[n] = Fma(decay[n], h[n], Mul(deltaB[n], x));
-                                sum = Fma(c[n], h[n], sum);
+                                h[n] = MulAdd(decay[n], h[n], Mul(deltaB[n], x));
+                                sum = MulAdd(c[n], h[n], sum);
                             }
                             Store(Mul(sum, Silu(Load(ref z, at))), ref output, at);
                         }
@@ -819,21 +820,21 @@ namespace Demo
                         for (int t = length - 1; t >= 0; t--)
                         {
                             nuint at = (nuint)((firstRow + t) * DInnerStride + c);
-                            var pre = Fma(tap0, x0, bias);
-                            pre = Fma(tap1, x1, pre);
-                            pre = Fma(tap2, x2, pre);
-                            pre = Fma(tap3, x3, pre);
+                            var pre = MulAdd(tap0, x0, bias);
+                            pre = MulAdd(tap1, x1, pre);
+                            pre = MulAdd(tap2, x2, pre);
+                            pre = MulAdd(tap3, x3, pre);
                             var sigmoid = Sigmoid(pre);
                             var preGradient = Mul(Load(ref du, at), SiluSlope(pre, sigmoid));
                             var inputGradient = Mul(tap3, preGradient);
-                            inputGradient = Fma(tap2, later1, inputGradient);
-                            inputGradient = Fma(tap1, later2, inputGradient);
-                            inputGradient = Fma(tap0, later3, inputGradient);
+                            inputGradient = MulAdd(tap2, later1, inputGradient);
+                            inputGradient = MulAdd(tap1, later2, inputGradient);
+                            inputGradient = MulAdd(tap0, later3, inputGradient);
                             Store(inputGradient, ref dx, at);
-                            tapGradient0 = Fma(preGradient, x0, tapGradient0);
-                            tapGradient1 = Fma(preGradient, x1, tapGradient1);
-                            tapGradient2 = Fma(preGradient, x2, tapGradient2);
-                            tapGradient3 = Fma(preGradient, x3, tapGradient3);
+                            tapGradient0 = MulAdd(preGradient, x0, tapGradient0);
+                            tapGradient1 = MulAdd(preGradient, x1, tapGradient1);
+                            tapGradient2 = MulAdd(preGradient, x2, tapGradient2);
+                            tapGradient3 = MulAdd(preGradient, x3, tapGradient3);
                             biasGradient = Add(biasGradient, preGradient);
                             later3 = later2; later2 = later1; later1 = preGradient;
                             x3 = x2; x2 = x1; x1 = x0;
@@ -927,7 +928,7 @@ namespace Demo
                                 nuint slot = (nuint)((t - chunkStart) * stepStride);
                                 for (int n = 0; n < DState; n++)
                                 {
-                                    h[n] = Fma(decay[n], h[n], Mul(deltaB[n], x));
+                                    h[n] = MulAdd(decay[n], h[n], Mul(deltaB[n], x));
                                     Store(h[n], ref states, slot + (nuint)(stepStride + n * Width));
                                 }
                             }
@@ -945,7 +946,7 @@ namespace Demo
                                 var yGradient = Mul(outGradient, Mul(gateValue, gateSigmoid));
                                 var y = Mul(dSkip, x);
                                 var xGradient = Mul(yGradient, dSkip);
-                                dSkipGradient = Fma(yGradient, x, dSkipGradient);
+                                dSkipGradient = MulAdd(yGradient, x, dSkipGradient);
                                 var deltaGradientT = Zero;
                                 for (int n = 0; n < DState; n++)
                                 {
@@ -954,15 +955,15 @@ namespace Demo
                                     var decayN = decay[n];
                                     var bN = b[n];
                                     var cN = c[n];
-                                    y = Fma(cN, hNow, y);
-                                    cGradient[n] = Fma(yGradient, hNow, cGradient[n]);
-                                    var hGradient = Fma(yGradient, cN, carry[n]);
+                                    y = MulAdd(cN, hNow, y);
+                                    cGradient[n] = MulAdd(yGradient, hNow, cGradient[n]);
+                                    var hGradient = MulAdd(yGradient, cN, carry[n]);
                                     var q = Mul(Mul(hGradient, decayN), hBefore);
-                                    deltaGradientT = Fma(a[n], q, deltaGradientT);
-                                    deltaGradientT = Fma(Mul(hGradient, bN), x, deltaGradientT);
-                                    aGradient[n] = Fma(q, delta, aGradient[n]);
-                                    bGradient[n] = Fma(hGradient, deltaX, bGradient[n]);
-                                    xGradient = Fma(Mul(hGradient, delta), bN, xGradient);
+                                    deltaGradientT = MulAdd(a[n], q, deltaGradientT);
+                                    deltaGradientT = MulAdd(Mul(hGradient, bN), x, deltaGradientT);
+                                    aGradient[n] = MulAdd(q, delta, aGradient[n]);
+                                    bGradient[n] = MulAdd(hGradient, deltaX, bGradient[n]);
+                                    xGradient = MulAdd(Mul(hGradient, delta), bN, xGradient);
                                     carry[n] = Mul(hGradient, decayN);
                                 }
                                 Store(xGradient, ref du, at);

@@ -721,8 +721,9 @@ namespace Demo
             private static TVector Sub(TVector a, TVector b) => TWidth.Subtract(a, b);
             [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
             private static TVector Mul(TVector a, TVector b) => TWidth.Multiply(a, b);
+            // a·b + addend, fused where the CPU has FMA.
             [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-            private static TVector Fma(TVector a, TVector b, TVector addend) => TWidth.Fma(a, b, addend);
+            private static TVector MulAdd(TVector a, TVector b, TVector addend) => TWidth.MultiplyAdd(a, b, addend);
             [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
             private static TVector Exp(TVector value) => global::MambaGen.Cpu.Simd<TVector, TWidth>.Exp(value);
             [global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
@@ -764,9 +765,9 @@ namespace Demo
                     {
                         nuint at = (nuint)((firstRow + t) * DInnerStride + c);
                         var x = Load(ref input, at);
-                        var sum = Fma(tap0, past0, bias);
-                        sum = Fma(tap1, past1, sum);
-                        sum = Fma(tap2, x, sum);
+                        var sum = MulAdd(tap0, past0, bias);
+                        sum = MulAdd(tap1, past1, sum);
+                        sum = MulAdd(tap2, x, sum);
                         Store(Silu(sum), ref output, at);
                         past0 = past1; past1 = x;
                     }
@@ -828,8 +829,8 @@ namespace Demo
                             var sum = Mul(dSkip, x);
                             for (int n = 0; n < DState; n++)
                             {
-                                h[n] = Fma(Exp(Mul(delta, a[n])), h[n], Mul(deltaX, Broadcast(global::System.Runtime.CompilerServices.Unsafe.Add(ref bRow, n))));
-                                sum = Fma(Broadcast(global::System.Runtime.CompilerServices.Unsafe.Add(ref cRow, n)), h[n], sum);
+                                h[n] = MulAdd(Exp(Mul(delta, a[n])), h[n], Mul(deltaX, Broadcast(global::System.Runtime.CompilerServices.Unsafe.Add(ref bRow, n))));
+                                sum = MulAdd(Broadcast(global::System.Runtime.CompilerServices.Unsafe.Add(ref cRow, n)), h[n], sum);
                             }
                             Store(Mul(sum, Silu(Load(ref z, at))), ref output, at);
                         }
@@ -880,18 +881,18 @@ namespace Demo
                         for (int t = length - 1; t >= 0; t--)
                         {
                             nuint at = (nuint)((firstRow + t) * DInnerStride + c);
-                            var pre = Fma(tap0, x0, bias);
-                            pre = Fma(tap1, x1, pre);
-                            pre = Fma(tap2, x2, pre);
+                            var pre = MulAdd(tap0, x0, bias);
+                            pre = MulAdd(tap1, x1, pre);
+                            pre = MulAdd(tap2, x2, pre);
                             var sigmoid = Sigmoid(pre);
                             var preGradient = Mul(Load(ref du, at), SiluSlope(pre, sigmoid));
                             var inputGradient = Mul(tap2, preGradient);
-                            inputGradient = Fma(tap1, later1, inputGradient);
-                            inputGradient = Fma(tap0, later2, inputGradient);
+                            inputGradient = MulAdd(tap1, later1, inputGradient);
+                            inputGradient = MulAdd(tap0, later2, inputGradient);
                             Store(inputGradient, ref dx, at);
-                            tapGradient0 = Fma(preGradient, x0, tapGradient0);
-                            tapGradient1 = Fma(preGradient, x1, tapGradient1);
-                            tapGradient2 = Fma(preGradient, x2, tapGradient2);
+                            tapGradient0 = MulAdd(preGradient, x0, tapGradient0);
+                            tapGradient1 = MulAdd(preGradient, x1, tapGradient1);
+                            tapGradient2 = MulAdd(preGradient, x2, tapGradient2);
                             biasGradient = Add(biasGradient, preGradient);
                             later2 = later1; later1 = preGradient;
                             x2 = x1; x1 = x0;
@@ -993,7 +994,7 @@ namespace Demo
                                 {
                                     var decayN = Exp(Mul(delta, a[n]));
                                     Store(decayN, ref decays, slot + (nuint)(n * Width));
-                                    h[n] = Fma(decayN, h[n], Mul(deltaX, Broadcast(global::System.Runtime.CompilerServices.Unsafe.Add(ref bRow, n))));
+                                    h[n] = MulAdd(decayN, h[n], Mul(deltaX, Broadcast(global::System.Runtime.CompilerServices.Unsafe.Add(ref bRow, n))));
                                     Store(h[n], ref states, slot + (nuint)(stepStride + n * Width));
                                 }
                             }
@@ -1015,7 +1016,7 @@ namespace Demo
                                 var yGradient = Mul(outGradient, Mul(gateValue, gateSigmoid));
                                 var y = Mul(dSkip, x);
                                 var xGradient = Mul(yGradient, dSkip);
-                                dSkipGradient = Fma(yGradient, x, dSkipGradient);
+                                dSkipGradient = MulAdd(yGradient, x, dSkipGradient);
                                 var deltaGradientT = Zero;
                                 for (int n = 0; n < DState; n++)
                                 {
@@ -1024,15 +1025,15 @@ namespace Demo
                                     var decayN = Load(ref decays, slot + (nuint)(n * Width));
                                     var bN = Broadcast(global::System.Runtime.CompilerServices.Unsafe.Add(ref bRow, n));
                                     var cN = Broadcast(global::System.Runtime.CompilerServices.Unsafe.Add(ref cRow, n));
-                                    y = Fma(cN, hNow, y);
+                                    y = MulAdd(cN, hNow, y);
                                     Store(Mul(yGradient, hNow), ref cProducts, slot + (nuint)(n * Width));
-                                    var hGradient = Fma(yGradient, cN, carry[n]);
+                                    var hGradient = MulAdd(yGradient, cN, carry[n]);
                                     var q = Mul(Mul(hGradient, decayN), hBefore);
-                                    deltaGradientT = Fma(a[n], q, deltaGradientT);
-                                    deltaGradientT = Fma(Mul(hGradient, bN), x, deltaGradientT);
-                                    aGradient[n] = Fma(q, delta, aGradient[n]);
+                                    deltaGradientT = MulAdd(a[n], q, deltaGradientT);
+                                    deltaGradientT = MulAdd(Mul(hGradient, bN), x, deltaGradientT);
+                                    aGradient[n] = MulAdd(q, delta, aGradient[n]);
                                     Store(Mul(hGradient, deltaX), ref bProducts, slot + (nuint)(n * Width));
-                                    xGradient = Fma(Mul(hGradient, delta), bN, xGradient);
+                                    xGradient = MulAdd(Mul(hGradient, delta), bN, xGradient);
                                     carry[n] = Mul(hGradient, decayN);
                                 }
                                 Store(xGradient, ref du, at);
