@@ -76,7 +76,11 @@ constexpr int TT = MAMBA_SCAN_TILE;
 #else
 constexpr int TT = cmin(4 * TPC, cmax(4, cmin(16, 256 / N)));
 #endif
-constexpr int TTB = cmax(4, TT / 2);               // backward tile (it keeps two TTB×SPT arrays in registers)
+#ifdef MAMBA_SCAN_BWD_TILE
+constexpr int TTB = MAMBA_SCAN_BWD_TILE;            // must divide CHUNK
+#else
+constexpr int TTB = cmax(4, TT / 2);               // backward tile (it keeps four TTB×SPT arrays in registers)
+#endif
 constexpr int CHUNK = TT * MAMBA_SCAN_CHUNK_TILES;  // steps per saved state
 constexpr int ROW = TT + 4;                         // padded shared-memory row (conflict-free float4 reads)
 constexpr int ROWB = TTB + 4;
