@@ -168,6 +168,7 @@ def main():
 
     section("scan checks", scan_checks)
     section("other kernels", lambda: others.check_all(nv, RESULTS, compare))
+    section("adamw, embedding, cross-entropy, decode", lambda: others.check_rest(nv, RESULTS, compare))
 
     def scan_timing():
         for bf16 in (1, 0):
