@@ -82,7 +82,7 @@ extern "C" __global__ void mamba_decode_ssm(const mg_in_t* __restrict__ xc, cons
     const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= (long long)batch * ED) return;
     const int c = (int)(i % ED);
-    const long long b = i / ED;
+    [[maybe_unused]] const long long b = i / ED;
 #if MAMBA_SELECTIVE_DELTA
     const float delta = mg_softplus(mg_load(dt + b * dt_row_stride + c) + dt_bias[c]);
 #else
