@@ -128,7 +128,7 @@ public sealed partial class CudaMambaModel : IMambaBackend
         var layout = _parameters.Layout;
         int tokens = batch * length;
         LaunchElementwise(_kernels.Embed, (long)tokens * s.DModel,
-            a.Tokens, Weight(layout.Embedding), a.ResidualA, tokens);
+            a.Tokens, Weight(layout.Embedding), a.ResidualA, tokens, s.Vocab);
 
         var residualIn = a.ResidualA;
         var residualOut = a.ResidualB;
