@@ -7,7 +7,9 @@ namespace MambaGen.Checkpoints;
 /// </summary>
 public static class MambaCheckpoint
 {
+    /// <summary>The architecture and special token ids, in Hugging Face <c>MambaConfig</c> form.</summary>
     public const string ConfigFileName = "config.json";
+    /// <summary>The parameters, keyed as Hugging Face <c>MambaForCausalLM</c> keys them.</summary>
     public const string WeightsFileName = "model.safetensors";
 
     /// <summary>mamba_ssm's spelling of the embedding key, accepted as an alias of <see cref="ParameterLayout.EmbeddingKey"/>.</summary>
