@@ -101,13 +101,13 @@ return SampleOutput.Run(root, args, (result, cancellationToken) =>
     SampleOutput.WriteJson(json, outcomes.Select((o, i) => new InductionHeadsResult(
         o.Variant.Name, o.Variant.Shape.SelectiveDelta, o.Variant.Shape.SelectiveB, o.Variant.Shape.SelectiveC, o.Parameters,
         task.SequenceLength, o.Score.Accuracy, o.Steps, o.Seconds, task.Description, sweeps[i])).ToList());
-    var chart = new SvgChart("Induction heads: accuracy against sequence length", "sequence length (log scale)", "accuracy") { LogX = true, YMin = 0, YMax = 1 };
+    var chart = new SvgChart("Induction heads: accuracy against sequence length", "sequence length", "accuracy") { LogX = true, YMin = 0, YMax = 1 };
     for (int i = 0; i < outcomes.Count; i++)
         chart.AddSeries(outcomes[i].Variant.Name, sweeps[i].Select(s => (double)s.Length).ToArray(), sweeps[i].Select(s => s.Accuracy).ToArray());
     string lengthChart = Path.Combine(settings.OutputDirectory, "induction-heads-length.svg");
     chart.Save(lengthChart);
     var curves = SampleOutput.SaveTrainingCurves(settings.OutputDirectory, "induction-heads", "Induction Heads", outcomes);
-    AnsiConsole.MarkupLine(Markup.Escape($"Wrote {json}, {lengthChart}, {string.Join(", ", curves)}"));
+    AnsiConsole.MarkupLine(Markup.Escape($"Wrote {string.Join(", ", [json, lengthChart, .. curves])}"));
     return true;
 });
 

@@ -46,7 +46,7 @@ return SampleOutput.Run(root, args, (result, cancellationToken) =>
         o.Variant.Name, o.Variant.Shape.SelectiveDelta, o.Variant.Shape.SelectiveB, o.Variant.Shape.SelectiveC, o.Parameters,
         o.Score.Accuracy, o.Score.SequenceAccuracy, o.Score.MeanLoss, o.Steps, o.Seconds, task.Description)).ToList());
     var charts = SampleOutput.SaveTrainingCurves(settings.OutputDirectory, "selective-copying", "Selective Copying", outcomes);
-    AnsiConsole.MarkupLine(Markup.Escape($"Wrote {json}, {string.Join(", ", charts)}"));
+    AnsiConsole.MarkupLine(Markup.Escape($"Wrote {string.Join(", ", [json, .. charts])}"));
     return true;
 });
 

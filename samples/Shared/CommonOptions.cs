@@ -52,8 +52,8 @@ internal sealed class CommonOptions
         _device.Validators.Add(result =>
         {
             string value = result.GetValueOrDefault<string>();
-            if (value == "cuda") result.AddError("--device cuda arrives with the CUDA issue; this build trains on the cpu only.");
-            else if (value != "cpu") result.AddError($"--device must be cpu (cuda arrives with the CUDA issue), was '{value}'.");
+            if (value == "cuda") result.AddError("--device cuda is not supported by the training samples; they train on the cpu.");
+            else if (value != "cpu") result.AddError($"--device must be cpu, was '{value}'.");
         });
     }
 
@@ -64,11 +64,29 @@ internal sealed class CommonOptions
             command.Options.Add(option);
         command.Validators.Add(result =>
         {
-            if (result.GetValue(_resume) && result.GetValue(_checkpointDirectory) is null)
+            if (result.GetValue(_resume) && result.GetValue(_checkpointDirectory) is not { } directory)
                 result.AddError("--resume needs --checkpoint-dir (the folder holding the saved training state).");
-            if (result.GetValue(_resume) && result.GetValue(_steps) == 0)
+            else if (result.GetValue(_resume) && ResumeProblem(result.GetValue(_checkpointDirectory)!) is { } problem)
+                result.AddError(problem);
+            // A command validator sees only the values written on the command line (an omitted --steps reads 0 here,
+            // although its default is positive), so only an explicit --steps 0 counts.
+            if (result.GetValue(_resume) && result.GetResult(_steps) is { Implicit: false } steps && steps.GetValueOrDefault<int>() == 0)
                 result.AddError("--resume continues training, so it needs --steps >= 1.");
         });
+    }
+
+    /// <summary>
+    /// Why <paramref name="directory"/> cannot be resumed from, or null: a missing or empty folder is almost always a
+    /// mistyped path, and silently starting from step 0 would throw away the run the user meant to continue.
+    /// </summary>
+    private static string? ResumeProblem(string directory)
+    {
+        if (!Directory.Exists(directory))
+            return $"--resume: the --checkpoint-dir '{directory}' does not exist, so there is nothing to resume (mistyped? without --resume training starts afresh).";
+        if (!Directory.EnumerateFiles(directory, "*" + VariantTraining.StateFileSuffix).Any())
+            return $"--resume: '{directory}' holds no saved training state (files named <sample>-<variant>{VariantTraining.StateFileSuffix}); " +
+                "check the path, or run without --resume to start afresh.";
+        return null;
     }
 
     public CommonSettings Read(ParseResult result) => new(

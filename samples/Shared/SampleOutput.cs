@@ -26,10 +26,16 @@ internal static class SampleOutput
 
     /// <summary>
     /// Saves <c>{prefix}-loss.svg</c> (training loss against step, one line per variant) and, when the run
-    /// evaluated during training, <c>{prefix}-accuracy.svg</c> (held-out accuracy against step). Returns the paths.
+    /// evaluated during training, <c>{prefix}-accuracy.svg</c> (held-out accuracy against step). Returns the paths;
+    /// none when no variant trained a step (<c>--steps 0</c>), which says so instead of drawing empty axes.
     /// </summary>
-    public static List<string> SaveTrainingCurves(string directory, string prefix, string title, IEnumerable<VariantOutcome> outcomes)
+    public static List<string> SaveTrainingCurves(string directory, string prefix, string title, IReadOnlyList<VariantOutcome> outcomes)
     {
+        if (outcomes.All(outcome => outcome.LossHistory.Length == 0))
+        {
+            AnsiConsole.MarkupLine("[grey]No training curves: no variant trained a step (--steps 0 only scores the untrained models).[/]");
+            return [];
+        }
         var loss = new SvgChart($"{title}: training loss", "step", "cross-entropy (nats)") { YMin = 0 };
         var accuracy = new SvgChart($"{title}: held-out accuracy", "step", "accuracy") { YMin = 0, YMax = 1 };
         bool anyEvaluation = false;
@@ -100,6 +106,7 @@ internal static class SampleOutput
     /// </summary>
     public static int Run(RootCommand command, string[] args, Func<ParseResult, CancellationToken, bool> action)
     {
+        RedirectedOutput.ConfigureAnsiConsole();
         command.SetAction(result =>
         {
             using var cancellation = new ConsoleCancellation();

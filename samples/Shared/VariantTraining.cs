@@ -26,6 +26,9 @@ internal sealed record VariantOutcome(
 /// <summary>Trains every variant with the same budget and data, one after another, with console progress.</summary>
 internal static class VariantTraining
 {
+    /// <summary>How each variant's training state file ends: <c>{sample}-{variant}.state.safetensors</c>.</summary>
+    public const string StateFileSuffix = ".state.safetensors";
+
     /// <summary>
     /// Trains <paramref name="variant"/> on <paramref name="task"/> (resuming from its state file when asked) and
     /// scores it on the held-out set. With 0 steps the freshly initialised model is only scored, on the same set.
@@ -42,7 +45,7 @@ internal static class VariantTraining
         }
 
         string? statePath = settings.CheckpointDirectory is { } directory
-            ? Path.Combine(directory, $"{sampleName}-{variant.Name}.state.safetensors")
+            ? Path.Combine(directory, $"{sampleName}-{variant.Name}{StateFileSuffix}")
             : null;
         var trainer = new Trainer(model, task, new TrainingOptions
         {
@@ -60,6 +63,11 @@ internal static class VariantTraining
         {
             trainer.LoadCheckpoint(statePath);
             AnsiConsole.MarkupLine($"[grey]{Markup.Escape(variant.Name)}: resuming from {Markup.Escape(statePath)} at step {trainer.Step}[/]");
+        }
+        else if (settings.Resume)
+        {
+            // Variants after the interrupted one never started; say so rather than look like a silent restart.
+            AnsiConsole.MarkupLine($"[yellow]{Markup.Escape(variant.Name)}: no saved state at {Markup.Escape(statePath!)}; starting from step 0[/]");
         }
         var summary = TrainingConsole.Run(trainer, variant.Name, cancellationToken);
         return new VariantOutcome(variant, model, summary.Step, summary.Elapsed.TotalSeconds,

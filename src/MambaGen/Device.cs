@@ -24,6 +24,7 @@ public readonly record struct Device
         Ordinal = ordinal;
     }
 
+    /// <summary>CPU or CUDA.</summary>
     public DeviceKind Kind { get; }
 
     /// <summary>The GPU's ordinal in CUDA's enumeration; 0 for the CPU.</summary>
@@ -52,5 +53,6 @@ public readonly record struct Device
         throw new FormatException($"'{text}' is not a device: expected 'cpu', 'cuda' or 'cuda:N' with N a device ordinal.");
     }
 
+    /// <summary>The device as <see cref="Parse"/> reads it: <c>cpu</c> or <c>cuda:N</c>.</summary>
     public override string ToString() => Kind == DeviceKind.Cpu ? "cpu" : $"cuda:{Ordinal.ToString(CultureInfo.InvariantCulture)}";
 }

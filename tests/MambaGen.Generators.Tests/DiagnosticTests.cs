@@ -136,14 +136,21 @@ public class DiagnosticTests
     [InlineData("DModel = 64, Layers = -3, Vocab = 100", "", "Layers = -3", "Layers = -3 is out of range: expected >= 1")]
     [InlineData("DModel = 64, Layers = 2, Vocab = 0", "", "Vocab = 0", "Vocab = 0 is out of range: expected >= 1")]
     [InlineData("DModel = 64, Layers = 2, Vocab = 100, PadVocabMultiple = 0", "", "PadVocabMultiple = 0", "PadVocabMultiple = 0 is out of range: expected >= 1")]
-    [InlineData("DModel = 64, Layers = 2, Vocab = 100, NormEpsilon = 0", "", "NormEpsilon = 0", "NormEpsilon = 0 is out of range: expected > 0 and finite")]
-    [InlineData("DModel = 64, Layers = 2, Vocab = 100, NormEpsilon = -1e-5", "", "NormEpsilon = -1e-5", "NormEpsilon = -1E-05 is out of range: expected > 0 and finite")]
-    [InlineData("DModel = 64, Layers = 2, Vocab = 100, NormEpsilon = double.NaN", "", "NormEpsilon = double.NaN", "NormEpsilon = NaN is out of range: expected > 0 and finite")]
-    [InlineData("DModel = 64, Layers = 2, Vocab = 100, NormEpsilon = double.PositiveInfinity", "", "NormEpsilon = double.PositiveInfinity", "NormEpsilon = Infinity is out of range: expected > 0 and finite")]
+    [InlineData("DModel = 64, Layers = 2, Vocab = 100, NormEpsilon = 0", "", "NormEpsilon = 0", "NormEpsilon = 0 is out of range: expected > 0 and finite as a float (1.4E-45 .. 3.4E+38)")]
+    [InlineData("DModel = 64, Layers = 2, Vocab = 100, NormEpsilon = -1e-5", "", "NormEpsilon = -1e-5", "NormEpsilon = -1E-05 is out of range: expected > 0 and finite as a float (1.4E-45 .. 3.4E+38)")]
+    [InlineData("DModel = 64, Layers = 2, Vocab = 100, NormEpsilon = double.NaN", "", "NormEpsilon = double.NaN", "NormEpsilon = NaN is out of range: expected > 0 and finite as a float (1.4E-45 .. 3.4E+38)")]
+    [InlineData("DModel = 64, Layers = 2, Vocab = 100, NormEpsilon = double.PositiveInfinity", "", "NormEpsilon = double.PositiveInfinity", "NormEpsilon = Infinity is out of range: expected > 0 and finite as a float (1.4E-45 .. 3.4E+38)")]
+    // Finite in double but not as the float the generated code holds: 1e300 overflows, 1e-300 rounds to 0.
+    [InlineData("DModel = 64, Layers = 2, Vocab = 100, NormEpsilon = 1e300", "", "NormEpsilon = 1e300", "NormEpsilon = 1E+300 is out of range: expected > 0 and finite as a float (1.4E-45 .. 3.4E+38)")]
+    [InlineData("DModel = 64, Layers = 2, Vocab = 100, NormEpsilon = 1e-300", "", "NormEpsilon = 1e-300", "NormEpsilon = 1E-300 is out of range: expected > 0 and finite as a float (1.4E-45 .. 3.4E+38)")]
+    [InlineData("DModel = 64, Layers = 2, Vocab = 100, NormEpsilon = double.Epsilon", "", "NormEpsilon = double.Epsilon", "NormEpsilon = 5E-324 is out of range: expected > 0 and finite as a float (1.4E-45 .. 3.4E+38)")]
     [InlineData("DModel = 64, Layers = 2, Vocab = 100", "DState = 0", "DState = 0", "DState = 0 is out of range: expected 1..256")]
     [InlineData("DModel = 64, Layers = 2, Vocab = 100", "DState = 257", "DState = 257", "DState = 257 is out of range: expected 1..256")]
     [InlineData("DModel = 64, Layers = 2, Vocab = 100", "Expand = 0", "Expand = 0", "Expand = 0 is out of range: expected >= 1")]
     [InlineData("DModel = 64, Layers = 2, Vocab = 100", "DtRank = -1", "DtRank = -1", "DtRank = -1 is out of range: expected >= 0 (0 = auto: ceil(DModel / 16))")]
+    // ED = Expand · DModel = 128 here.
+    [InlineData("DModel = 64, Layers = 2, Vocab = 100", "DtRank = 129", "DtRank = 129", "DtRank = 129 is out of range: expected 1..128 (at most the inner width ED = 128)")]
+    [InlineData("DModel = 64, Layers = 2, Vocab = 100", "DtRank = 100000", "DtRank = 100000", "DtRank = 100000 is out of range: expected 1..128 (at most the inner width ED = 128)")]
     [InlineData("DModel = 64, Layers = 2, Vocab = 100", "ConvKernel = 0", "ConvKernel = 0", "ConvKernel = 0 is out of range: expected 1..8")]
     [InlineData("DModel = 64, Layers = 2, Vocab = 100", "ConvKernel = 9", "ConvKernel = 9", "ConvKernel = 9 is out of range: expected 1..8")]
     [InlineData("DModel = 64, Layers = 2, Vocab = 100", "AInit = (AInit)7", "AInit = (AInit)7", "AInit = 7 is out of range: expected S4DReal, NegativeHalf or Random")]
@@ -157,9 +164,14 @@ public class DiagnosticTests
     [Theory]
     [InlineData("DState = 1, ConvKernel = 1, Expand = 1, DtRank = 0")]
     [InlineData("DState = 256, ConvKernel = 8, DtRank = 1, AInit = AInit.Random")]
+    [InlineData("DtRank = 2, Expand = 2")]
     public void Mamba0009_BoundaryValuesAreAccepted(string ssm)
     {
-        var outcome = Run(Declare($"[MambaModel(DModel = 1, Layers = 1, Vocab = 1, PadVocabMultiple = 1, NormEpsilon = double.Epsilon)] [SelectiveSsm({ssm})]"));
+        // The smallest and largest ε a float holds; DtRank = ED = Expand · DModel is the widest rank.
+        var outcome = Run(Declare($"[MambaModel(DModel = 1, Layers = 1, Vocab = 1, PadVocabMultiple = 1, NormEpsilon = 1.401298464324817E-45)] [SelectiveSsm({ssm})]"));
+        Assert.Empty(outcome.MambaIds);
+        Assert.Single(outcome.Generator.GeneratedSources);
+        outcome = Run(Declare($"[MambaModel(DModel = 1, Layers = 1, Vocab = 1, NormEpsilon = 3.4028234663852886E+38)] [SelectiveSsm({ssm})]"));
         Assert.Empty(outcome.MambaIds);
         Assert.Equal(Harness.FileSuffixes.Length, outcome.Generator.GeneratedSources.Length);
     }
@@ -170,6 +182,20 @@ public class DiagnosticTests
         var config = TinyHfConfig.Replace("\"state_size\": 8", "\"state_size\": 300");
         var diagnostic = Single(Run(Declare("[MambaModel(ConfigFile = \"checkpoints/tiny/config.json\")]"), new InMemoryAdditionalText(ConfigPath, config)), "MAMBA0009");
         Assert.Contains("'state_size' in 'checkpoints/tiny/config.json' = 300 is out of range: expected 1..256", Message(diagnostic));
+        Assert.Equal("ConfigFile = \"checkpoints/tiny/config.json\"", SourceAt(diagnostic));
+    }
+
+    [Theory]
+    [InlineData("\"time_step_rank\": 200", "'time_step_rank' in 'checkpoints/tiny/config.json' = 200 is out of range: expected 1..128 (at most the inner width ED = 128)")]
+    [InlineData("\"eos_token_id\": 128", "'eos_token_id' in 'checkpoints/tiny/config.json' = 128 is out of range: expected 0..127 (a token id inside the vocabulary)")]
+    [InlineData("\"bos_token_id\": -1", "'bos_token_id' in 'checkpoints/tiny/config.json' = -1 is out of range: expected 0..127 (a token id inside the vocabulary)")]
+    [InlineData("\"pad_token_id\": 1000", "'pad_token_id' in 'checkpoints/tiny/config.json' = 1000 is out of range: expected 0..127 (a token id inside the vocabulary)")]
+    [InlineData("\"layer_norm_epsilon\": 1e-60", "'layer_norm_epsilon' in 'checkpoints/tiny/config.json' = 1E-60 is out of range: expected > 0 and finite as a float (1.4E-45 .. 3.4E+38)")]
+    public void Mamba0009_ConfigValueOutOfRange_ChecksRankTokenIdsAndEpsilon(string field, string message)
+    {
+        var config = TinyHfConfig.Replace("\"state_size\": 8", "\"state_size\": 8, " + field);
+        var diagnostic = Single(Run(Declare("[MambaModel(ConfigFile = \"checkpoints/tiny/config.json\")]"), new InMemoryAdditionalText(ConfigPath, config)), "MAMBA0009");
+        Assert.Contains(message, Message(diagnostic));
         Assert.Equal("ConfigFile = \"checkpoints/tiny/config.json\"", SourceAt(diagnostic));
     }
 
@@ -308,7 +334,7 @@ public class DiagnosticTests
     public void EveryDescriptor_LinksToItsSectionOfTheDocs()
     {
         var docs = File.ReadAllText(RepositoryFile("docs/diagnostics.md"));
-        Assert.Equal(18, DiagnosticDescriptors.All.Length);
+        Assert.Equal(19, DiagnosticDescriptors.All.Length);
         foreach (var descriptor in DiagnosticDescriptors.All)
         {
             var anchor = descriptor.Id.ToLowerInvariant();

@@ -105,12 +105,17 @@ namespace MambaGen.Generators.Diagnostics
             "Attribute value contradicts ConfigFile",
             "{0} = {1} contradicts config file '{2}', where '{3}' gives {4}{5}");
 
+        public static readonly DiagnosticDescriptor ClassNameCollidesWithGeneratedMember = Create(
+            "MAMBA0019",
+            "Model class name collides with a generated member",
+            "'{0}' cannot be a model class's name: the generated model declares a member named '{0}', and a member cannot be named like its type; rename the class");
+
         public static ImmutableArray<DiagnosticDescriptor> All { get; } = ImmutableArray.Create(
             ModelClassNotPartial, ContainingTypeNotPartial, GenericModelClass, NestedInGenericType,
             UnsupportedClassKind, SelectiveSsmWithoutMambaModel, MissingSelectiveSsm, RequiredPropertyMissing,
             ValueOutOfRange, ModelTooLarge, ConfigFileNotFound, ConfigFileAmbiguous, ConfigFileUnreadable,
             ConfigFileInvalidJson, ConfigFieldMissing, ConfigModelTypeUnsupported, ConfigFieldInvalid,
-            LiteralContradictsConfig);
+            LiteralContradictsConfig, ClassNameCollidesWithGeneratedMember);
 
         private static DiagnosticDescriptor Create(string id, string title, string messageFormat) =>
             new DiagnosticDescriptor(

@@ -30,8 +30,7 @@ namespace MambaGen.Generators.Parsing
         AttributeInfo? Ssm)
     {
         /// <summary>The name to show in messages: enclosing types and the class, dot-separated.</summary>
-        public string DisplayName =>
-            string.Join(".", Type.EnclosingTypes.Select(e => e.Substring(e.LastIndexOf(' ') + 1)).Concat(new[] { Type.ClassName }));
+        public string DisplayName => Type.DisplayName;
     }
 
     /// <summary>One applied attribute.</summary>

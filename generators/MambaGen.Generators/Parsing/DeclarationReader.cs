@@ -51,13 +51,15 @@ namespace MambaGen.Generators.Parsing
             for (var outer = symbol.ContainingType; outer is not null; outer = outer.ContainingType)
             {
                 cancellationToken.ThrowIfCancellationRequested();
-                enclosing.Insert(0, PartialDeclarationKeywords(outer) + outer.Name);
+                enclosing.Insert(0, PartialDeclarationKeywords(outer) + EscapedIdentifier(outer.Name));
                 if (!IsPartial(outer, cancellationToken)) nonPartialContainers.Insert(0, outer.ToDisplayString());
                 if (outer.Arity > 0 && genericContainer is null) genericContainer = outer.ToDisplayString();
             }
 
-            var ns = symbol.ContainingNamespace is { IsGlobalNamespace: false } containing ? containing.ToDisplayString() : "";
-            var location = new TypeLocation(ns, symbol.Name, SyntaxFacts.GetText(symbol.DeclaredAccessibility), new EquatableArray<string>(enclosing));
+            var ns = symbol.ContainingNamespace is { IsGlobalNamespace: false } containing
+                ? string.Join(".", containing.ToDisplayString().Split('.').Select(EscapedIdentifier))
+                : "";
+            var location = new TypeLocation(ns, EscapedIdentifier(symbol.Name), SyntaxFacts.GetText(symbol.DeclaredAccessibility), new EquatableArray<string>(enclosing));
 
             return new Declaration(
                 location,
@@ -70,6 +72,13 @@ namespace MambaGen.Generators.Parsing
                 model is null ? null : ReadAttribute(model, cancellationToken),
                 ssm is null ? null : ReadAttribute(ssm, cancellationToken));
         }
+
+        /// <summary>
+        /// A name as generated code must spell it: a reserved keyword (<c>class @event</c>) keeps its <c>@</c>, so the
+        /// emitted <c>partial class @event</c> declares the same type. Contextual keywords need no escape.
+        /// </summary>
+        public static string EscapedIdentifier(string name) =>
+            SyntaxFacts.GetKeywordKind(name) != SyntaxKind.None ? "@" + name : name;
 
         /// <summary>Matches by full name, so the same check serves compilations with and without the runtime referenced.</summary>
         public static bool IsAttribute(AttributeData attribute, string fullName) =>

@@ -6,6 +6,7 @@ using System.Threading;
 using MambaGen.Generators.Diagnostics;
 using MambaGen.Generators.Spec;
 using Microsoft.CodeAnalysis;
+using HfField = MambaGen.Checkpoints.ConfigSchema.HuggingFace;
 
 namespace MambaGen.Generators.Parsing
 {
@@ -77,6 +78,8 @@ namespace MambaGen.Generators.Parsing
                     Report(DiagnosticDescriptors.NestedInGenericType, d.NameLocation, d.DisplayName, d.GenericContainingType);
                 if (d.UnsupportedKind is not null)
                     Report(DiagnosticDescriptors.UnsupportedClassKind, d.NameLocation, d.DisplayName, d.UnsupportedKind);
+                if (GeneratedMemberNames.All.Contains(d.Type.UnescapedClassName))
+                    Report(DiagnosticDescriptors.ClassNameCollidesWithGeneratedMember, d.NameLocation, d.Type.UnescapedClassName);
             }
 
             /// <summary>Finds and reads the config file; false when one is named but cannot be used.</summary>
@@ -126,7 +129,9 @@ namespace MambaGen.Generators.Parsing
                 int vocab = Resolve(model, "Vocab", config?.Vocab, 0, v => v >= 1, ">= 1");
                 int padMultiple = Resolve(model, "PadVocabMultiple", config?.PadVocabMultiple, 1, v => v >= 1, ">= 1");
                 bool tie = Resolve(model, "TieEmbeddings", config?.TieEmbeddings, true);
-                double epsilon = Resolve(model, "NormEpsilon", config?.NormEpsilon, 1e-5, v => v > 0 && !double.IsInfinity(v), "> 0 and finite");
+                // The generated code holds ε as a float: it must stay finite and > 0 after rounding to float.
+                double epsilon = Resolve(model, "NormEpsilon", config?.NormEpsilon, 1e-5, v => (float)v > 0 && !float.IsInfinity((float)v),
+                    "> 0 and finite as a float (1.4E-45 .. 3.4E+38)");
                 bool residualInFp32 = Resolve(model, "ResidualInFp32", config?.ResidualInFp32, true);
 
                 int dState = Resolve(ssm, "DState", config?.DState, 16, v => v >= 1 && v <= 256, "1..256");
@@ -143,6 +148,14 @@ namespace MambaGen.Generators.Parsing
                     v => Enum.IsDefined(typeof(AInitKind), v), "S4DReal, NegativeHalf or Random");
                 bool convBias = Resolve(ssm, "ConvBias", config?.ConvBias, true);
                 bool projBias = Resolve(ssm, "ProjBias", config?.ProjBias, false);
+                CheckDtRankWithinInnerWidth(ssm, dtRank, dInner);
+                if (config is not null && padMultiple >= 1)
+                {
+                    long paddedVocab = ((long)vocab + padMultiple - 1) / padMultiple * padMultiple;
+                    CheckTokenId(HfField.BosTokenId, config.BosTokenId, paddedVocab);
+                    CheckTokenId(HfField.EosTokenId, config.EosTokenId, paddedVocab);
+                    CheckTokenId(HfField.PadTokenId, config.PadTokenId, paddedVocab);
+                }
 
                 return new ModelSpec(
                     _declaration.Type, dModel, layers, vocab, padMultiple, tie, epsilon, residualInFp32,
@@ -196,6 +209,28 @@ namespace MambaGen.Generators.Parsing
                 if (!fromConfig.Derived && fromConfig.Value < 1)
                     Report(DiagnosticDescriptors.ValueOutOfRange, _configFileLocation, $"'{fromConfig.Key}' in '{_configFile}'", fromConfig.Value, ">= 1");
                 return fromConfig.Value;
+            }
+
+            /// <summary>
+            /// Δ's low-rank path maps the ED inner channels to R values and back (x_proj, then dt_proj); a rank above
+            /// ED adds parameters but no expressiveness, and always signals a typo, so R is bounded by ED.
+            /// </summary>
+            private void CheckDtRankWithinInnerWidth(AttributeInfo? ssm, int dtRank, int dInner)
+            {
+                if (dtRank <= dInner || dtRank < 1 || dInner < 1) return;
+                var literal = ssm?.Find("DtRank");
+                bool fromLiteral = _config?.DtRank is null;
+                string property = fromLiteral ? "DtRank" : $"'{_config!.DtRank!.Key}' in '{_configFile}'";
+                Report(DiagnosticDescriptors.ValueOutOfRange, fromLiteral ? literal?.Location ?? ssm?.Location : _configFileLocation,
+                    property, dtRank, $"1..{dInner} (at most the inner width ED = {dInner})");
+            }
+
+            /// <summary>A special token id of the config must name a row of the embedding, or generation could never emit it.</summary>
+            private void CheckTokenId(string key, int? id, long paddedVocab)
+            {
+                if (id is int value && (value < 0 || value >= paddedVocab))
+                    Report(DiagnosticDescriptors.ValueOutOfRange, _configFileLocation, $"'{key}' in '{_configFile}'", value,
+                        $"0..{paddedVocab - 1} (a token id inside the vocabulary)");
             }
 
             /// <summary>

@@ -1,3 +1,6 @@
+using System.Collections.Generic;
+using System.Linq;
+
 namespace MambaGen.Generators.Spec
 {
     /// <summary>Mirror of the runtime's <c>MambaGen.AInit</c> (the generator cannot reference the runtime).</summary>
@@ -9,23 +12,29 @@ namespace MambaGen.Generators.Spec
     }
 
     /// <summary>Where the declared type sits: namespace, accessibility and enclosing (non-generic) types.</summary>
-    /// <param name="Namespace">Namespace, or empty for the global namespace.</param>
-    /// <param name="ClassName">Simple name of the declared class.</param>
+    /// <param name="Namespace">Namespace as C# source spells it (keywords escaped with <c>@</c>), or empty for the global namespace.</param>
+    /// <param name="ClassName">Simple name of the declared class as C# source spells it: <c>@event</c> for a class named <c>event</c>.</param>
     /// <param name="Accessibility">C# accessibility keyword(s) of the declared class, e.g. <c>public</c>.</param>
     /// <param name="EnclosingTypes">Declarations of enclosing types, outermost first, e.g. <c>partial class Outer</c>.</param>
     internal sealed record TypeLocation(string Namespace, string ClassName, string Accessibility, EquatableArray<string> EnclosingTypes)
     {
-        /// <summary>File name hint for generated sources: namespace and enclosing types joined by dots.</summary>
-        public string HintName
-        {
-            get
-            {
-                var prefix = Namespace.Length == 0 ? "" : Namespace + ".";
-                foreach (var enclosing in EnclosingTypes)
-                    prefix += enclosing.Substring(enclosing.LastIndexOf(' ') + 1) + ".";
-                return prefix + ClassName;
-            }
-        }
+        /// <summary>
+        /// File name hint for generated sources: namespace, enclosing types and class joined by dots, without the
+        /// <c>@</c> of escaped keywords (not a valid hint-name character, and not part of the name).
+        /// </summary>
+        public string HintName => string.Join(".", NameParts).Replace("@", "");
+
+        /// <summary>The type's name for messages: enclosing types and the class, dot-separated, without <c>@</c> escapes.</summary>
+        public string DisplayName => string.Join(".", TypeNames).Replace("@", "");
+
+        /// <summary>The class's own name without an <c>@</c> escape: the name its members must not share.</summary>
+        public string UnescapedClassName => ClassName.TrimStart('@');
+
+        /// <summary>Enclosing types' names (the last word of each declaration), outermost first, then the class.</summary>
+        private IEnumerable<string> TypeNames =>
+            EnclosingTypes.Select(e => e.Substring(e.LastIndexOf(' ') + 1)).Append(ClassName);
+
+        private IEnumerable<string> NameParts => Namespace.Length == 0 ? TypeNames : TypeNames.Prepend(Namespace);
     }
 
     /// <summary>

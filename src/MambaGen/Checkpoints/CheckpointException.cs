@@ -6,7 +6,9 @@ namespace MambaGen.Checkpoints;
 /// </summary>
 public sealed class CheckpointException : Exception
 {
+    /// <summary>Creates the exception with a message that names the file, key or field.</summary>
     public CheckpointException(string message) : base(message) { }
 
+    /// <summary>Creates the exception with a message and the I/O or parse error that caused it.</summary>
     public CheckpointException(string message, Exception innerException) : base(message, innerException) { }
 }

@@ -1,3 +1,6 @@
+using System.Globalization;
+using System.Numerics.Tensors;
+
 namespace MambaGen.Checkpoints;
 
 /// <summary>
@@ -7,7 +10,9 @@ namespace MambaGen.Checkpoints;
 /// </summary>
 public static class MambaCheckpoint
 {
+    /// <summary>The architecture and special token ids, in Hugging Face <c>MambaConfig</c> form.</summary>
     public const string ConfigFileName = "config.json";
+    /// <summary>The parameters, keyed as Hugging Face <c>MambaForCausalLM</c> keys them.</summary>
     public const string WeightsFileName = "model.safetensors";
 
     /// <summary>mamba_ssm's spelling of the embedding key, accepted as an alias of <see cref="ParameterLayout.EmbeddingKey"/>.</summary>
@@ -20,27 +25,44 @@ public static class MambaCheckpoint
     /// Reads <c>dir/config.json</c> (HF or mamba_ssm format) and <c>dir/model.safetensors</c> (F32, F16 or BF16) into
     /// parameters laid out for <paramref name="expected"/>. Every architectural field of the config must equal
     /// <paramref name="expected"/>'s; every parameter key must be present with its exact shape and no other keys
-    /// may appear (a tied checkpoint's <c>lm_head.weight</c>, which mamba_ssm keeps, is ignored). The returned
-    /// parameters' shape carries the config's bos/eos/pad token ids where it has them.
+    /// may appear (a tied checkpoint's <c>lm_head.weight</c>, which mamba_ssm keeps, is ignored). The config's
+    /// bos/eos/pad token ids must lie inside the vocabulary; the returned parameters' shape carries them. Every
+    /// weight must be finite unless <paramref name="options"/> allows otherwise. When the two files disagree with each
+    /// other (one of them from another checkpoint), the exception names both.
     /// </summary>
-    public static MambaParameters Load(string dir, MambaShape expected)
+    public static MambaParameters Load(string dir, MambaShape expected, CheckpointLoadOptions? options = null)
     {
+        options ??= CheckpointLoadOptions.Default;
         if (!Directory.Exists(dir))
             throw new CheckpointException($"{dir}: the checkpoint directory does not exist.");
         string configPath = Path.Combine(dir, ConfigFileName);
         if (!File.Exists(configPath))
             throw new CheckpointException($"{dir}: there is no {ConfigFileName} (a checkpoint directory holds {ConfigFileName} and {WeightsFileName}).");
+        string weightsPath = Path.Combine(dir, WeightsFileName);
 
         var config = MambaConfig.Read(configPath);
-        CheckArchitecture(configPath, config, expected);
+        try
+        {
+            CheckArchitecture(configPath, config, expected);
+        }
+        // Weights that fit the model type but not the config beside them: the files come from two checkpoints.
+        // (A mismatch that leaves the tensors alone, such as NormEpsilon, cannot be told apart this way.)
+        catch (CheckpointException mismatch) when (File.Exists(weightsPath) && WeightsFit(weightsPath, expected) && !WeightsFit(weightsPath, config.Shape))
+        {
+            throw new CheckpointException(
+                $"{mismatch.Message} Yet {weightsPath} beside it holds exactly the tensors of the model type: the two files disagree " +
+                "(they come from different checkpoints).", mismatch);
+        }
         var shape = expected with
         {
             BosTokenId = config.Shape.BosTokenId ?? expected.BosTokenId,
             EosTokenId = config.Shape.EosTokenId ?? expected.EosTokenId,
             PadTokenId = config.Shape.PadTokenId ?? expected.PadTokenId,
         };
+        CheckTokenId(configPath, ConfigSchema.HuggingFace.BosTokenId, config.Shape.BosTokenId, shape.Vocab);
+        CheckTokenId(configPath, ConfigSchema.HuggingFace.EosTokenId, config.Shape.EosTokenId, shape.Vocab);
+        CheckTokenId(configPath, ConfigSchema.HuggingFace.PadTokenId, config.Shape.PadTokenId, shape.Vocab);
 
-        string weightsPath = Path.Combine(dir, WeightsFileName);
         if (!File.Exists(weightsPath))
         {
             string pickledPath = Path.Combine(dir, PickledWeightsFileName);
@@ -50,26 +72,79 @@ public static class MambaCheckpoint
 
         var layout = new ParameterLayout(shape);
         using var file = SafeTensorsFile.Open(weightsPath);
-        var sourceKeys = MatchKeys(file, layout);
+        var sourceKeys = MatchKeys(file, layout, $" {configPath} beside it describes the model type, so the two files disagree (they come from different checkpoints).");
         var parameters = new MambaParameters(layout);
         foreach (var tensor in layout.Tensors)
-            file.ReadFloat32(sourceKeys[tensor.Key], parameters.Slice(tensor));
+        {
+            var values = parameters.Slice(tensor);
+            file.ReadFloat32(sourceKeys[tensor.Key], values);
+            if (!options.AllowNonFiniteWeights) CheckFinite(file.FilePath, sourceKeys[tensor.Key], tensor, values);
+        }
         return parameters;
     }
 
     /// <summary>
     /// Writes <c>dir/model.safetensors</c> (F32, HF keys, <c>lm_head.weight</c> only when untied, metadata
-    /// <c>format = pt</c> as HF's loader requires) and then <c>dir/config.json</c>, each atomically; creates
-    /// <paramref name="dir"/> if needed.
+    /// <c>format = pt</c> as HF's loader requires) and <c>dir/config.json</c>. Both go into a temporary sibling
+    /// directory that then replaces <paramref name="dir"/> as a whole, so a failed save leaves the previous checkpoint
+    /// as it was and a reader never sees new weights beside an old config. Other files already in
+    /// <paramref name="dir"/> (a <c>tokenizer.json</c>, say) are kept. Creates <paramref name="dir"/> if needed.
     /// </summary>
     public static void Save(string dir, MambaParameters parameters)
     {
-        Directory.CreateDirectory(dir);
+        ArgumentNullException.ThrowIfNull(parameters);
+        AtomicDirectory.Replace(dir, temporary => WriteFiles(temporary, parameters));
+    }
+
+    /// <summary>Writes the checkpoint's two files into <paramref name="dir"/> (a fresh, private directory).</summary>
+    internal static void WriteFiles(string dir, MambaParameters parameters)
+    {
         var tensors = parameters.Layout.Tensors
             .Select(t => new SafeTensor(t.Key, t.Shape, parameters.Values.AsMemory(t.Offset, t.Length)))
             .ToList();
         SafeTensorsWriter.Write(Path.Combine(dir, WeightsFileName), tensors, new Dictionary<string, string> { ["format"] = "pt" });
         MambaConfig.WriteHfConfig(Path.Combine(dir, ConfigFileName), parameters.Shape);
+    }
+
+    /// <summary>Whether the weights file's keys and shapes are exactly those a model of <paramref name="shape"/> has.</summary>
+    private static bool WeightsFit(string weightsPath, MambaShape shape)
+    {
+        try
+        {
+            var layout = new ParameterLayout(shape);
+            using var file = SafeTensorsFile.Open(weightsPath);
+            MatchKeys(file, layout, "");
+            return true;
+        }
+        catch (Exception error) when (error is CheckpointException or ArgumentException or OverflowException)
+        {
+            return false;
+        }
+    }
+
+    private static void CheckTokenId(string configPath, string field, int? id, int vocab)
+    {
+        if (id is int value && (value < 0 || value >= vocab))
+            throw new CheckpointException(
+                $"{configPath}: {field} is {value}, outside the vocabulary of the model type (ids 0..{vocab - 1}).");
+    }
+
+    /// <summary>
+    /// NaN or ±∞ in a weight poisons every output that touches it; reported with the element's position so the
+    /// broken tensor can be found. <see cref="CheckpointLoadOptions.AllowNonFiniteWeights"/> skips this.
+    /// </summary>
+    private static void CheckFinite(string weightsPath, string fileKey, ParameterTensor tensor, ReadOnlySpan<float> values)
+    {
+        // One vectorised pass for the common, all-finite case; the scan for the position only on failure.
+        if (TensorPrimitives.IsFiniteAll(values)) return;
+        int index = 0;
+        while (float.IsFinite(values[index])) index++;
+        var position = new int[tensor.Shape.Length];
+        for (int d = tensor.Shape.Length - 1, rest = index; d >= 0; rest /= tensor.Shape[d], d--) position[d] = rest % tensor.Shape[d];
+        throw new CheckpointException(
+            $"{weightsPath}: tensor '{fileKey}' holds {values[index].ToString(CultureInfo.InvariantCulture)} at flat index {index} (position [{string.Join(", ", position)}] of " +
+            $"{tensor.ShapeText}); weights must be finite. To load it anyway, pass new {nameof(CheckpointLoadOptions)} " +
+            $"{{ {nameof(CheckpointLoadOptions.AllowNonFiniteWeights)} = true }} to {nameof(MambaCheckpoint)}.{nameof(Load)}.");
     }
 
     private static void CheckArchitecture(string configPath, ParsedConfig config, MambaShape expected)
@@ -103,8 +178,11 @@ public static class MambaCheckpoint
         }
     }
 
-    /// <summary>Maps each layout key to the file's key for it, after checking the key sets, shapes and dtypes.</summary>
-    private static Dictionary<string, string> MatchKeys(SafeTensorsFile file, ParameterLayout layout)
+    /// <summary>
+    /// Maps each layout key to the file's key for it, after checking the key sets, shapes and dtypes. A key or shape
+    /// mismatch's message ends with <c>disagreement</c>: what else the caller knows about the directory.
+    /// </summary>
+    private static Dictionary<string, string> MatchKeys(SafeTensorsFile file, ParameterLayout layout, string disagreement)
     {
         var sourceKeys = new Dictionary<string, string>(StringComparer.Ordinal);
         var unexpected = new List<string>();
@@ -130,7 +208,7 @@ public static class MambaCheckpoint
             if (missing.Count > 0) problems.Add($"missing tensor{Plural(missing)} {List(missing)}");
             if (unexpected.Count > 0) problems.Add($"unexpected tensor{Plural(unexpected)} {List(unexpected.Order(StringComparer.Ordinal).ToList())}");
             throw new CheckpointException(
-                $"{file.FilePath}: {string.Join("; ", problems)} (the model type's parameters do not match this checkpoint).");
+                $"{file.FilePath}: {string.Join("; ", problems)} (the model type's parameters do not match this checkpoint).{disagreement}");
         }
 
         foreach (var tensor in layout.Tensors)
@@ -138,7 +216,7 @@ public static class MambaCheckpoint
             var entry = file.Tensors[sourceKeys[tensor.Key]];
             if (!entry.Shape.AsSpan().SequenceEqual(tensor.Shape))
                 throw new CheckpointException(
-                    $"{file.FilePath}: tensor '{entry.Name}' has shape {entry.ShapeText} but the model type expects {tensor.ShapeText}.");
+                    $"{file.FilePath}: tensor '{entry.Name}' has shape {entry.ShapeText} but the model type expects {tensor.ShapeText}.{disagreement}");
             if (entry.DType is not (DType.F32 or DType.F16 or DType.BF16))
                 throw new CheckpointException(
                     $"{file.FilePath}: tensor '{entry.Name}' has dtype {entry.DType.HeaderName()}; parameters must be F32, F16 or BF16.");

@@ -163,6 +163,7 @@ public sealed class SafeTensorsFile : IDisposable
         return values;
     }
 
+    /// <summary>Closes the file.</summary>
     public void Dispose() => _handle.Dispose();
 
     private void CheckDestinationLength(TensorEntry entry, int length)

@@ -8,8 +8,10 @@ namespace MambaGen.Checkpoints;
 /// <param name="ByteLength">Bytes the tensor occupies: element count × dtype size.</param>
 public sealed record TensorEntry(string Name, DType DType, int[] Shape, long DataOffset, long ByteLength)
 {
+    /// <summary>Number of elements (the product of <see cref="Shape"/>).</summary>
     public long ElementCount => ByteLength / DType.SizeInBytes();
 
+    /// <summary>The shape as messages print it, e.g. <c>[768, 16]</c>.</summary>
     public string ShapeText => FormatShape(Shape);
 
     internal static string FormatShape(IEnumerable<int> shape) => "[" + string.Join(", ", shape) + "]";

@@ -20,11 +20,16 @@ namespace MambaGen;
 /// </summary>
 public static class MambaInitializer
 {
+    /// <summary>Standard deviation of the embedding's normal initialisation.</summary>
     public const double EmbeddingStd = 0.02;
+    /// <summary>Smallest initial Δ.</summary>
     public const double DtMin = 0.001;
+    /// <summary>Largest initial Δ.</summary>
     public const double DtMax = 0.1;
+    /// <summary>Floor applied to the initial Δ before the inverse softplus.</summary>
     public const double DtFloor = 1e-4;
 
+    /// <summary>Overwrites every parameter with its initial value, reproducibly from <paramref name="seed"/>.</summary>
     public static void Initialize(MambaParameters parameters, int seed)
     {
         ArgumentNullException.ThrowIfNull(parameters);

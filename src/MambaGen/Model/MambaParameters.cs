@@ -3,11 +3,15 @@ namespace MambaGen;
 /// <summary>All of a model's parameters in one flat fp32 vector laid out by <see cref="ParameterLayout"/>.</summary>
 public sealed class MambaParameters
 {
+    /// <summary>Where each named tensor lies in <see cref="Values"/>.</summary>
     public ParameterLayout Layout { get; }
+    /// <summary>Every parameter, in layout order.</summary>
     public float[] Values { get; }
 
+    /// <summary>Zero-filled parameters for <paramref name="layout"/>.</summary>
     public MambaParameters(ParameterLayout layout) : this(layout, new float[layout.TotalLength]) { }
 
+    /// <summary>Wraps <paramref name="values"/> (not copied), which must have the layout's total length.</summary>
     public MambaParameters(ParameterLayout layout, float[] values)
     {
         if (values.Length != layout.TotalLength)
@@ -16,11 +20,15 @@ public sealed class MambaParameters
         Values = values;
     }
 
+    /// <summary>The architecture these parameters belong to.</summary>
     public MambaShape Shape => Layout.Shape;
 
+    /// <summary>The tensor with checkpoint key <paramref name="key"/>.</summary>
     public Span<float> this[string key] => Slice(Layout[key]);
 
+    /// <summary>The elements of <paramref name="tensor"/>.</summary>
     public Span<float> Slice(ParameterTensor tensor) => Values.AsSpan(tensor.Offset, tensor.Length);
 
+    /// <summary>Number of parameters.</summary>
     public long Count => Values.Length;
 }

@@ -6,10 +6,13 @@ namespace MambaGen;
 /// </summary>
 public sealed record MambaShape
 {
+    /// <summary>Model width D (HF <c>hidden_size</c>).</summary>
     public required int DModel { get; init; }
+    /// <summary>Number of Mamba blocks (HF <c>num_hidden_layers</c>).</summary>
     public required int Layers { get; init; }
     /// <summary>Vocabulary size after padding: the width of the embedding and of the logits.</summary>
     public required int Vocab { get; init; }
+    /// <summary>SSM state size N per channel (HF <c>state_size</c>).</summary>
     public required int DState { get; init; }
     /// <summary>Expansion factor E as declared (HF <c>expand</c>).</summary>
     public required int Expand { get; init; }
@@ -17,19 +20,31 @@ public sealed record MambaShape
     public required int DInner { get; init; }
     /// <summary>Δ rank R after resolving "auto".</summary>
     public required int DtRank { get; init; }
+    /// <summary>Width K of the causal depthwise convolution (HF <c>conv_kernel</c>).</summary>
     public required int ConvKernel { get; init; }
+    /// <summary>Whether Δ depends on the input (through x_proj) or is a learned bias only.</summary>
     public bool SelectiveDelta { get; init; } = true;
+    /// <summary>Whether B depends on the input or is a learned ED×N parameter.</summary>
     public bool SelectiveB { get; init; } = true;
+    /// <summary>Whether C depends on the input or is a learned ED×N parameter.</summary>
     public bool SelectiveC { get; init; } = true;
+    /// <summary>How A_log is initialised.</summary>
     public AInit AInit { get; init; } = AInit.S4DReal;
+    /// <summary>Whether the convolution has a bias (HF <c>use_conv_bias</c>).</summary>
     public bool ConvBias { get; init; } = true;
+    /// <summary>Whether in_proj and out_proj have biases (HF <c>use_bias</c>).</summary>
     public bool ProjBias { get; init; }
+    /// <summary>Whether the output head shares the embedding matrix (HF <c>tie_word_embeddings</c>).</summary>
     public bool TieEmbeddings { get; init; } = true;
+    /// <summary>ε added inside RMSNorm's square root (HF <c>layer_norm_epsilon</c>).</summary>
     public float NormEpsilon { get; init; } = 1e-5f;
+    /// <summary>Whether the residual stream is kept in fp32 (HF <c>residual_in_fp32</c>).</summary>
     public bool ResidualInFp32 { get; init; } = true;
     /// <summary>Special token ids carried through config.json (null when the config has none).</summary>
     public int? BosTokenId { get; init; }
+    /// <summary>End-of-sequence token id, or null.</summary>
     public int? EosTokenId { get; init; }
+    /// <summary>Padding token id, or null.</summary>
     public int? PadTokenId { get; init; }
 
     /// <summary>Rows of x_proj: the selective parts of (dt_low, B, C), in that order. Zero means there is no x_proj.</summary>

@@ -9,8 +9,10 @@ namespace MambaGen;
 /// <param name="WeightDecay">Whether AdamW decays it (not A_log, D, norms, biases, as mamba_ssm).</param>
 public sealed record ParameterTensor(string Key, int[] Shape, int Offset, bool WeightDecay)
 {
+    /// <summary>Number of elements (the product of the shape).</summary>
     public int Length { get; } = Shape.Aggregate(1, (a, b) => a * b);
 
+    /// <summary>The shape as messages print it, e.g. <c>[768, 16]</c>.</summary>
     public string ShapeText => "[" + string.Join(", ", Shape) + "]";
 }
 
@@ -27,20 +29,31 @@ public sealed class ParameterLayout
 {
     private readonly FrozenDictionary<string, ParameterTensor> _byKey;
 
+    /// <summary>The architecture laid out.</summary>
     public MambaShape Shape { get; }
+    /// <summary>Every tensor, in the order they lie in the flat vector.</summary>
     public IReadOnlyList<ParameterTensor> Tensors { get; }
+    /// <summary>Length of the flat vector.</summary>
     public int TotalLength { get; }
+    /// <summary>Offset of the embedding (Vocab × D).</summary>
     public int Embedding { get; }
+    /// <summary>Offsets of each layer's tensors.</summary>
     public IReadOnlyList<LayerOffsets> LayerOffsets { get; }
+    /// <summary>Offset of the final RMSNorm weight.</summary>
     public int NormF { get; }
     /// <summary>Offset of the untied output head, −1 when tied to the embedding.</summary>
     public int LmHead { get; }
 
+    /// <summary>Hugging Face key of the embedding.</summary>
     public const string EmbeddingKey = "backbone.embeddings.weight";
+    /// <summary>Hugging Face key of the final norm weight.</summary>
     public const string NormFKey = "backbone.norm_f.weight";
+    /// <summary>Hugging Face key of an untied output head.</summary>
     public const string LmHeadKey = "lm_head.weight";
+    /// <summary>Hugging Face key of tensor <paramref name="name"/> (e.g. <c>mixer.A_log</c>) in layer <paramref name="layer"/>.</summary>
     public static string LayerKey(int layer, string name) => $"backbone.layers.{layer}.{name}";
 
+    /// <summary>Lays out every tensor <paramref name="shape"/> has; throws if a constant is out of range or the vector would not fit an array.</summary>
     public ParameterLayout(MambaShape shape)
     {
         shape.Validate();
@@ -86,8 +99,10 @@ public sealed class ParameterLayout
         _byKey = tensors.ToFrozenDictionary(t => t.Key);
     }
 
+    /// <summary>Finds the tensor with checkpoint key <paramref name="key"/>.</summary>
     public bool TryGet(string key, out ParameterTensor tensor) => _byKey.TryGetValue(key, out tensor!);
 
+    /// <summary>The tensor with checkpoint key <paramref name="key"/>; throws naming the key if there is none.</summary>
     public ParameterTensor this[string key] =>
         _byKey.TryGetValue(key, out var t) ? t : throw new KeyNotFoundException($"The model has no parameter '{key}'.");
 }

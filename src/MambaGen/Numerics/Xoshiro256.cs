@@ -8,6 +8,7 @@ public sealed class Xoshiro256
 {
     private ulong _s0, _s1, _s2, _s3;
 
+    /// <summary>A stream seeded by <paramref name="seed"/>; equal seeds give equal streams.</summary>
     public Xoshiro256(ulong seed)
     {
         // SplitMix64 expands the seed so nearby seeds give unrelated streams.
@@ -17,8 +18,10 @@ public sealed class Xoshiro256
 
     private Xoshiro256(ulong s0, ulong s1, ulong s2, ulong s3) => (_s0, _s1, _s2, _s3) = (s0, s1, s2, s3);
 
+    /// <summary>The four state words, for <see cref="FromState"/>.</summary>
     public ulong[] GetState() => [_s0, _s1, _s2, _s3];
 
+    /// <summary>Continues a stream from a state <see cref="GetState"/> returned.</summary>
     public static Xoshiro256 FromState(ReadOnlySpan<ulong> state)
     {
         if (state.Length != 4) throw new ArgumentException($"A xoshiro256 state has 4 words, got {state.Length}.", nameof(state));
@@ -29,6 +32,7 @@ public sealed class Xoshiro256
     /// <summary>An independent stream derived from this one's next output (used to give each worker its own stream).</summary>
     public Xoshiro256 Fork() => new(NextUInt64());
 
+    /// <summary>The next 64 random bits.</summary>
     public ulong NextUInt64()
     {
         ulong result = ulong.RotateLeft(_s1 * 5, 7) * 9;

@@ -22,6 +22,7 @@ public sealed class InductionHeadsTask : ISequenceTask
     /// <summary>Largest vocabulary accepted.</summary>
     public const int MaxVocabSize = 1 << 16;
 
+    /// <summary>Sequences of <paramref name="sequenceLength"/> tokens over <paramref name="vocabSize"/> ids (the last id is the trigger).</summary>
     public InductionHeadsTask(int sequenceLength, int vocabSize)
     {
         // Three positions are the least that hold trigger, follower and the final trigger.
@@ -32,19 +33,23 @@ public sealed class InductionHeadsTask : ISequenceTask
         VocabSize = vocabSize;
     }
 
+    /// <summary>Tokens per sequence.</summary>
     public int SequenceLength { get; }
 
+    /// <summary>Distinct token ids, the trigger included.</summary>
     public int VocabSize { get; }
 
     /// <summary>The id whose follower must be recalled.</summary>
     public int TriggerToken => VocabSize - 1;
 
+    /// <summary>The task and its settings, for logs and result files.</summary>
     public string Description => string.Create(CultureInfo.InvariantCulture,
         $"induction-heads(sequenceLength={SequenceLength}, vocabSize={VocabSize})");
 
     /// <summary>The same task at another length (for evaluating length extrapolation).</summary>
     public InductionHeadsTask WithSequenceLength(int sequenceLength) => new(sequenceLength, VocabSize);
 
+    /// <summary>Draws <paramref name="batch"/> sequences into <paramref name="tokens"/> and their targets (−1 where unscored) into <paramref name="targets"/>.</summary>
     public void Fill(Xoshiro256 random, Span<int> tokens, Span<int> targets, int batch)
     {
         ArgumentNullException.ThrowIfNull(random);

@@ -24,8 +24,10 @@ public sealed class SelectiveCopyingTask : ISequenceTask
     /// <summary>Largest number of distinct data tokens accepted.</summary>
     public const int MaxDataVocab = 1 << 16;
 
+    /// <summary>The id that fills the context between data tokens.</summary>
     public const int NoiseToken = 0;
 
+    /// <summary>Sequences of <paramref name="sequenceLength"/> tokens hiding <paramref name="count"/> data tokens drawn from <paramref name="dataVocab"/> ids.</summary>
     public SelectiveCopyingTask(int sequenceLength, int count, int dataVocab)
     {
         SequenceTaskChecks.CheckRange(nameof(sequenceLength), sequenceLength, 2, MaxSequenceLength);
@@ -37,6 +39,7 @@ public sealed class SelectiveCopyingTask : ISequenceTask
         DataVocab = dataVocab;
     }
 
+    /// <summary>Tokens per sequence, markers included.</summary>
     public int SequenceLength { get; }
 
     /// <summary>Data tokens to memorise per sequence (also the number of marker/answer positions at the end).</summary>
@@ -48,14 +51,17 @@ public sealed class SelectiveCopyingTask : ISequenceTask
     /// <summary>The id that asks for the next memorised token.</summary>
     public int MarkerToken => DataVocab + 1;
 
+    /// <summary>Distinct token ids: noise, data tokens and the marker.</summary>
     public int VocabSize => DataVocab + 2;
 
     /// <summary>Positions before the markers, holding noise and the data tokens.</summary>
     public int ContextLength => SequenceLength - Count;
 
+    /// <summary>The task and its settings, for logs and result files.</summary>
     public string Description => string.Create(CultureInfo.InvariantCulture,
         $"selective-copying(sequenceLength={SequenceLength}, count={Count}, dataVocab={DataVocab})");
 
+    /// <summary>Draws <paramref name="batch"/> sequences into <paramref name="tokens"/> and their targets (−1 where unscored) into <paramref name="targets"/>.</summary>
     public void Fill(Xoshiro256 random, Span<int> tokens, Span<int> targets, int batch)
     {
         ArgumentNullException.ThrowIfNull(random);

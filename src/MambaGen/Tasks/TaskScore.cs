@@ -14,13 +14,16 @@ namespace MambaGen.Tasks;
 /// </remarks>
 public readonly record struct TaskScore(long ScoredTokens, long CorrectTokens, long Sequences, long CorrectSequences, double LossSum)
 {
+    /// <summary>Fraction of scored positions predicted right; NaN when nothing was scored.</summary>
     public double Accuracy => ScoredTokens == 0 ? double.NaN : (double)CorrectTokens / ScoredTokens;
 
+    /// <summary>Fraction of sequences with every scored position right; NaN for no sequences.</summary>
     public double SequenceAccuracy => Sequences == 0 ? double.NaN : (double)CorrectSequences / Sequences;
 
     /// <summary>Mean cross-entropy (nats) over scored positions.</summary>
     public double MeanLoss => ScoredTokens == 0 ? double.NaN : LossSum / ScoredTokens;
 
+    /// <summary>Adds the counts of two scores (e.g. of two batches).</summary>
     public static TaskScore operator +(TaskScore a, TaskScore b) => new(
         a.ScoredTokens + b.ScoredTokens, a.CorrectTokens + b.CorrectTokens,
         a.Sequences + b.Sequences, a.CorrectSequences + b.CorrectSequences, a.LossSum + b.LossSum);

@@ -13,6 +13,7 @@ public sealed record AdamWOptions
     /// <summary>Decay of the second moment; 0.95 as in mamba_ssm's and GPT-style language-model training.</summary>
     public float Beta2 { get; init; } = 0.95f;
 
+    /// <summary>Added to the denominator; keeps steps bounded where the second moment is tiny.</summary>
     public float Epsilon { get; init; } = 1e-8f;
 
     /// <summary>Decoupled weight decay, applied only to tensors whose layout entry has WeightDecay = true.</summary>
@@ -43,6 +44,7 @@ public sealed class AdamW
     /// <summary>A run of consecutive tensors that share the weight-decay flag.</summary>
     private readonly record struct DecaySegment(int Offset, int Length, bool Decay);
 
+    /// <summary>An optimizer with zero moments for parameters laid out by <paramref name="layout"/>.</summary>
     public AdamW(ParameterLayout layout, AdamWOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(layout);
@@ -54,6 +56,7 @@ public sealed class AdamW
         _segments = MergeSegments(layout);
     }
 
+    /// <summary>The hyperparameters in use.</summary>
     public AdamWOptions Options { get; }
 
     /// <summary>Number of parameters (and of each moment).</summary>
@@ -62,8 +65,10 @@ public sealed class AdamW
     /// <summary>Updates applied so far (t in the bias corrections).</summary>
     public long StepCount { get; private set; }
 
+    /// <summary>Running mean of the gradients (m), laid out like the parameters.</summary>
     public ReadOnlySpan<float> FirstMoment => _firstMoment;
 
+    /// <summary>Running mean of the squared gradients (v), laid out like the parameters.</summary>
     public ReadOnlySpan<float> SecondMoment => _secondMoment;
 
     /// <summary>Applies one update to <paramref name="parameters"/> in place.</summary>

@@ -16,10 +16,13 @@ public readonly record struct TrainingStepReport(
 /// <summary>Receives a run's progress. Called on the training thread; OnStep should be cheap.</summary>
 public interface ITrainingProgress
 {
+    /// <summary>After each update.</summary>
     void OnStep(in TrainingStepReport report);
 
+    /// <summary>After each held-out evaluation.</summary>
     void OnEvaluation(EvaluationResult evaluation);
 
+    /// <summary>After the training state was saved to <paramref name="path"/> at <paramref name="step"/>.</summary>
     void OnCheckpoint(string path, long step);
 }
 

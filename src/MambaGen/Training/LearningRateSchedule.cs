@@ -12,6 +12,7 @@ namespace MambaGen.Training;
 /// </remarks>
 public sealed class LearningRateSchedule
 {
+    /// <summary>A schedule of <paramref name="totalSteps"/> steps; throws naming the first argument out of range.</summary>
     public LearningRateSchedule(float peakLearningRate, int warmupSteps, int totalSteps, float minRatio)
     {
         if (!(peakLearningRate > 0 && float.IsFinite(peakLearningRate)))
@@ -28,9 +29,13 @@ public sealed class LearningRateSchedule
         MinRatio = minRatio;
     }
 
+    /// <summary>Rate at the end of warm-up.</summary>
     public float PeakLearningRate { get; }
+    /// <summary>Steps of linear warm-up.</summary>
     public int WarmupSteps { get; }
+    /// <summary>Steps in the whole run.</summary>
     public int TotalSteps { get; }
+    /// <summary>The last step's rate as a fraction of the peak.</summary>
     public float MinRatio { get; }
 
     /// <summary>The learning rate for 0-based update <paramref name="step"/> (steps past the end stay at the floor).</summary>

@@ -24,6 +24,7 @@ public sealed class Trainer
     private readonly string _fingerprint;
     private Xoshiro256 _dataRandom;
 
+    /// <summary>Prepares to train <paramref name="model"/> on <paramref name="task"/>; allocates every buffer the run needs.</summary>
     public Trainer(IMambaModel model, ISequenceTask task, TrainingOptions options)
     {
         ArgumentNullException.ThrowIfNull(model);
@@ -47,10 +48,15 @@ public sealed class Trainer
         _dataRandom = new Xoshiro256(options.Seed);
     }
 
+    /// <summary>The model being trained (updated in place).</summary>
     public IMambaModel Model { get; }
+    /// <summary>Where the training and evaluation sequences come from.</summary>
     public ISequenceTask SequenceTask { get; }
+    /// <summary>The run's settings.</summary>
     public TrainingOptions Options { get; }
+    /// <summary>The optimizer and its moments.</summary>
     public AdamW Optimizer { get; }
+    /// <summary>The learning rate at each step.</summary>
     public LearningRateSchedule Schedule { get; }
 
     /// <summary>Updates completed so far.</summary>

@@ -15,6 +15,7 @@ public sealed record TrainingOptions
     /// <summary>Peak learning rate, reached at the end of warm-up.</summary>
     public float LearningRate { get; init; } = 1e-3f;
 
+    /// <summary>Steps of linear learning-rate warm-up.</summary>
     public int WarmupSteps { get; init; }
 
     /// <summary>The cosine decay ends at LearningRate × this.</summary>
@@ -23,6 +24,7 @@ public sealed record TrainingOptions
     /// <summary>Maximum global L2 norm of the gradient; +∞ disables clipping.</summary>
     public float GradientClipNorm { get; init; } = 1f;
 
+    /// <summary>AdamW hyperparameters.</summary>
     public AdamWOptions Optimizer { get; init; } = new();
 
     /// <summary>Seeds the training data stream (and, through a fixed offset, the held-out evaluation set).</summary>

@@ -47,16 +47,116 @@ public class MambaCheckpointTests
     }
 
     [Fact]
-    public void AFailedSaveLeavesTheExistingConfigAndNoTemporaryFiles()
+    public void AFailedSaveLeavesThePreviousCheckpointWholeAndNoTemporaryFolders()
     {
         using var dir = new ScratchDirectory();
-        File.WriteAllText(dir.File("config.json"), "earlier config");
-        // A directory where the weights file should go makes the final rename fail after the data was written.
-        Directory.CreateDirectory(dir.File("model.safetensors"));
+        string target = dir.File("run");
+        var first = RandomParameters(Tiny, seed: 1);
+        MambaCheckpoint.Save(target, first);
+        File.WriteAllText(Path.Combine(target, "tokenizer.json"), "{}");
+        byte[] weightsBefore = File.ReadAllBytes(Path.Combine(target, "model.safetensors"));
+        byte[] configBefore = File.ReadAllBytes(Path.Combine(target, "config.json"));
 
-        Assert.ThrowsAny<IOException>(() => MambaCheckpoint.Save(dir.Path, RandomParameters(Tiny, seed: 1)));
-        Assert.Equal("earlier config", File.ReadAllText(dir.File("config.json")));
-        Assert.Equal(["config.json", "model.safetensors"], dir.FileNames());
+        // The failure the per-file scheme got wrong: the new weights are written, then writing config.json fails.
+        var second = RandomParameters(Tiny, seed: 2);
+        var failure = Assert.Throws<IOException>(() => AtomicDirectory.Replace(target, temporary =>
+        {
+            MambaCheckpoint.WriteFiles(temporary, second);
+            File.Delete(Path.Combine(temporary, "config.json"));
+            throw new IOException("injected: config.json could not be written");
+        }));
+        Assert.Equal("injected: config.json could not be written", failure.Message);
+
+        Assert.Equal(weightsBefore, File.ReadAllBytes(Path.Combine(target, "model.safetensors")));
+        Assert.Equal(configBefore, File.ReadAllBytes(Path.Combine(target, "config.json")));
+        Assert.Equal(["run"], Directory.GetFileSystemEntries(dir.Path).Select(Path.GetFileName));
+        Assert.Equal(first.Values, MambaCheckpoint.Load(target, Tiny).Values);
+    }
+
+    [Fact]
+    public void SaveKeepsOtherFilesOfTheDirectory()
+    {
+        using var dir = new ScratchDirectory();
+        MambaCheckpoint.Save(dir.Path, RandomParameters(Tiny, seed: 1));
+        File.WriteAllText(dir.File("tokenizer.json"), "{\"model\": {}}");
+        Directory.CreateDirectory(dir.File("extra"));
+        File.WriteAllText(Path.Combine(dir.File("extra"), "notes.txt"), "kept");
+        var second = RandomParameters(Tiny, seed: 2);
+
+        MambaCheckpoint.Save(dir.Path, second);
+
+        Assert.Equal(["config.json", "extra", "model.safetensors", "tokenizer.json"], dir.FileNames());
+        Assert.Equal("{\"model\": {}}", File.ReadAllText(dir.File("tokenizer.json")));
+        Assert.Equal("kept", File.ReadAllText(Path.Combine(dir.File("extra"), "notes.txt")));
+        Assert.Equal(second.Values, MambaCheckpoint.Load(dir.Path, Tiny).Values);
+    }
+
+    [Fact]
+    public void SaveOverAFileIsAClearError()
+    {
+        using var dir = new ScratchDirectory();
+        File.WriteAllText(dir.File("run"), "not a directory");
+        var error = Assert.Throws<IOException>(() => MambaCheckpoint.Save(dir.File("run"), RandomParameters(Tiny, seed: 1)));
+        Assert.Contains($"{dir.File("run")}: a file is in the way", error.Message);
+        Assert.Equal("not a directory", File.ReadAllText(dir.File("run")));
+        Assert.Equal(["run"], dir.FileNames());
+    }
+
+    [Fact]
+    public void LoadNamesBothFilesWhenConfigAndWeightsComeFromDifferentCheckpoints()
+    {
+        // config.json of another variant beside weights that fit the model type.
+        using var dir = new ScratchDirectory();
+        MambaCheckpoint.Save(dir.Path, RandomParameters(Tiny, seed: 1));
+        MambaConfig.WriteHfConfig(dir.File("config.json"), Tiny with { DState = 4 });
+        var error = Assert.Throws<CheckpointException>(() => MambaCheckpoint.Load(dir.Path, Tiny));
+        Assert.StartsWith($"{dir.File("config.json")}: state_size is 4 but the model type was generated with DState = 3.", error.Message);
+        Assert.Contains($"Yet {dir.File("model.safetensors")} beside it holds exactly the tensors of the model type: the two files disagree", error.Message);
+
+        // Weights of another variant beside a config that fits the model type.
+        using var other = new ScratchDirectory();
+        MambaCheckpoint.Save(other.Path, RandomParameters(Tiny with { DState = 4 }, seed: 1));
+        MambaConfig.WriteHfConfig(other.File("config.json"), Tiny);
+        error = Assert.Throws<CheckpointException>(() => MambaCheckpoint.Load(other.Path, Tiny));
+        Assert.StartsWith($"{other.File("model.safetensors")}: tensor 'backbone.layers.0.mixer.x_proj.weight' has shape [10, 12] but the model type expects [8, 12].", error.Message);
+        Assert.EndsWith($"{other.File("config.json")} beside it describes the model type, so the two files disagree (they come from different checkpoints).", error.Message);
+    }
+
+    [Theory]
+    [InlineData(float.NaN, "NaN")]
+    [InlineData(float.PositiveInfinity, "Infinity")]
+    [InlineData(float.NegativeInfinity, "-Infinity")]
+    public void LoadRefusesNonFiniteWeightsNamingTensorAndPosition_UnlessAllowed(float bad, string shown)
+    {
+        using var dir = new ScratchDirectory();
+        var parameters = RandomParameters(Tiny, seed: 1);
+        // A_log of layer 1 is [DInner = 12, DState = 3]; flat index 7 is row 2, column 1.
+        parameters["backbone.layers.1.mixer.A_log"][7] = bad;
+        MambaCheckpoint.Save(dir.Path, parameters);
+
+        var error = Assert.Throws<CheckpointException>(() => MambaCheckpoint.Load(dir.Path, Tiny));
+        Assert.StartsWith($"{dir.File("model.safetensors")}: tensor 'backbone.layers.1.mixer.A_log' holds {shown} at flat index 7 (position [2, 1] of [12, 3]); weights must be finite.", error.Message);
+        Assert.Contains("AllowNonFiniteWeights = true", error.Message);
+
+        var loaded = MambaCheckpoint.Load(dir.Path, Tiny, new CheckpointLoadOptions { AllowNonFiniteWeights = true });
+        Assert.Equal(parameters.Values, loaded.Values);
+    }
+
+    [Theory]
+    [InlineData("eos_token_id", 16)]
+    [InlineData("bos_token_id", -1)]
+    [InlineData("pad_token_id", 1000)]
+    public void LoadRefusesConfigTokenIdsOutsideTheVocabulary(string field, int id)
+    {
+        using var dir = new ScratchDirectory();
+        MambaCheckpoint.Save(dir.Path, RandomParameters(Tiny, seed: 1));
+        var json = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(dir.File("config.json")))!.AsObject();
+        json[field] = id;
+        File.WriteAllText(dir.File("config.json"), json.ToJsonString());
+
+        var error = Assert.Throws<CheckpointException>(() => MambaCheckpoint.Load(dir.Path, Tiny));
+        // Tiny's vocabulary is 11 (ids 0..10).
+        Assert.Equal($"{dir.File("config.json")}: {field} is {id}, outside the vocabulary of the model type (ids 0..10).", error.Message);
     }
 
     [Fact]
@@ -199,7 +299,8 @@ public class MambaCheckpointTests
             : new SafeTensor(t.Key, t.Shape, reference.Values.AsMemory(t.Offset, t.Length))));
 
         var error = Assert.Throws<CheckpointException>(() => MambaCheckpoint.Load(dir.Path, Tiny));
-        Assert.Equal($"{dir.File("model.safetensors")}: tensor 'backbone.layers.0.mixer.A_log' has shape [3, 12] but the model type expects [12, 3].",
+        Assert.Equal($"{dir.File("model.safetensors")}: tensor 'backbone.layers.0.mixer.A_log' has shape [3, 12] but the model type expects [12, 3]. " +
+            $"{dir.File("config.json")} beside it describes the model type, so the two files disagree (they come from different checkpoints).",
             error.Message);
     }
 

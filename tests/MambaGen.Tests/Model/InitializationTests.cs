@@ -1,6 +1,6 @@
 namespace MambaGen.Tests.Model;
 
-/// <summary>Create(seed) against DESIGN.md's "Initialisation" (mamba_ssm's): exact values where it fixes them, ranges and moments where it draws.</summary>
+/// <summary>Create(seed) against the initialisation in docs/architecture.md (mamba_ssm's): exact values where it fixes them, ranges and moments where it draws.</summary>
 public class InitializationTests
 {
     private static float[] Tensor(IMambaModel model, string key) => model.Parameters[key].ToArray();

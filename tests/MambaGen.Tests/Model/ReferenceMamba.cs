@@ -1,7 +1,7 @@
 namespace MambaGen.Tests.Model;
 
 /// <summary>
-/// An independent, deliberately naive double-precision Mamba language model written straight from DESIGN.md's math
+/// An independent, deliberately naive double-precision Mamba language model written straight from the math in docs/architecture.md
 /// ("The math" and "Selectivity flags"): plain loops, parameters looked up by their Hugging Face keys, nothing shared
 /// with the generated code or the runtime kernels. Tests compare the generated fp32 model against it, and
 /// differentiate its loss by central differences in double precision to check the generated backward pass.

@@ -67,3 +67,28 @@ public class TrainingConsoleTests
     public void DurationsPrintAsClockTimes(int hours, int minutes, int seconds, string expected) =>
         Assert.Equal(expected, TrainingConsole.FormatDuration(new TimeSpan(hours, minutes, seconds)));
 }
+
+public class RedirectedOutputTests
+{
+    [Fact]
+    public void PlainConsoleWritesWideTablesUnwrappedAndWithoutEscapeCodes()
+    {
+        var output = new StringWriter();
+        var console = RedirectedOutput.CreatePlainConsole(output);
+        var table = new Table();
+        string[] headings = Enumerable.Range(1, 12).Select(i => $"column number {i}").ToArray();
+        foreach (string heading in headings) table.AddColumn(heading);
+        table.AddRow(headings.Select(h => $"[green]{h.Replace("column number", "value")}[/]").ToArray());
+        console.Write(table);
+        console.MarkupLine("[red]error:[/] plain");
+
+        string text = output.ToString();
+        Assert.DoesNotContain('\u001b', text);
+        var lines = text.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        // Every heading on one line, far wider than 80 columns: nothing wrapped.
+        var headingLine = Assert.Single(lines, l => l.Contains("column number 1 "));
+        Assert.All(headings, h => Assert.Contains(h, headingLine));
+        Assert.True(headingLine.Length > 80, $"The heading line is {headingLine.Length} columns.");
+        Assert.Contains("error: plain", text);
+    }
+}

@@ -9,8 +9,10 @@ public sealed class ConsoleCancellation : IDisposable
 {
     private readonly CancellationTokenSource _source = new();
 
+    /// <summary>Starts listening for Ctrl+C; <see cref="Dispose"/> stops.</summary>
     public ConsoleCancellation() => Console.CancelKeyPress += OnCancelKeyPress;
 
+    /// <summary>Cancelled at the first Ctrl+C.</summary>
     public CancellationToken Token => _source.Token;
 
     private void OnCancelKeyPress(object? sender, ConsoleCancelEventArgs e)
@@ -20,6 +22,7 @@ public sealed class ConsoleCancellation : IDisposable
         _source.Cancel();
     }
 
+    /// <summary>Stops listening for Ctrl+C.</summary>
     public void Dispose()
     {
         Console.CancelKeyPress -= OnCancelKeyPress;

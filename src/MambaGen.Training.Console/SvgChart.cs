@@ -16,6 +16,7 @@ public sealed class SvgChart
 
     private readonly List<(string Name, double[] X, double[] Y)> _series = [];
 
+    /// <summary>An empty chart with a title and axis labels.</summary>
     public SvgChart(string title, string xLabel, string yLabel)
     {
         Title = title ?? throw new ArgumentNullException(nameof(title));
@@ -23,8 +24,11 @@ public sealed class SvgChart
         YLabel = yLabel ?? throw new ArgumentNullException(nameof(yLabel));
     }
 
+    /// <summary>Printed above the plot.</summary>
     public string Title { get; }
+    /// <summary>Printed below the x axis.</summary>
     public string XLabel { get; }
+    /// <summary>Printed beside the y axis.</summary>
     public string YLabel { get; }
 
     /// <summary>Logarithmic x axis (every x must then be > 0).</summary>
@@ -36,9 +40,12 @@ public sealed class SvgChart
     /// <summary>Fixed upper end of the y axis; by default fitted to the data.</summary>
     public double? YMax { get; init; }
 
+    /// <summary>Width of the SVG in pixels.</summary>
     public int Width { get; init; } = 800;
+    /// <summary>Height of the SVG in pixels.</summary>
     public int Height { get; init; } = 480;
 
+    /// <summary>Names of the series added so far, in order.</summary>
     public IReadOnlyList<string> SeriesNames => _series.Select(s => s.Name).ToList();
 
     /// <summary>Adds a series (copied). Points whose y is not finite are left out of the line.</summary>
@@ -61,6 +68,7 @@ public sealed class SvgChart
     /// <summary>Writes the chart atomically (a failed write leaves any previous file intact).</summary>
     public void Save(string path) => AtomicFile.WriteText(path, Render());
 
+    /// <summary>The chart as an SVG document.</summary>
     public string Render()
     {
         if (Width < Left + Right + 50 || Height < Top + Bottom + 50)
