@@ -76,11 +76,15 @@ constexpr int TT = MAMBA_SCAN_TILE;
 #else
 constexpr int TT = cmin(4 * TPC, cmax(4, cmin(16, 256 / N)));
 #endif
-constexpr int TTB = cmax(4, TT / 2);               // backward tile (it keeps two TTB×SPT arrays in registers)
+#ifdef MAMBA_SCAN_BWD_TILE
+constexpr int TTB = MAMBA_SCAN_BWD_TILE;            // must divide CHUNK
+#else
+constexpr int TTB = cmax(4, TT / 2);               // backward tile (it keeps four TTB×SPT arrays in registers)
+#endif
 constexpr int CHUNK = TT * MAMBA_SCAN_CHUNK_TILES;  // steps per saved state
 constexpr int ROW = TT + 4;                         // padded shared-memory row (conflict-free float4 reads)
 constexpr int ROWB = TTB + 4;
-constexpr int ROWD = TTB + 1;                      // odd row for the scalar dB/dC partials: no bank conflicts
+[[maybe_unused]] constexpr int ROWD = TTB + 1;                      // odd row for the scalar dB/dC partials: no bank conflicts
 
 constexpr int FWD_THREADS = MAMBA_SCAN_THREADS;
 constexpr bool SHUFFLE = MAMBA_SCAN_SHUFFLE_REDUCE && TPC <= 32 && 32 % TPC == 0 && TT % TPC == 0 &&
@@ -227,7 +231,8 @@ mamba_scan_fwd(const mg_in_t* __restrict__ u, const mg_in_t* __restrict__ dt, co
     __syncthreads();
 
     // Next tile's inputs, held in registers while the current tile computes.
-    float r_dt[CH_PER_THREAD], r_u[CH_PER_THREAD], r_z[CH_PER_THREAD], r_b[ST_PER_THREAD], r_c[ST_PER_THREAD];
+    float r_u[CH_PER_THREAD];
+    [[maybe_unused]] float r_dt[CH_PER_THREAD], r_z[CH_PER_THREAD], r_b[ST_PER_THREAD], r_c[ST_PER_THREAD];
     auto load_tile = [&](int t0) {
 #pragma unroll
         for (int i = 0; i < CH_PER_THREAD; ++i)
@@ -247,8 +252,8 @@ mamba_scan_fwd(const mg_in_t* __restrict__ u, const mg_in_t* __restrict__ dt, co
         for (int i = 0; i < ST_PER_THREAD; ++i)
         {
             const int e = tid + i * FWD_THREADS, n = e / TT, t = e % TT;
-            const bool ok = e < N * TT && t0 + t < L;
-            const long long at = state_base + (long long)n * L + t0 + t;
+            [[maybe_unused]] const bool ok = e < N * TT && t0 + t < L;
+            [[maybe_unused]] const long long at = state_base + (long long)n * L + t0 + t;
 #if MAMBA_SELECTIVE_B
             r_b[i] = ok ? mg_load(Bm + at) : 0.f;
 #endif
@@ -265,9 +270,9 @@ mamba_scan_fwd(const mg_in_t* __restrict__ u, const mg_in_t* __restrict__ dt, co
         float* s_delta = smem + F_OFF_DELTA + buf * F_CH;
         float* s_du = smem + F_OFF_DU + buf * F_CH;
         float* s_u = smem + F_OFF_U + buf * F_CH;
-        float* s_z = smem + F_OFF_Z + buf * F_CH;
-        float* s_b = smem + F_OFF_B + buf * F_ST;
-        float* s_c = smem + F_OFF_C + buf * F_ST;
+        [[maybe_unused]] float* s_z = smem + F_OFF_Z + buf * F_CH;
+        [[maybe_unused]] float* s_b = smem + F_OFF_B + buf * F_ST;
+        [[maybe_unused]] float* s_c = smem + F_OFF_C + buf * F_ST;
         float* s_p = smem + F_OFF_P + buf * F_P;
 
 #pragma unroll
@@ -438,13 +443,13 @@ mamba_scan_bwd(const mg_in_t* __restrict__ u, const mg_in_t* __restrict__ dt, co
     float* s_du = smem + B_OFF_DU;
     float* s_u = smem + B_OFF_U;
     float* s_v = smem + B_OFF_V;
-    float* s_z = smem + B_OFF_Z;
+    [[maybe_unused]] float* s_z = smem + B_OFF_Z;
     float* s_dout = smem + B_OFF_DOUT;
     float* s_dy = smem + B_OFF_DY;
-    float* s_b = smem + B_OFF_B;
-    float* s_c = smem + B_OFF_C;
+    [[maybe_unused]] float* s_b = smem + B_OFF_B;
+    [[maybe_unused]] float* s_c = smem + B_OFF_C;
     float* s_p = smem + B_OFF_P;
-    float* s_dc = smem + B_OFF_DC;
+    [[maybe_unused]] float* s_dc = smem + B_OFF_DC;
     float* s_q1 = smem + B_OFF_Q1;
     float* s_q2 = smem + B_OFF_Q2;
     float* s_hs = smem + B_OFF_HS;
@@ -516,8 +521,8 @@ mamba_scan_bwd(const mg_in_t* __restrict__ u, const mg_in_t* __restrict__ dt, co
         for (int e = tid; e < N * TTB; e += BWD_THREADS)
         {
             const int n = e / TTB, t = e % TTB;
-            const bool ok = t0 + t < L;
-            const long long at = state_base + (long long)n * L + t0 + t;
+            [[maybe_unused]] const bool ok = t0 + t < L;
+            [[maybe_unused]] const long long at = state_base + (long long)n * L + t0 + t;
 #if MAMBA_SELECTIVE_B
             s_b[n * ROWB + t] = ok ? mg_load(Bm + at) : 0.f;
 #endif
@@ -744,7 +749,7 @@ mamba_scan_bwd(const mg_in_t* __restrict__ u, const mg_in_t* __restrict__ dt, co
             {
                 const int n = e / TTB, t = e % TTB;
                 const int jn = n % TPC, sn = n / TPC;
-                float sb = 0.f, sc = 0.f;
+                [[maybe_unused]] float sb = 0.f, sc = 0.f;
                 for (int cc = 0; cc < rows; ++cc)
                 {
                     const int r = (sn * BWD_THREADS + cc * TPC + jn) * ROWD + t;

@@ -15,6 +15,7 @@ from scan import ScanKernels, make_inputs  # noqa: E402
 
 def main():
     nv = Nvrtc()
+    cat.RESULTS_FILE = "variants_progress.json"
     if "--ncu" in sys.argv:
         k = ScanKernels(nv, 16, 1536, bf16=1)
         x = make_inputs(k, 8, 2048, 1)
