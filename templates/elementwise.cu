@@ -1,5 +1,4 @@
-// The broadcast of a bias into a product's output (cuBLAS then accumulates onto it with beta = 1). The embedding
-// lookup lives in embedding.cu.
+// The broadcast of a bias into a product's output, which cuBLAS then accumulates onto with beta = 1.
 #ifndef MAMBA_COMMON_CUH
 #include "common.cuh"
 #endif

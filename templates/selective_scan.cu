@@ -44,7 +44,8 @@
 #ifndef MAMBA_HAS_Z
 #define MAMBA_HAS_Z 1
 #endif
-// Threads per block of the forward and of the backward (multiples of the threads per channel).
+// Threads per block asked for, forward and backward; each block takes as many whole channels (min(N, 64) threads
+// each) as fit, so any N from 1 to 256 works and the actual count is published in mamba_scan_config.
 #ifndef MAMBA_SCAN_THREADS
 #define MAMBA_SCAN_THREADS 128
 #endif
@@ -74,30 +75,29 @@ constexpr int SPT = (N + TPC - 1) / TPC;            // states per thread
 #ifdef MAMBA_SCAN_TILE
 constexpr int TT = MAMBA_SCAN_TILE;
 #else
-constexpr int TT = cmin(4 * TPC, cmax(4, cmin(16, 256 / N)));
+constexpr int TT = cmax(4, cmin(4 * TPC, cmin(16, 256 / N)) / 4 * 4);   // whole float4 groups
 #endif
 #ifdef MAMBA_SCAN_BWD_TILE
 constexpr int TTB = MAMBA_SCAN_BWD_TILE;            // must divide CHUNK
 #else
-constexpr int TTB = cmax(4, TT / 2);               // backward tile (it keeps four TTB×SPT arrays in registers)
+constexpr int TTB = cmax(4, TT / 8 * 4);            // backward tile: half a forward tile in whole float4 groups (divides CHUNK)
 #endif
 constexpr int CHUNK = TT * MAMBA_SCAN_CHUNK_TILES;  // steps per saved state
 constexpr int ROW = TT + 4;                         // padded shared-memory row (conflict-free float4 reads)
 constexpr int ROWB = TTB + 4;
 [[maybe_unused]] constexpr int ROWD = TTB + 1;                      // odd row for the scalar dB/dC partials: no bank conflicts
 
-constexpr int FWD_THREADS = MAMBA_SCAN_THREADS;
+constexpr int FWD_THREADS = cmax(1, MAMBA_SCAN_THREADS / TPC) * TPC;
 constexpr bool SHUFFLE = MAMBA_SCAN_SHUFFLE_REDUCE && TPC <= 32 && 32 % TPC == 0 && TT % TPC == 0 &&
                          FWD_THREADS % 32 == 0;
 constexpr int FWD_CPB = FWD_THREADS / TPC;
 constexpr int FWD_BLOCKS_PER_BATCH = (ED + FWD_CPB - 1) / FWD_CPB;
-constexpr int BWD_THREADS = MAMBA_SCAN_BWD_THREADS;
+constexpr int BWD_THREADS = cmax(1, MAMBA_SCAN_BWD_THREADS / TPC) * TPC;
 constexpr int BWD_CPB = BWD_THREADS / TPC;
 constexpr int BWD_BLOCKS_PER_BATCH = (ED + BWD_CPB - 1) / BWD_CPB;
 constexpr int BWD_TILES_PER_CHUNK = CHUNK / TTB;
 
-static_assert(FWD_THREADS % TPC == 0 && FWD_CPB >= 1, "MAMBA_SCAN_THREADS must be a multiple of min(N, 64)");
-static_assert(BWD_THREADS % TPC == 0 && BWD_CPB >= 1, "MAMBA_SCAN_BWD_THREADS must be a multiple of min(N, 64)");
+static_assert(FWD_THREADS % TPC == 0 && BWD_THREADS % TPC == 0, "blocks hold whole channels");
 static_assert(TT % 4 == 0 && TTB % 4 == 0 && CHUNK % TTB == 0, "tiles are whole float4 groups");
 
 #if MAMBA_SELECTIVE_B
@@ -175,7 +175,7 @@ extern "C" __constant__ int mamba_scan_config[8] = {
     mg_scan::FWD_THREADS, mg_scan::FWD_BLOCKS_PER_BATCH, mg_scan::F_FLOATS * 4, mg_scan::CHUNK,
     mg_scan::BWD_THREADS, mg_scan::BWD_BLOCKS_PER_BATCH, mg_scan::B_FLOATS * 4, mg_scan::N};
 
-extern "C" __global__ void __launch_bounds__(MAMBA_SCAN_THREADS)
+extern "C" __global__ void __launch_bounds__(mg_scan::FWD_THREADS)
 mamba_scan_fwd(const mg_in_t* __restrict__ u, const mg_in_t* __restrict__ dt, const float* __restrict__ dt_bias,
                const float* __restrict__ A2, const mg_scan::b_t* __restrict__ Bm, const mg_scan::c_t* __restrict__ Cm,
                const float* __restrict__ Dv, const mg_in_t* __restrict__ z, mg_in_t* __restrict__ y,
@@ -413,7 +413,7 @@ mamba_scan_fwd(const mg_in_t* __restrict__ u, const mg_in_t* __restrict__ dt, co
 // partials finished by mg_sum_slices:
 //   part_dB / part_dC: variable → (BWD_BLOCKS_PER_BATCH, batch, N, L), summed over slice 0; constant → (batch, ED, N)
 //   part_dA (batch, ED, N), part_dD (batch, ED), part_dbias (batch, ED): summed over batch.
-extern "C" __global__ void __launch_bounds__(MAMBA_SCAN_BWD_THREADS)
+extern "C" __global__ void __launch_bounds__(mg_scan::BWD_THREADS)
 mamba_scan_bwd(const mg_in_t* __restrict__ u, const mg_in_t* __restrict__ dt, const float* __restrict__ dt_bias,
                const float* __restrict__ A2, const mg_scan::b_t* __restrict__ Bm, const mg_scan::c_t* __restrict__ Cm,
                const float* __restrict__ Dv, const mg_in_t* __restrict__ z, const mg_in_t* __restrict__ dout,

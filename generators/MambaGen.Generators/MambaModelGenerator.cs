@@ -84,6 +84,7 @@ namespace MambaGen.Generators
             context.RegisterSourceOutput(specs, static (spc, spec) =>
             {
                 spc.AddSource(spec!.Type.HintName + ".g.cs", ModelEmitter.Emit(spec, spc.CancellationToken));
+                spc.AddSource(spec.Type.HintName + ".Cpu.g.cs", ModelEmitter.EmitCpu(spec, spc.CancellationToken));
                 spc.AddSource(spec.Type.HintName + ".Cuda.g.cs", CudaEmitter.Emit(spec, spc.CancellationToken));
             });
         }

@@ -28,10 +28,9 @@ namespace MambaGen.Generators.Emitters
                 // A raw string whose closing quotes sit in column 0, so the CUDA text is kept byte for byte.
                 w.Raw("\"\"\"\"\n" + source + "\"\"\"\";\n");
                 w.Line();
-                w.Summary("Runs this model on a CUDA GPU: compiles <see cref=\"CudaSource\"/> for it (once; NVRTC's output is cached on disk),\n" +
-                          "copies the parameters there and returns the GPU model, whose forward pass gives the same logits as\n" +
-                          "<see cref=\"Forward(int[], int)\"/> to within fp32 rounding.");
-                w.Line($"public global::MambaGen.Cuda.Backend.CudaMambaModel ToCuda(global::MambaGen.Device device) =>");
+                w.Summary("The CUDA backend on <paramref name=\"device\"/>: compiles <see cref=\"CudaSource\"/> for it (NVRTC's output is cached on disk)\n" +
+                          "and copies the parameters there.");
+                w.Line($"private global::MambaGen.IMambaBackend CreateCudaBackend(global::MambaGen.Device device) =>");
                 w.Line($"    new global::MambaGen.Cuda.Backend.CudaMambaModel(Parameters, CudaSource, \"{spec.Type.HintName}.cu\", device);");
             }
             return w.ToString();

@@ -4,7 +4,7 @@ using MambaGen.Generators.Spec;
 namespace MambaGen.Generators.Emitters
 {
     /// <summary>
-    /// Writes the SIMD kernels of one vector width: the causal convolution and the selective scan, forward and backward.
+    /// Writes the SIMD kernels, once, generic over the vector width: the causal convolution and the selective scan, forward and backward.
     /// Each kernel handles one block of channels, vectorised across channels; the taps K are unrolled, the loops over
     /// the states N have the constant bound DState, and the selectivity flags pick which quantities are per-token and
     /// which are hoisted out of the time loop.
@@ -15,20 +15,39 @@ namespace MambaGen.Generators.Emitters
         private const string Cpu = ModelEmitter.Cpu;
         private const string Unsafe = "global::System.Runtime.CompilerServices.Unsafe";
         private const string Marshal = "global::System.Runtime.InteropServices.MemoryMarshal";
+        private const string Intrinsics = "global::System.Runtime.Intrinsics";
 
-        public static void Emit(CodeWriter w, ModelSpec s, VectorFlavor v)
+        public static void Emit(CodeWriter w, ModelSpec s)
         {
-            w.Comment($"── Kernels on {v.Bits}-bit vectors ({v.Width} channels per vector) ─────────────────────────────────────────");
-            w.Summary($"The convolution and scan kernels, forward and backward, on {v.Bits}-bit vectors. Every kernel checks its buffers once,\nthen reads them without bounds checks.");
-            using (w.Block($"private static class {v.ClassName}"))
+            w.Comment("── CPU kernels, written once for every vector width ──────────────────────────────────────────────────");
+            w.Summary(
+                "The convolution and scan kernels, forward and backward. <see cref=\"Native\"/>, chosen once per process, runs them on the\n" +
+                "widest vectors the CPU has: 512 bits (AVX-512), else 256 (AVX2), else 128 (SSE, NEON, or the runtime's portable\n" +
+                "fallback on a CPU without vector hardware, where narrower vectors waste the least).");
+            using (w.Block("private abstract class Kernels"))
             {
-                w.Line($"private const int Width = {v.Width};");
+                w.Line($"public static readonly Kernels Native =");
+                w.Line($"    {Intrinsics}.Vector512.IsHardwareAccelerated ? new Kernels<{Intrinsics}.Vector512<float>, {Cpu}.Width512>() :");
+                w.Line($"    {Intrinsics}.Vector256.IsHardwareAccelerated ? new Kernels<{Intrinsics}.Vector256<float>, {Cpu}.Width256>() :");
+                w.Line($"    new Kernels<{Intrinsics}.Vector128<float>, {Cpu}.Width128>();");
                 w.Line();
-                EmitPrimitives(w, s, v);
-                EmitConvolution(w, s, v);
-                EmitScan(w, s, v);
-                EmitConvolutionBackward(w, s, v);
-                EmitScanBackward(w, s, v);
+                w.Line($"public abstract void ConvolveSilu({ConvolveParameters(s)});");
+                w.Line($"public abstract void Scan({ScanParameters(s)});");
+                w.Line($"public abstract void ConvolveBackward({ConvolveBackwardParameters});");
+                w.Line($"public abstract void ScanBackward({ScanBackwardParameters(s)});");
+            }
+            w.Line();
+            w.Summary(
+                "The kernels on vectors of type TVector, whose operations TWidth supplies; the JIT compiles a copy per width with every\n" +
+                "operation inlined. Each kernel handles one block of channels, one vector of channels at a time, checks its buffers\n" +
+                "once, then reads them without bounds checks.");
+            using (w.Block($"private sealed class Kernels<TVector, TWidth> : Kernels where TVector : unmanaged where TWidth : struct, {Cpu}.IVectorWidth<TVector>"))
+            {
+                EmitPrimitives(w, s);
+                EmitConvolution(w, s);
+                EmitScan(w, s);
+                EmitConvolutionBackward(w, s);
+                EmitScanBackward(w, s);
             }
             w.Line();
         }
@@ -38,38 +57,66 @@ namespace MambaGen.Generators.Emitters
         private const string Inline = "[global::System.Runtime.CompilerServices.MethodImpl(global::System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]";
 
         /// <summary>
-        /// The only width-specific text: one-line primitives the kernels are written in, so the kernel bodies read the
-        /// same for every width. The JIT inlines them.
+        /// One-line primitives the kernels are written in, each a call into TWidth or MambaGen.Cpu.Simd, so the kernel bodies
+        /// read as formulas. The JIT inlines them.
         /// </summary>
-        private static void EmitPrimitives(CodeWriter w, ModelSpec s, VectorFlavor v)
+        private static void EmitPrimitives(CodeWriter w, ModelSpec s)
         {
-            var V = v.Type;
-            w.Comment($"Primitives on {v.Bits}-bit vectors; the kernels below use only these.");
+            const string V = "TVector";
+            const string Simd = Cpu + ".Simd<TVector, TWidth>";
+            w.Comment("Primitives; the kernels below use only these. Width is a JIT-time constant.");
+            w.Line("private static int Width => TWidth.Count;");
+            w.Line($"private static {V} Zero => TWidth.Zero;");
+            w.Line($"private static {V} One => TWidth.One;");
             void Primitive(string signature, string body)
             {
                 w.Line(Inline);
                 w.Line($"private static {signature} => {body};");
             }
-            Primitive($"{V} Load(ref float source, nuint index)", $"{v.Static}.LoadUnsafe(ref source, index)");
-            Primitive($"void Store({V} value, ref float target, nuint index)", $"{v.Static}.StoreUnsafe(value, ref target, index)");
-            Primitive($"{V} Get(float[] source, int index)", $"{v.Static}.Create(source, index)");
-            Primitive($"{V} Get({Sys}.ReadOnlySpan<float> source, int index)", $"{v.Static}.Create(source.Slice(index))");
-            Primitive($"void Put({V} value, {Sys}.Span<float> target, int index)", $"{v.Static}.CopyTo(value, target.Slice(index))");
+            Primitive($"{V} Load(ref float source, nuint index)", "TWidth.Load(ref source, index)");
+            Primitive($"void Store({V} value, ref float target, nuint index)", "TWidth.Store(value, ref target, index)");
+            w.Comment("Bounds-checked access to one vector of channels, for the per-channel constants and the state buffers.");
+            Primitive($"{V} Get({Sys}.ReadOnlySpan<float> source, int index)", $"TWidth.Load(ref {Marshal}.GetReference(source.Slice(index, Width)), 0)");
+            Primitive($"void Put({V} value, {Sys}.Span<float> target, int index)", $"TWidth.Store(value, ref {Marshal}.GetReference(target.Slice(index, Width)), 0)");
             bool perTokenBOrC = s.SelectiveB || s.SelectiveC;
-            if (perTokenBOrC) Primitive($"{V} Broadcast(float value)", $"{v.Static}.Create(value)");
-            Primitive($"{V} Fma({V} a, {V} b, {V} addend)", $"{v.Static}.FusedMultiplyAdd(a, b, addend)");
-            Primitive($"{V} Exp({V} value)", $"{Cpu}.Simd.Exp(value)");
-            Primitive($"{V} Softplus({V} value)", $"{Cpu}.Simd.Softplus(value)");
-            Primitive($"{V} Sigmoid({V} value)", $"{Cpu}.Simd.Sigmoid(value)");
-            Primitive($"{V} Silu({V} value)", $"{Cpu}.Simd.Silu(value)");
+            if (perTokenBOrC) Primitive($"{V} Broadcast(float value)", "TWidth.Create(value)");
+            Primitive($"{V} Add({V} a, {V} b)", "TWidth.Add(a, b)");
+            Primitive($"{V} Sub({V} a, {V} b)", "TWidth.Subtract(a, b)");
+            Primitive($"{V} Mul({V} a, {V} b)", "TWidth.Multiply(a, b)");
+            w.Comment("a·b + addend, fused where the CPU has FMA.");
+            Primitive($"{V} MulAdd({V} a, {V} b, {V} addend)", "TWidth.MultiplyAdd(a, b, addend)");
+            Primitive($"{V} Exp({V} value)", $"{Simd}.Exp(value)");
+            Primitive($"{V} Softplus({V} value)", $"{Simd}.Softplus(value)");
+            Primitive($"{V} Sigmoid({V} value)", $"{Simd}.Sigmoid(value)");
+            Primitive($"{V} Silu({V} value)", $"{Simd}.Silu(value)");
+            w.Comment("d/dv [v·sigmoid(v)] = sigmoid(v)·(1 + v·(1 − sigmoid(v))), given sigmoid(v).");
+            Primitive($"{V} SiluSlope({V} value, {V} sigmoid)", "Mul(sigmoid, Add(One, Mul(value, Sub(One, sigmoid))))");
             if (perTokenBOrC)
                 Primitive($"void AddLaneSums({Sys}.Span<float> vectors, int count, {Sys}.Span<float> sums)",
-                    $"{Cpu}.Simd.AddLaneSums(global::System.Runtime.InteropServices.MemoryMarshal.Cast<float, {V}>(vectors.Slice(0, count * Width)), sums)");
-            Primitive($"float Lane({V} value, int lane)", $"{v.Static}.GetElement(value, lane)");
-            w.Line($"private static {V} Zero => {V}.Zero;");
-            w.Line($"private static {V} One => {V}.One;");
+                    $"{Simd}.AddLaneSums({Marshal}.Cast<float, {V}>(vectors.Slice(0, count * Width)), sums)");
+            Primitive($"float Lane({V} value, int lane)", "TWidth.GetElement(value, lane)");
             w.Line();
         }
+
+        private static string ConvolveParameters(ModelSpec s) =>
+            $"{Sys}.ReadOnlySpan<float> xIn, {Sys}.Span<float> xConv, int firstRow, int length, int firstChannel, LayerConstants constants" +
+            (s.ConvKernel > 1 ? $", {Sys}.Span<float> history" : "");
+
+        private const string ConvolveBackwardParameters =
+            Sys + ".ReadOnlySpan<float> xIn, " + Sys + ".ReadOnlySpan<float> uGradient, " + Sys + ".Span<float> xInGradient, int batch, int length, int firstChannel, LayerConstants constants, LayerGradients gradients";
+
+        private static string ScanParameters(ModelSpec s) =>
+            $"{ScanInputParameters(s)}{Sys}.Span<float> y, int firstRow, int length, int firstChannel, LayerConstants constants, {Sys}.ReadOnlySpan<float> initialState, {Sys}.Span<float> snapshots, int snapshotEvery";
+
+        private static string ScanBackwardParameters(ModelSpec s) =>
+            ScanInputParameters(s) +
+            $"{Sys}.ReadOnlySpan<float> snapshots, {Sys}.ReadOnlySpan<float> outputGradient, {Sys}.Span<float> uGradient, {Sys}.Span<float> gateGradient, " +
+            (s.SelectiveDelta ? $"{Sys}.Span<float> dtGradient, " : "") +
+            (s.SelectiveB ? $"{Sys}.Span<float> partialB, " : "") +
+            (s.SelectiveC ? $"{Sys}.Span<float> partialC, " : "") +
+            $"{Sys}.Span<float> chunkStates, " + (s.SelectiveDelta ? $"{Sys}.Span<float> chunkDecays, " : "") +
+            (s.SelectiveB ? $"{Sys}.Span<float> chunkBProducts, " : "") + (s.SelectiveC ? $"{Sys}.Span<float> chunkCProducts, " : "") +
+            "int batch, int length, int firstChannel, LayerConstants constants, LayerGradients gradients";
 
         /// <summary>Σ_k w_k·operand_k (+ b), oldest tap first, in the one order forward and backward share.</summary>
         private static void ConvSum(CodeWriter w, ModelSpec s, string target, System.Func<int, string> operand)
@@ -77,7 +124,7 @@ namespace MambaGen.Generators.Emitters
             string? sum = s.ConvBias ? "bias" : null;
             for (int tap = 0; tap < s.ConvKernel; tap++)
             {
-                string next = sum is null ? $"tap{tap} * {operand(tap)}" : $"Fma(tap{tap}, {operand(tap)}, {sum})";
+                string next = sum is null ? $"Mul(tap{tap}, {operand(tap)})" : $"MulAdd(tap{tap}, {operand(tap)}, {sum})";
                 w.Line(tap == 0 ? $"var {target} = {next};" : $"{target} = {next};");
                 sum = target;
             }
@@ -90,7 +137,7 @@ namespace MambaGen.Generators.Emitters
             if (s.ConvBias) w.Line("var bias = Get(constants.ConvBiases, c);");
         }
 
-        private static void EmitConvolution(CodeWriter w, ModelSpec s, VectorFlavor v)
+        private static void EmitConvolution(CodeWriter w, ModelSpec s)
         {
             int k = s.ConvKernel;
             string taps = k == 1 ? "w[c, 0]·x[t, c]" : $"Σ_k w[c, k]·x[t − {k - 1} + k, c]";
@@ -101,9 +148,8 @@ namespace MambaGen.Generators.Emitters
                     ? $".\nThe {k - 1} previous inputs slide through registers, zero before the sequence starts; a non-empty\n" +
                       $"<paramref name=\"history\"/> ({k - 1} rows of DInnerStride, oldest first) seeds them and receives their final values."
                     : " (a single tap: no history)."));
-            string historyParameter = k > 1 ? $", {Sys}.Span<float> history" : "";
             w.Line(Optimize);
-            using (w.Block($"public static void ConvolveSilu({Sys}.ReadOnlySpan<float> xIn, {Sys}.Span<float> xConv, int firstRow, int length, int firstChannel, LayerConstants constants{historyParameter})"))
+            using (w.Block($"public override void ConvolveSilu({ConvolveParameters(s)})"))
             {
                 w.Line($"{Cpu}.Bounds.Require(xIn.Length, (firstRow + length) * DInnerStride, nameof(xIn));");
                 w.Line($"{Cpu}.Bounds.Require(xConv.Length, (firstRow + length) * DInnerStride, nameof(xConv));");
@@ -138,7 +184,7 @@ namespace MambaGen.Generators.Emitters
             w.Line();
         }
 
-        private static void EmitConvolutionBackward(CodeWriter w, ModelSpec s, VectorFlavor v)
+        private static void EmitConvolutionBackward(CodeWriter w, ModelSpec s)
         {
             int k = s.ConvKernel;
             w.Summary(
@@ -148,7 +194,7 @@ namespace MambaGen.Generators.Emitters
                 "The K inputs and the K − 1 later ∂pre values slide through registers; the weight gradients of the block's channels go\n" +
                 "to <paramref name=\"gradients\"/> (padding lanes dropped).");
             w.Line(Optimize);
-            using (w.Block($"public static void ConvolveBackward({Sys}.ReadOnlySpan<float> xIn, {Sys}.ReadOnlySpan<float> uGradient, {Sys}.Span<float> xInGradient, int batch, int length, int firstChannel, LayerConstants constants, LayerGradients gradients)"))
+            using (w.Block($"public override void ConvolveBackward({ConvolveBackwardParameters})"))
             {
                 w.Line("int rows = batch * length;");
                 foreach (var name in new[] { "xIn", "uGradient", "xInGradient" })
@@ -177,14 +223,14 @@ namespace MambaGen.Generators.Emitters
                             w.Line("nuint at = (nuint)((firstRow + t) * DInnerStride + c);");
                             ConvSum(w, s, "pre", tap => $"x{tap}");
                             w.Line("var sigmoid = Sigmoid(pre);");
-                            w.Line("var preGradient = Load(ref du, at) * sigmoid * (One + pre * (One - sigmoid));");
-                            w.Line($"var inputGradient = tap{k - 1} * preGradient;");
+                            w.Line("var preGradient = Mul(Load(ref du, at), SiluSlope(pre, sigmoid));");
+                            w.Line($"var inputGradient = Mul(tap{k - 1}, preGradient);");
                             for (int i = 1; i < k; i++)
-                                w.Line($"inputGradient = Fma(tap{k - 1 - i}, later{i}, inputGradient);");
+                                w.Line($"inputGradient = MulAdd(tap{k - 1 - i}, later{i}, inputGradient);");
                             w.Line("Store(inputGradient, ref dx, at);");
                             for (int tap = 0; tap < k; tap++)
-                                w.Line($"tapGradient{tap} = Fma(preGradient, x{tap}, tapGradient{tap});");
-                            if (s.ConvBias) w.Line("biasGradient += preGradient;");
+                                w.Line($"tapGradient{tap} = MulAdd(preGradient, x{tap}, tapGradient{tap});");
+                            if (s.ConvBias) w.Line("biasGradient = Add(biasGradient, preGradient);");
                             if (k > 1)
                             {
                                 var shifts = new System.Collections.Generic.List<string>();
@@ -210,20 +256,20 @@ namespace MambaGen.Generators.Emitters
 
         // ---- Scan: text shared by the forward kernel and the backward kernel's recomputation ----
 
-        private static string DecayOf(ModelSpec s) => s.SelectiveDelta ? "Exp(delta * a[n])" : "decay[n]";
+        private static string DecayOf(ModelSpec s) => s.SelectiveDelta ? "Exp(Mul(delta, a[n]))" : "decay[n]";
 
         /// <summary>The state's input term Δ·B·x at step t, grouped exactly as in the forward kernel.</summary>
         private static string InputOf(ModelSpec s) =>
-            s.SelectiveB ? $"deltaX * Broadcast({Unsafe}.Add(ref bRow, n))" : s.SelectiveDelta ? "deltaX * b[n]" : "deltaB[n] * x";
+            s.SelectiveB ? $"Mul(deltaX, Broadcast({Unsafe}.Add(ref bRow, n)))" : s.SelectiveDelta ? "Mul(deltaX, b[n])" : "Mul(deltaB[n], x)";
 
         private static string BOf(ModelSpec s) => s.SelectiveB ? $"Broadcast({Unsafe}.Add(ref bRow, n))" : "b[n]";
 
         private static string COf(ModelSpec s) => s.SelectiveC ? $"Broadcast({Unsafe}.Add(ref cRow, n))" : "c[n]";
 
         /// <summary>Stack buffers of per-n vectors fixed for a whole sequence.</summary>
-        private static void DeclareFixedVectors(CodeWriter w, ModelSpec s, VectorFlavor v, bool backward)
+        private static void DeclareFixedVectors(CodeWriter w, ModelSpec s, bool backward)
         {
-            void Vectors(string name) => w.Line($"{Sys}.Span<{v.Type}> {name} = stackalloc {v.Type}[DState];");
+            void Vectors(string name) => w.Line($"{Sys}.Span<TVector> {name} = stackalloc TVector[DState];");
             if (s.SelectiveDelta || backward) Vectors("a");
             if (!s.SelectiveDelta) Vectors("decay");
             if (!s.SelectiveB && (s.SelectiveDelta || backward)) Vectors("b");
@@ -235,11 +281,11 @@ namespace MambaGen.Generators.Emitters
         private static void LoadFixedVectors(CodeWriter w, ModelSpec s, bool backward)
         {
             if (s.SelectiveDelta || backward) w.Line("a[n] = Get(constants.NegA, n * DInnerStride + channel);");
-            if (!s.SelectiveDelta) w.Line(backward ? "decay[n] = Exp(delta * a[n]);" : "decay[n] = Exp(delta * Get(constants.NegA, n * DInnerStride + channel));");
+            if (!s.SelectiveDelta) w.Line(backward ? "decay[n] = Exp(Mul(delta, a[n]));" : "decay[n] = Exp(Mul(delta, Get(constants.NegA, n * DInnerStride + channel)));");
             if (!s.SelectiveB)
             {
                 if (s.SelectiveDelta || backward) w.Line("b[n] = Get(constants.FixedB, n * DInnerStride + channel);");
-                if (!s.SelectiveDelta) w.Line(backward ? "deltaB[n] = delta * b[n];" : "deltaB[n] = delta * Get(constants.FixedB, n * DInnerStride + channel);");
+                if (!s.SelectiveDelta) w.Line(backward ? "deltaB[n] = Mul(delta, b[n]);" : "deltaB[n] = Mul(delta, Get(constants.FixedB, n * DInnerStride + channel));");
             }
             if (!s.SelectiveC) w.Line("c[n] = Get(constants.FixedC, n * DInnerStride + channel);");
         }
@@ -254,12 +300,12 @@ namespace MambaGen.Generators.Emitters
             {
                 if (keepDtInput)
                 {
-                    w.Line("var dtInput = Load(ref dt, at) + dtBias;");
+                    w.Line("var dtInput = Add(Load(ref dt, at), dtBias);");
                     w.Line("var delta = Softplus(dtInput);");
                 }
-                else w.Line("var delta = Softplus(Load(ref dt, at) + dtBias);");
+                else w.Line("var delta = Softplus(Add(Load(ref dt, at), dtBias));");
             }
-            if (s.SelectiveB || s.SelectiveDelta || keepDtInput) w.Line("var deltaX = delta * x;");
+            if (s.SelectiveB || s.SelectiveDelta || keepDtInput) w.Line("var deltaX = Mul(delta, x);");
             if (s.SelectiveB) w.Line($"ref float bRow = ref {Unsafe}.Add(ref projected, row * XProjRows + XProjB);");
             if (s.SelectiveC) w.Line($"ref float cRow = ref {Unsafe}.Add(ref projected, row * XProjRows + XProjC);");
         }
@@ -282,7 +328,7 @@ namespace MambaGen.Generators.Emitters
             w.Line($"ref float z = ref {Marshal}.GetReference(gate);");
         }
 
-        private static void EmitScan(CodeWriter w, ModelSpec s, VectorFlavor v)
+        private static void EmitScan(CodeWriter w, ModelSpec s)
         {
             string deltaDoc = s.SelectiveDelta ? "Δ = softplus(dt[t] + b_dt)" : "Δ = softplus(b_dt) (constant: exp(Δ·A) is computed once, outside the time loop)";
             string bDoc = s.SelectiveB ? "B_t[n] (x_dbl column XProjB + n, broadcast across channels)" : "B[c, n] (a learned parameter)";
@@ -296,15 +342,15 @@ namespace MambaGen.Generators.Emitters
                 "<paramref name=\"initialState\"/> (empty: h = 0) holds h as [n][DInnerStride]. After every <paramref name=\"snapshotEvery\"/>\n" +
                 "steps and at the end, h is written to <paramref name=\"snapshots\"/> (unless empty) at [chunk][n][DInnerStride].");
             w.Line(Optimize);
-            using (w.Block($"public static void Scan({ScanInputParameters(s)}{Sys}.Span<float> y, int firstRow, int length, int firstChannel, LayerConstants constants, {Sys}.ReadOnlySpan<float> initialState, {Sys}.Span<float> snapshots, int snapshotEvery)"))
+            using (w.Block($"public override void Scan({ScanParameters(s)})"))
             {
                 w.Line("int rowsEnd = firstRow + length;");
                 ScanInputReferences(w, s, "rowsEnd");
                 w.Line($"{Cpu}.Bounds.Require(y.Length, rowsEnd * DInnerStride, nameof(y));");
                 w.Line("if (snapshotEvery < 1) throw new global::System.ArgumentOutOfRangeException(nameof(snapshotEvery));");
                 w.Line($"ref float output = ref {Marshal}.GetReference(y);");
-                w.Line($"{Sys}.Span<{v.Type}> h = stackalloc {v.Type}[DState];");
-                DeclareFixedVectors(w, s, v, backward: false);
+                w.Line($"{Sys}.Span<TVector> h = stackalloc TVector[DState];");
+                DeclareFixedVectors(w, s, backward: false);
                 using (w.Block("for (int channel = firstChannel; channel < firstChannel + ChannelBlock; channel += Width)"))
                 {
                     w.Line("var dSkip = Get(constants.DSkip, channel);");
@@ -321,13 +367,13 @@ namespace MambaGen.Generators.Emitters
                         using (w.Block("for (int t = chunkStart; t < chunkEnd; t++)"))
                         {
                             StepValues(w, s, keepDtInput: false);
-                            w.Line("var sum = dSkip * x;");
+                            w.Line("var sum = Mul(dSkip, x);");
                             using (w.Block("for (int n = 0; n < DState; n++)"))
                             {
-                                w.Line($"h[n] = Fma({DecayOf(s)}, h[n], {InputOf(s)});");
-                                w.Line($"sum = Fma({COf(s)}, h[n], sum);");
+                                w.Line($"h[n] = MulAdd({DecayOf(s)}, h[n], {InputOf(s)});");
+                                w.Line($"sum = MulAdd({COf(s)}, h[n], sum);");
                             }
-                            w.Line("Store(sum * Silu(Load(ref z, at)), ref output, at);");
+                            w.Line("Store(Mul(sum, Silu(Load(ref z, at))), ref output, at);");
                         }
                         using (w.Block("if (!snapshots.IsEmpty)"))
                         {
@@ -341,7 +387,7 @@ namespace MambaGen.Generators.Emitters
             w.Line();
         }
 
-        private static void EmitScanBackward(CodeWriter w, ModelSpec s, VectorFlavor v)
+        private static void EmitScanBackward(CodeWriter w, ModelSpec s)
         {
             w.Summary(
                 "Backward of Scan for one block of channels over every sequence. Per sequence it walks the chunks from last to first:\n" +
@@ -355,16 +401,8 @@ namespace MambaGen.Generators.Emitters
                 (s.SelectiveB || s.SelectiveC ? "Input-dependent B_t/C_t keep the chunk's per-channel products (chunkBProducts/chunkCProducts) and sum them across\nthe block's channels into partial rows (rows × N) once per chunk, outside the step loop.\n" : "") +
                 "Per-channel gradients (A_log = ∂A·A, since A = −exp(A_log); D; the dt bias" + (s.SelectiveB && s.SelectiveC ? "" : "; the fixed B/C") +
                 ") go to <paramref name=\"gradients\"/>.");
-            var parameters = ScanInputParameters(s) +
-                             $"{Sys}.ReadOnlySpan<float> snapshots, {Sys}.ReadOnlySpan<float> outputGradient, {Sys}.Span<float> uGradient, {Sys}.Span<float> gateGradient, " +
-                             (s.SelectiveDelta ? $"{Sys}.Span<float> dtGradient, " : "") +
-                             (s.SelectiveB ? $"{Sys}.Span<float> partialB, " : "") +
-                             (s.SelectiveC ? $"{Sys}.Span<float> partialC, " : "") +
-                             $"{Sys}.Span<float> chunkStates, " + (s.SelectiveDelta ? $"{Sys}.Span<float> chunkDecays, " : "") +
-                             (s.SelectiveB ? $"{Sys}.Span<float> chunkBProducts, " : "") + (s.SelectiveC ? $"{Sys}.Span<float> chunkCProducts, " : "") +
-                             "int batch, int length, int firstChannel, LayerConstants constants, LayerGradients gradients";
             w.Line(Optimize);
-            using (w.Block($"public static void ScanBackward({parameters})"))
+            using (w.Block($"public override void ScanBackward({ScanBackwardParameters(s)})"))
             {
                 w.Line("int rows = batch * length, chunks = ChunksOf(length);");
                 ScanInputReferences(w, s, "rows");
@@ -386,13 +424,13 @@ namespace MambaGen.Generators.Emitters
                 if (s.SelectiveDelta) w.Line($"ref float decays = ref {Marshal}.GetReference(chunkDecays);");
                 if (s.SelectiveB) w.Line($"ref float bProducts = ref {Marshal}.GetReference(chunkBProducts);");
                 if (s.SelectiveC) w.Line($"ref float cProducts = ref {Marshal}.GetReference(chunkCProducts);");
-                w.Line($"{Sys}.Span<{v.Type}> h = stackalloc {v.Type}[DState];");
-                w.Line($"{Sys}.Span<{v.Type}> carry = stackalloc {v.Type}[DState];");
-                w.Line($"{Sys}.Span<{v.Type}> aGradient = stackalloc {v.Type}[DState];");
-                if (!s.SelectiveB) w.Line($"{Sys}.Span<{v.Type}> bGradient = stackalloc {v.Type}[DState];");
-                if (!s.SelectiveC) w.Line($"{Sys}.Span<{v.Type}> cGradient = stackalloc {v.Type}[DState];");
-                DeclareFixedVectors(w, s, v, backward: true);
-                w.Line("const int StepStride = DState * Width;");
+                w.Line($"{Sys}.Span<TVector> h = stackalloc TVector[DState];");
+                w.Line($"{Sys}.Span<TVector> carry = stackalloc TVector[DState];");
+                w.Line($"{Sys}.Span<TVector> aGradient = stackalloc TVector[DState];");
+                if (!s.SelectiveB) w.Line($"{Sys}.Span<TVector> bGradient = stackalloc TVector[DState];");
+                if (!s.SelectiveC) w.Line($"{Sys}.Span<TVector> cGradient = stackalloc TVector[DState];");
+                DeclareFixedVectors(w, s, backward: true);
+                w.Line("int stepStride = DState * Width;");
                 using (w.Block("for (int channel = firstChannel; channel < firstChannel + ChannelBlock; channel += Width)"))
                 {
                     w.Line("var dSkip = Get(constants.DSkip, channel);");
@@ -423,61 +461,60 @@ namespace MambaGen.Generators.Emitters
                             using (w.Block("for (int t = chunkStart; t < chunkEnd; t++)"))
                             {
                                 StepValues(w, s, keepDtInput: false);
-                                w.Line("nuint slot = (nuint)((t - chunkStart) * StepStride);");
+                                w.Line("nuint slot = (nuint)((t - chunkStart) * stepStride);");
                                 using (w.Block("for (int n = 0; n < DState; n++)"))
                                 {
                                     if (s.SelectiveDelta)
                                     {
-                                        w.Line("var decayN = Exp(delta * a[n]);");
+                                        w.Line("var decayN = Exp(Mul(delta, a[n]));");
                                         w.Line("Store(decayN, ref decays, slot + (nuint)(n * Width));");
-                                        w.Line($"h[n] = Fma(decayN, h[n], {InputOf(s)});");
+                                        w.Line($"h[n] = MulAdd(decayN, h[n], {InputOf(s)});");
                                     }
-                                    else w.Line($"h[n] = Fma(decay[n], h[n], {InputOf(s)});");
-                                    w.Line("Store(h[n], ref states, slot + (nuint)(StepStride + n * Width));");
+                                    else w.Line($"h[n] = MulAdd(decay[n], h[n], {InputOf(s)});");
+                                    w.Line("Store(h[n], ref states, slot + (nuint)(stepStride + n * Width));");
                                 }
                             }
                             w.Comment("Walk the chunk backwards.");
                             using (w.Block("for (int t = chunkEnd - 1; t >= chunkStart; t--)"))
                             {
                                 StepValues(w, s, keepDtInput: true);
-                                w.Line("nuint slot = (nuint)((t - chunkStart) * StepStride);");
+                                w.Line("nuint slot = (nuint)((t - chunkStart) * stepStride);");
                                 w.Line("var gateValue = Load(ref z, at);");
                                 w.Line("var gateSigmoid = Sigmoid(gateValue);");
                                 w.Line("var outGradient = Load(ref dOut, at);");
-                                w.Line("var yGradient = outGradient * (gateValue * gateSigmoid);");
-                                w.Line("var y = dSkip * x;");
-                                w.Line("var xGradient = yGradient * dSkip;");
-                                w.Line("dSkipGradient = Fma(yGradient, x, dSkipGradient);");
+                                w.Line("var yGradient = Mul(outGradient, Mul(gateValue, gateSigmoid));");
+                                w.Line("var y = Mul(dSkip, x);");
+                                w.Line("var xGradient = Mul(yGradient, dSkip);");
+                                w.Line("dSkipGradient = MulAdd(yGradient, x, dSkipGradient);");
                                 w.Line("var deltaGradientT = Zero;");
                                 using (w.Block("for (int n = 0; n < DState; n++)"))
                                 {
                                     w.Line("var hBefore = Load(ref states, slot + (nuint)(n * Width));");
-                                    w.Line("var hNow = Load(ref states, slot + (nuint)(StepStride + n * Width));");
+                                    w.Line("var hNow = Load(ref states, slot + (nuint)(stepStride + n * Width));");
                                     w.Line(s.SelectiveDelta ? "var decayN = Load(ref decays, slot + (nuint)(n * Width));" : "var decayN = decay[n];");
                                     w.Line($"var bN = {BOf(s)};");
                                     w.Line($"var cN = {COf(s)};");
-                                    w.Line("y = Fma(cN, hNow, y);");
-                                    w.Line(s.SelectiveC ? "Store(yGradient * hNow, ref cProducts, slot + (nuint)(n * Width));" : "cGradient[n] = Fma(yGradient, hNow, cGradient[n]);");
-                                    w.Line("var hGradient = Fma(yGradient, cN, carry[n]);");
-                                    w.Line("var q = hGradient * decayN * hBefore;");
-                                    w.Line("deltaGradientT = Fma(a[n], q, deltaGradientT);");
-                                    w.Line("deltaGradientT = Fma(hGradient * bN, x, deltaGradientT);");
-                                    w.Line("aGradient[n] = Fma(q, delta, aGradient[n]);");
-                                    w.Line(s.SelectiveB ? "Store(hGradient * deltaX, ref bProducts, slot + (nuint)(n * Width));" : "bGradient[n] = Fma(hGradient, deltaX, bGradient[n]);");
-                                    w.Line("xGradient = Fma(hGradient * delta, bN, xGradient);");
-                                    w.Line("carry[n] = hGradient * decayN;");
+                                    w.Line("y = MulAdd(cN, hNow, y);");
+                                    w.Line(s.SelectiveC ? "Store(Mul(yGradient, hNow), ref cProducts, slot + (nuint)(n * Width));" : "cGradient[n] = MulAdd(yGradient, hNow, cGradient[n]);");
+                                    w.Line("var hGradient = MulAdd(yGradient, cN, carry[n]);");
+                                    w.Line("var q = Mul(Mul(hGradient, decayN), hBefore);");
+                                    w.Line("deltaGradientT = MulAdd(a[n], q, deltaGradientT);");
+                                    w.Line("deltaGradientT = MulAdd(Mul(hGradient, bN), x, deltaGradientT);");
+                                    w.Line("aGradient[n] = MulAdd(q, delta, aGradient[n]);");
+                                    w.Line(s.SelectiveB ? "Store(Mul(hGradient, deltaX), ref bProducts, slot + (nuint)(n * Width));" : "bGradient[n] = MulAdd(hGradient, deltaX, bGradient[n]);");
+                                    w.Line("xGradient = MulAdd(Mul(hGradient, delta), bN, xGradient);");
+                                    w.Line("carry[n] = Mul(hGradient, decayN);");
                                 }
                                 w.Line("Store(xGradient, ref du, at);");
-                                w.Comment("d/dz [z·sigmoid(z)] = sigmoid(z)·(1 + z·(1 − sigmoid(z))).");
-                                w.Line("Store(outGradient * y * gateSigmoid * (One + gateValue * (One - gateSigmoid)), ref dz, at);");
+                                w.Line("Store(Mul(Mul(outGradient, y), SiluSlope(gateValue, gateSigmoid)), ref dz, at);");
                                 if (s.SelectiveDelta)
                                 {
                                     w.Comment("softplus′ = sigmoid (and 1 above the threshold, where sigmoid is 1 in fp32 too).");
-                                    w.Line("var dtGradientT = deltaGradientT * Sigmoid(dtInput);");
+                                    w.Line("var dtGradientT = Mul(deltaGradientT, Sigmoid(dtInput));");
                                     w.Line("Store(dtGradientT, ref dDt, at);");
-                                    w.Line("dtBiasGradient += dtGradientT;");
+                                    w.Line("dtBiasGradient = Add(dtBiasGradient, dtGradientT);");
                                 }
-                                else w.Line("deltaGradient += deltaGradientT;");
+                                else w.Line("deltaGradient = Add(deltaGradient, deltaGradientT);");
                             }
                             if (s.SelectiveB || s.SelectiveC)
                             {
@@ -488,7 +525,7 @@ namespace MambaGen.Generators.Emitters
                             }
                         }
                     }
-                    if (!s.SelectiveDelta) w.Line("var dtBiasGradient = deltaGradient * Sigmoid(dtBias);");
+                    if (!s.SelectiveDelta) w.Line("var dtBiasGradient = Mul(deltaGradient, Sigmoid(dtBias));");
                     w.Comment("This vector's per-channel gradients; padding lanes are dropped.");
                     using (w.Block("for (int lane = 0; lane < Width && channel + lane < DInner; lane++)"))
                     {
@@ -497,7 +534,7 @@ namespace MambaGen.Generators.Emitters
                         w.Line("gradients.DtBias[target] = Lane(dtBiasGradient, lane);");
                         using (w.Block("for (int n = 0; n < DState; n++)"))
                         {
-                            w.Line("gradients.ALog[target * DState + n] = Lane(aGradient[n] * a[n], lane);");
+                            w.Line("gradients.ALog[target * DState + n] = Lane(Mul(aGradient[n], a[n]), lane);");
                             if (!s.SelectiveB) w.Line("gradients.FixedB[target * DState + n] = Lane(bGradient[n], lane);");
                             if (!s.SelectiveC) w.Line("gradients.FixedC[target * DState + n] = Lane(cGradient[n], lane);");
                         }

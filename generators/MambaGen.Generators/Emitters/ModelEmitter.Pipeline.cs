@@ -101,10 +101,10 @@ namespace MambaGen.Generators.Emitters
             return "columns " + string.Join(", ", parts);
         }
 
-        /// <summary>Adapters from <c>WorkerPool</c> indices to kernel calls, choosing the vector width the CPU runs natively.</summary>
+        /// <summary>Adapters from <c>WorkerPool</c> indices to kernel calls.</summary>
         private static void EmitTasks(CodeWriter w, ModelSpec s)
         {
-            w.Comment("── Kernel tasks: index → (sequence, channel block), dispatched to the widest native vectors ──────");
+            w.Comment("── Kernel tasks: index → (sequence, channel block), run on the widest native vectors ─────────────");
             string convArgs = "act.XIn, act.XConv, sequence * ws.Length, ws.Length, firstChannel, _constants" + (s.ConvKernel > 1 ? ", history" : "");
             using (w.Block("private void ConvolveTask(int index)"))
             {
@@ -182,13 +182,9 @@ namespace MambaGen.Generators.Emitters
             w.Line();
         }
 
-        private static void Dispatch(CodeWriter w, string kernel, string arguments)
-        {
-            w.Line("if (global::System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated)");
-            w.Line($"    {VectorFlavor.All[0].ClassName}.{kernel}({arguments});");
-            w.Line("else");
-            w.Line($"    {VectorFlavor.All[1].ClassName}.{kernel}({arguments});");
-        }
+        /// <summary>A kernel call on the widest native vectors (<c>Kernels.Native</c>, chosen once per process).</summary>
+        private static void Dispatch(CodeWriter w, string kernel, string arguments) =>
+            w.Line($"Kernels.Native.{kernel}({arguments});");
 
         private static void EmitLayerConstants(CodeWriter w, ModelSpec s)
         {

@@ -14,12 +14,24 @@ namespace MambaGen.Generators.Emitters
                 "After the first call with a given batch and length nothing is allocated.");
             using (w.Block($"public float ForwardBackward({Sys}.ReadOnlySpan<int> tokens, {Sys}.ReadOnlySpan<int> targets, int batch, {Sys}.Span<float> gradients)"))
             {
-                w.Line($"int length = {Cpu}.ModelInput.RequireTokenBatch(tokens, batch, Vocab, nameof(tokens));");
+                w.Line($"{Cpu}.ModelInput.RequireTokenBatch(tokens, batch, Vocab, nameof(tokens));");
                 w.Line($"{Cpu}.ModelInput.RequireTargets(targets, tokens.Length, Vocab, nameof(targets));");
                 w.Line($"{Cpu}.ModelInput.RequireLength(gradients.Length, Layout.TotalLength, nameof(gradients));");
+                w.Line("return _backend.ForwardBackward(tokens, targets, batch, gradients);");
+            }
+            w.Line();
+        }
+
+        /// <summary>The CPU's forward and backward for training (arguments already checked).</summary>
+        private static void EmitCpuForwardBackward(CodeWriter w)
+        {
+            w.Summary("ForwardBackward on the CPU; the arguments have been checked.");
+            using (w.Block($"private float CpuForwardBackward({Sys}.ReadOnlySpan<int> tokens, {Sys}.ReadOnlySpan<int> targets, int batch, {Sys}.Span<float> gradients)"))
+            {
                 using (w.Block("lock (_sync)"))
                 {
                     w.Line("int rows = tokens.Length;");
+                    w.Line("int length = rows / batch;");
                     w.Line("var ws = TrainingWorkspaceFor(batch, length);");
                     w.Line("var back = ws.Backward!;");
                     w.Line("RunLayers(ws, tokens, batch, length, state: null);");

@@ -1,13 +1,19 @@
 namespace MambaGen;
 
 /// <summary>What every generated model offers the runtime (training loop, evaluation, checkpointing, samples).</summary>
-public interface IMambaModel
+public interface IMambaModel : IDisposable
 {
     /// <summary>The constants the type was generated with.</summary>
     MambaShape Shape { get; }
 
     /// <summary>The model's parameters (flat, HF-keyed); training updates them in place.</summary>
     MambaParameters Parameters { get; }
+
+    /// <summary>The processor this instance computes on.</summary>
+    Device Device { get; }
+
+    /// <summary>The same model (sharing <see cref="Parameters"/>) on <paramref name="device"/>; dispose it when done.</summary>
+    IMambaModel To(Device device);
 
     /// <summary>Logits for every position: tokens are batch×len ids row-major; the result is batch×len×Vocab.</summary>
     float[] Forward(int[] tokens, int batch);

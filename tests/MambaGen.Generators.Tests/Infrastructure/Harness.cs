@@ -66,6 +66,9 @@ internal sealed record RunOutcome(
 /// <summary>Builds compilations against the real runtime attributes and runs MambaGen's generator and analyzer on them.</summary>
 internal static class Harness
 {
+    /// <summary>Files the generator writes per model: the backend-neutral {Type}.g.cs, {Type}.Cpu.g.cs and {Type}.Cuda.g.cs.</summary>
+    public static readonly string[] FileSuffixes = [".g.cs", ".Cpu.g.cs", ".Cuda.g.cs"];
+
     public static readonly CSharpParseOptions ParseOptions = new(LanguageVersion.Latest);
 
     private static readonly Lazy<ImmutableArray<MetadataReference>> References = new(() =>

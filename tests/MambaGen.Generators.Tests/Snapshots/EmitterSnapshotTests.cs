@@ -10,6 +10,17 @@ namespace MambaGen.Generators.Tests.Snapshots;
 /// </summary>
 public class EmitterSnapshotTests
 {
+    /// <summary>
+    /// A model's backend-neutral half and its CPU backend; the CUDA backend (the templates with the constants as
+    /// #defines) only where <paramref name="withCuda"/>, since the template text is the same for every model.
+    /// </summary>
+    private static void VerifyAll(string declaration, string type, bool withCuda = false, AdditionalText[]? files = null,
+        [System.Runtime.CompilerServices.CallerMemberName] string test = "")
+    {
+        foreach (var part in withCuda ? new[] { "", ".Cpu", ".Cuda" } : new[] { "", ".Cpu" })
+            Snapshot.Verify(Generate(declaration, $"{type}{part}.g.cs", files ?? []), $"{type}{part}.g", testMethod: test);
+    }
+
     private static string Generate(string declaration, string hintName, params AdditionalText[] files)
     {
         var outcome = Harness.Run(Harness.Compile($$"""
@@ -24,20 +35,17 @@ public class EmitterSnapshotTests
     }
 
     [Fact]
-    public void Default130M() => Snapshot.Verify(
-        Generate("""
+    public void Default130M() => VerifyAll("""
             [MambaModel(DModel = 768, Layers = 24, Vocab = 50277, PadVocabMultiple = 8)]
             [SelectiveSsm]
             public partial class Mamba130M { }
-            """, "Demo.Mamba130M.g.cs"),
-        "Demo.Mamba130M.g");
+            """, "Demo.Mamba130M");
 
     [Fact]
-    public void FromHuggingFaceConfigFile() => Snapshot.Verify(
-        Generate("""
+    public void FromHuggingFaceConfigFile() => VerifyAll("""
             [MambaModel(ConfigFile = "checkpoints/tiny/config.json")]
             public partial class Tiny { }
-            """, "Demo.Tiny.g.cs",
+            """, "Demo.Tiny", withCuda: false, files: [
             new InMemoryAdditionalText("/repo/app/checkpoints/tiny/config.json", """
                 {
                   "model_type": "mamba", "hidden_size": 40, "intermediate_size": 80, "expand": 2, "state_size": 6,
@@ -45,15 +53,12 @@ public class EmitterSnapshotTests
                   "use_bias": true, "use_conv_bias": true, "layer_norm_epsilon": 1e-05, "residual_in_fp32": true,
                   "tie_word_embeddings": true, "bos_token_id": 0, "eos_token_id": 0, "pad_token_id": 0
                 }
-                """)),
-        "Demo.Tiny.g");
+                """)]);
 
     [Fact]
-    public void AblationWithoutSelectivity() => Snapshot.Verify(
-        Generate("""
+    public void AblationWithoutSelectivity() => VerifyAll("""
             [MambaModel(DModel = 64, Layers = 2, Vocab = 32)]
             [SelectiveSsm(DState = 8, SelectiveDelta = false, SelectiveB = false, SelectiveC = false)]
             public partial class Lti { }
-            """, "Demo.Lti.g.cs"),
-        "Demo.Lti.g");
+            """, "Demo.Lti", withCuda: true);
 }

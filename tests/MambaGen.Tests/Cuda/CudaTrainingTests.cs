@@ -36,29 +36,33 @@ public class CudaTrainingTests
     /// Every selectivity ablation, N = 3 … 16, odd and padded widths, biases, tied and untied heads. Variants whose
     /// N the scan's tiling does not support yet fail to compile and are reported as failures.
     /// </summary>
-    private static readonly (string Name, Func<int, IMambaModel> Create, Func<IMambaModel, CudaMambaModel> ToCuda)[] Variants =
+    private static readonly (string Name, Func<int, IMambaModel> Create, string CudaSource)[] Variants =
     [
-        (nameof(BiasedUntiedModel), s => BiasedUntiedModel.Create(s), m => ((BiasedUntiedModel)m).ToCuda(Device.Cuda())),
-        (nameof(LtiModel), s => LtiModel.Create(s), m => ((LtiModel)m).ToCuda(Device.Cuda())),
-        (nameof(HfTinyA), s => HfTinyA.Create(s), m => ((HfTinyA)m).ToCuda(Device.Cuda())),
-        (nameof(DeltaOnlyModel), s => DeltaOnlyModel.Create(s), m => ((DeltaOnlyModel)m).ToCuda(Device.Cuda())),
-        (nameof(BcOnlyModel), s => BcOnlyModel.Create(s), m => ((BcOnlyModel)m).ToCuda(Device.Cuda())),
-        (nameof(OddWidthModel), s => OddWidthModel.Create(s), m => ((OddWidthModel)m).ToCuda(Device.Cuda())),
-        (nameof(DeltaAndBModel), s => DeltaAndBModel.Create(s), m => ((DeltaAndBModel)m).ToCuda(Device.Cuda())),
-        (nameof(COnlyModel), s => COnlyModel.Create(s), m => ((COnlyModel)m).ToCuda(Device.Cuda())),
+        (nameof(BiasedUntiedModel), s => BiasedUntiedModel.Create(s), BiasedUntiedModel.CudaSource),
+        (nameof(LtiModel), s => LtiModel.Create(s), LtiModel.CudaSource),
+        (nameof(HfTinyA), s => HfTinyA.Create(s), HfTinyA.CudaSource),
+        (nameof(DeltaOnlyModel), s => DeltaOnlyModel.Create(s), DeltaOnlyModel.CudaSource),
+        (nameof(BcOnlyModel), s => BcOnlyModel.Create(s), BcOnlyModel.CudaSource),
+        (nameof(OddWidthModel), s => OddWidthModel.Create(s), OddWidthModel.CudaSource),
+        (nameof(DeltaAndBModel), s => DeltaAndBModel.Create(s), DeltaAndBModel.CudaSource),
+        (nameof(COnlyModel), s => COnlyModel.Create(s), COnlyModel.CudaSource),
     ];
+
+    /// <summary>The CUDA backend itself (device-resident training needs it, not just the model's API) over <paramref name="model"/>'s parameters.</summary>
+    private static CudaMambaModel OnGpu(IMambaModel model, string cudaSource, string name) =>
+        new(model.Parameters, cudaSource, name + ".cu", Device.Cuda());
 
     [GpuFact]
     public void ForwardBackwardMatchesTheCpuPathForEveryVariant()
     {
         var failures = new List<string>();
         var report = new List<string>();
-        foreach (var (name, create, toCuda) in Variants)
+        foreach (var (name, create, source) in Variants)
         {
             try
             {
                 var model = create(5);
-                using var gpu = toCuda(model);
+                using var gpu = OnGpu(model, source, name);
                 // Two sequences of 300 tokens (several scan chunks and a partial last one), then a short odd shape
                 // through reallocated buffers.
                 foreach (var (batch, length) in new[] { (2, 300), (3, 7) })
@@ -90,7 +94,7 @@ public class CudaTrainingTests
     public void TheBackwardIsBitIdenticalRunToRun()
     {
         var model = BiasedUntiedModel.Create(3);
-        using var gpu = model.ToCuda(Device.Cuda());
+        using var gpu = OnGpu(model, BiasedUntiedModel.CudaSource, nameof(BiasedUntiedModel));
         var (tokens, targets) = Batch(2 * 300, model.Shape.Vocab, seed: 7);
         var first = new float[model.Parameters.Values.Length];
         var second = new float[first.Length];
@@ -106,7 +110,7 @@ public class CudaTrainingTests
     public void UnscoredTargetsAreIgnored()
     {
         var model = LtiModel.Create(2);
-        using var gpu = model.ToCuda(Device.Cuda());
+        using var gpu = OnGpu(model, LtiModel.CudaSource, nameof(LtiModel));
         var (tokens, targets) = Batch(2 * 40, model.Shape.Vocab, seed: 3);
         var gradients = new float[model.Parameters.Values.Length];
 
@@ -138,7 +142,7 @@ public class CudaTrainingTests
         var cpuModel = BiasedUntiedModel.Create(9);
         var options = new AdamWOptions { WeightDecay = 0.1f };
         var cpuOptimizer = new AdamW(cpuModel.Parameters.Layout, options);
-        using var gpu = gpuModel.ToCuda(Device.Cuda());
+        using var gpu = OnGpu(gpuModel, BiasedUntiedModel.CudaSource, nameof(BiasedUntiedModel));
         using var gpuOptimizer = new CudaAdamW(gpu, options);
         var (tokens, targets) = Batch(2 * 64, gpuModel.Shape.Vocab, seed: 11);
         var gradients = new float[gpuModel.Parameters.Values.Length];
@@ -167,7 +171,7 @@ public class CudaTrainingTests
     public void BadTrainingInputIsRejectedBeforeAnyLaunch()
     {
         var model = LtiModel.Create(1);
-        using var gpu = model.ToCuda(Device.Cuda());
+        using var gpu = OnGpu(model, LtiModel.CudaSource, nameof(LtiModel));
         int vocab = model.Shape.Vocab;
         var gradients = new float[model.Parameters.Values.Length];
         var targets = Assert.Throws<ArgumentOutOfRangeException>(() => gpu.ForwardBackward([1, 2], [2, vocab], 1, gradients));
@@ -178,6 +182,28 @@ public class CudaTrainingTests
         Assert.Contains("gradients", size.Message);
         using var optimizer = new CudaAdamW(gpu);
         Assert.Throws<ArgumentOutOfRangeException>(() => optimizer.Update(float.NaN));
+    }
+
+    [GpuFact]
+    public void TheModelsOwnTrainingEntryOnTheGpuFollowsHostParameterChanges()
+    {
+        // Through the generated API, as the Trainer calls it: the CPU optimizer changes the host parameters between
+        // steps, and the GPU instance (sharing them) must train on the new values.
+        using var cpu = BiasedUntiedModel.Create(4);
+        using var gpu = cpu.To(Device.Cuda());
+        var (tokens, targets) = Batch(2 * 50, cpu.Shape.Vocab, seed: 5);
+        var expected = new float[cpu.Parameters.Values.Length];
+        var actual = new float[expected.Length];
+        var optimizer = new AdamW(cpu.Parameters.Layout);
+        for (int step = 0; step < 2; step++)
+        {
+            float expectedLoss = cpu.ForwardBackward(tokens, targets, 2, expected);
+            float loss = gpu.ForwardBackward(tokens, targets, 2, actual);
+            Assert.True(Math.Abs(loss - expectedLoss) <= LossRelative * Math.Abs(expectedLoss), $"step {step}: loss {loss} vs CPU {expectedLoss}");
+            var (_, errors) = CompareGradients(cpu.Parameters.Layout, actual, expected);
+            Assert.True(errors.Count == 0, $"step {step}:\n" + string.Join("\n", errors));
+            optimizer.Update(cpu.Parameters.Values, expected, 1e-2f);
+        }
     }
 
     /// <summary>Per tensor, the gradients outside the tolerance (described), and the worst error as a fraction of its tolerance.</summary>

@@ -21,21 +21,20 @@ public class GeneratedModelCudaTests
     private const float RelativeTolerance = 6e-4f, AbsoluteTolerance = 2e-3f;
 
     /// <summary>Every test variant's rendered CUDA C, with the model it belongs to.</summary>
-    private static readonly (string Name, string Source, Func<int, IMambaModel> Create, Func<IMambaModel, Device, CudaMambaModel> ToCuda)[] Variants =
+    private static readonly (string Name, string Source, Func<int, IMambaModel> Create)[] Variants =
     [
-        Variant(nameof(OddWidthModel), OddWidthModel.CudaSource, s => OddWidthModel.Create(s), (m, d) => ((OddWidthModel)m).ToCuda(d)),
-        Variant(nameof(BiasedUntiedModel), BiasedUntiedModel.CudaSource, s => BiasedUntiedModel.Create(s), (m, d) => ((BiasedUntiedModel)m).ToCuda(d)),
-        Variant(nameof(DeltaOnlyModel), DeltaOnlyModel.CudaSource, s => DeltaOnlyModel.Create(s), (m, d) => ((DeltaOnlyModel)m).ToCuda(d)),
-        Variant(nameof(BcOnlyModel), BcOnlyModel.CudaSource, s => BcOnlyModel.Create(s), (m, d) => ((BcOnlyModel)m).ToCuda(d)),
-        Variant(nameof(LtiModel), LtiModel.CudaSource, s => LtiModel.Create(s), (m, d) => ((LtiModel)m).ToCuda(d)),
-        Variant(nameof(DeltaAndBModel), DeltaAndBModel.CudaSource, s => DeltaAndBModel.Create(s), (m, d) => ((DeltaAndBModel)m).ToCuda(d)),
-        Variant(nameof(COnlyModel), COnlyModel.CudaSource, s => COnlyModel.Create(s), (m, d) => ((COnlyModel)m).ToCuda(d)),
-        Variant(nameof(HfTinyA), HfTinyA.CudaSource, s => HfTinyA.Create(s), (m, d) => ((HfTinyA)m).ToCuda(d)),
+        Variant(nameof(OddWidthModel), OddWidthModel.CudaSource, s => OddWidthModel.Create(s)),
+        Variant(nameof(BiasedUntiedModel), BiasedUntiedModel.CudaSource, s => BiasedUntiedModel.Create(s)),
+        Variant(nameof(DeltaOnlyModel), DeltaOnlyModel.CudaSource, s => DeltaOnlyModel.Create(s)),
+        Variant(nameof(BcOnlyModel), BcOnlyModel.CudaSource, s => BcOnlyModel.Create(s)),
+        Variant(nameof(LtiModel), LtiModel.CudaSource, s => LtiModel.Create(s)),
+        Variant(nameof(DeltaAndBModel), DeltaAndBModel.CudaSource, s => DeltaAndBModel.Create(s)),
+        Variant(nameof(COnlyModel), COnlyModel.CudaSource, s => COnlyModel.Create(s)),
+        Variant(nameof(HfTinyA), HfTinyA.CudaSource, s => HfTinyA.Create(s)),
     ];
 
-    private static (string, string, Func<int, IMambaModel>, Func<IMambaModel, Device, CudaMambaModel>) Variant(
-        string name, string source, Func<int, IMambaModel> create, Func<IMambaModel, Device, CudaMambaModel> toCuda) =>
-        (name, source, create, toCuda);
+    private static (string, string, Func<int, IMambaModel>) Variant(string name, string source, Func<int, IMambaModel> create) =>
+        (name, source, create);
 
     [NvrtcFact]
     public void EveryVariantsKernelsCompileWithNvrtc()
@@ -43,7 +42,7 @@ public class GeneratedModelCudaTests
         using var cache = new TemporaryDirectory();
         var compiler = new KernelCompiler(cache.Path);
         var failures = new List<string>();
-        foreach (var (name, source, _, _) in Variants)
+        foreach (var (name, source, _) in Variants)
         {
             try
             {
@@ -75,20 +74,20 @@ public class GeneratedModelCudaTests
     public void ForwardMatchesTheCpuPathForEveryVariant()
     {
         var failures = new List<string>();
-        foreach (var (name, _, create, toCuda) in Variants)
+        foreach (var (name, _, create) in Variants)
         {
             var model = create(11);
             try
             {
-                using var gpu = toCuda(model, Device.Cuda());
+                using var gpu = model.To(Device.Cuda());
+                Assert.Equal(Device.Cuda(), gpu.Device);
                 // Two sequences of 300 tokens: several scan chunks and tiles, and a partial last one; then a shorter,
                 // odd shape through the same (reallocated) buffers.
                 foreach (var (batch, length) in new[] { (2, 300), (3, 7) })
                 {
                     var tokens = RandomTokens(batch * length, model.Shape.Vocab, seed: batch + length);
                     float[] expected = model.Forward(tokens, batch);
-                    var actual = new float[expected.Length];
-                    gpu.Forward(tokens, batch, actual);
+                    var actual = gpu.Forward(tokens, batch);
                     var error = WorstError(actual, expected);
                     if (error is not null) failures.Add($"{name} batch {batch} length {length}: {error}");
                 }
@@ -105,21 +104,26 @@ public class GeneratedModelCudaTests
     public void ForwardMatchesTransformersOnTheHfFixture()
     {
         using var fixture = new Fixture("hf-tiny-a");
-        var model = HfTinyA.Load(fixture.Directory);
-        using var gpu = model.ToCuda(Device.Cuda());
-        var tokens = fixture.Ints("input_ids");
+        using var gpu = HfTinyA.Load(fixture.Directory, Device.Cuda());
         var expected = fixture.Floats("logits");
-        var actual = new float[expected.Length];
-        gpu.Forward(tokens, 2, actual);
+        var actual = gpu.Forward(fixture.Ints("input_ids"), 2);
         Assert.Null(WorstError(actual, expected));
     }
 
     [GpuFact]
     public void OutOfRangeTokensAreRejectedBeforeAnyLaunch()
     {
-        using var gpu = LtiModel.Create(1).ToCuda(Device.Cuda());
-        var error = Assert.Throws<ArgumentOutOfRangeException>(() => gpu.Forward([1, LtiModel.Vocab], 1, new float[2 * LtiModel.Vocab]));
+        using var gpu = LtiModel.Create(1).To(Device.Cuda());
+        var error = Assert.Throws<ArgumentOutOfRangeException>(() => gpu.Forward([1, LtiModel.Vocab], 1));
         Assert.Contains("tokens", error.Message);
+    }
+
+    [GpuFact]
+    public void OperationsOnlyTheCpuHasSaySoAndNameTheWayBack()
+    {
+        using var gpu = LtiModel.Create(1).To(Device.Cuda());
+        var error = Assert.Throws<NotSupportedException>(() => gpu.Generate([1, 2], 3));
+        Assert.Contains("To(MambaGen.Device.Cpu)", error.Message);
     }
 
     /// <summary>The worst element outside |a − e| ≤ atol + rtol·|e|, described, or null when all are inside.</summary>

@@ -37,6 +37,14 @@ internal sealed class FakeLinearModel : IMambaModel
     public MambaShape Shape { get; }
     public MambaParameters Parameters { get; }
 
+    /// <summary>It computes on the CPU only.</summary>
+    public Device Device => Device.Cpu;
+
+    public IMambaModel To(Device device) =>
+        device == Device.Cpu ? this : throw new NotSupportedException($"The fake model runs on the CPU only, not on {device}.");
+
+    public void Dispose() { }
+
     /// <summary>When set, ForwardBackward reports this loss instead (to test divergence handling).</summary>
     public float? ForcedLoss { get; set; }
 

@@ -38,6 +38,17 @@ public sealed partial class CudaMambaModel
     }
 
     /// <summary>
+    /// The generated model's training entry. Its callers (the Trainer with the CPU optimizer) update the host
+    /// <see cref="MambaParameters"/> between steps, so the host values are copied to the device first; training with
+    /// <see cref="CudaAdamW"/> instead keeps parameters on the device and calls the public overloads.
+    /// </summary>
+    float IMambaBackend.ForwardBackward(ReadOnlySpan<int> tokens, ReadOnlySpan<int> targets, int batch, Span<float> gradients)
+    {
+        UploadParameters();
+        return ForwardBackward(tokens, targets, batch, gradients);
+    }
+
+    /// <summary>
     /// As <see cref="ForwardBackward(ReadOnlySpan{int}, ReadOnlySpan{int}, int, Span{float})"/>, but the gradients
     /// stay on the device only (for <see cref="CudaAdamW.Update"/>): nothing but the loss is copied back.
     /// </summary>

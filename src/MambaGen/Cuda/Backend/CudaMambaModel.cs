@@ -13,7 +13,7 @@ namespace MambaGen.Cuda.Backend;
 /// The parameters are copied to the device when the model is made; <see cref="UploadParameters"/> copies them again
 /// after they change on the host. Calls on one instance run one at a time.
 /// </remarks>
-public sealed partial class CudaMambaModel : IDisposable
+public sealed partial class CudaMambaModel : IMambaBackend
 {
     private const int ElementwiseThreads = 256;
 
@@ -82,6 +82,9 @@ public sealed partial class CudaMambaModel : IDisposable
 
     /// <summary>The GPU the model runs on.</summary>
     public CudaContext Context => _context;
+
+    /// <inheritdoc/>
+    public Device Device => Device.Cuda(_context.DeviceOrdinal);
 
     /// <summary>
     /// Copies the host parameters to the device, with A = −exp(A_log) pre-scaled by log2 e for the scan (each decay

@@ -1,0 +1,19 @@
+namespace MambaGen;
+
+/// <summary>
+/// Where a generated model's computation runs. The generated type keeps its constants, parameters, checkpoints and
+/// public API in one backend-neutral file and reaches the processor through this interface: the CPU backend is the
+/// generated SIMD code of <c>{Model}.Cpu.g.cs</c>, the CUDA backend compiles the CUDA C of <c>{Model}.Cuda.g.cs</c>.
+/// Callers validate arguments before they reach a backend.
+/// </summary>
+public interface IMambaBackend : IDisposable
+{
+    /// <summary>The processor the backend computes on.</summary>
+    Device Device { get; }
+
+    /// <summary>Logits for every position into <paramref name="logits"/> (tokens.Length × Vocab).</summary>
+    void Forward(ReadOnlySpan<int> tokens, int batch, Span<float> logits);
+
+    /// <summary>Mean next-token cross-entropy over scored positions; overwrites <paramref name="gradients"/> with its gradient.</summary>
+    float ForwardBackward(ReadOnlySpan<int> tokens, ReadOnlySpan<int> targets, int batch, Span<float> gradients);
+}
