@@ -51,7 +51,7 @@ public sealed partial class CudaMambaModel : IMambaBackend
             _context = Own(new CudaContext(device.Ordinal));
             _stream = Own(new CudaStream(_context));
             _blas = Own(new CublasHandle(_context, _stream));
-            var image = (compiler ?? new KernelCompiler()).CompileFor(_context, cudaSource, sourceName, CompileOptions);
+            var image = (compiler ?? new KernelCompiler()).CompileFor(_context, WithPaddedVocabulary(cudaSource, _shape), sourceName, CompileOptions);
             _module = Own(_context.LoadModule(image.Image));
             _kernels = new KernelSet(_module);
             _scan = ScanLaunch.Read(_module, _kernels.ScanForward, _context);
@@ -72,15 +72,19 @@ public sealed partial class CudaMambaModel : IMambaBackend
         }
     }
 
+    /// <summary>
+    /// The cross-entropy kernel's row width is <c>MAMBA_VOCAB_PADDED</c>, which the generator does not define: the
+    /// logits are as wide as the padded vocabulary (<see cref="MambaShape.Vocab"/>). An identical later definition
+    /// is legal C, so this stays correct once the generator emits it too.
+    /// </summary>
+    private static string WithPaddedVocabulary(string cudaSource, MambaShape shape) =>
+        $"#define MAMBA_VOCAB_PADDED {shape.Vocab}\n" + cudaSource;
+
     /// <summary>The GPU the model runs on.</summary>
     public CudaContext Context => _context;
 
     /// <inheritdoc/>
     public Device Device => Device.Cuda(_context.DeviceOrdinal);
-
-    // Training on the GPU is not written yet: say so, naming the way that works today.
-    float IMambaBackend.ForwardBackward(ReadOnlySpan<int> tokens, ReadOnlySpan<int> targets, int batch, Span<float> gradients) =>
-        throw new NotSupportedException($"Training on {Device} is not supported yet; train on the CPU (model.To(Device.Cpu)) and move the trained model with To({Device}).");
 
     /// <summary>
     /// Copies the host parameters to the device, with A = −exp(A_log) pre-scaled by log2 e for the scan (each decay
@@ -114,7 +118,7 @@ public sealed partial class CudaMambaModel : IMambaBackend
         lock (_sync)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
-            var a = ActivationsFor(batch, length);
+            var a = ActivationsFor(batch, length, training: false);
             a.Tokens.CopyToDevice(tokens);
             RunForward(a, batch, length);
             _stream.Synchronize();
@@ -128,42 +132,43 @@ public sealed partial class CudaMambaModel : IMambaBackend
         var layout = _parameters.Layout;
         int tokens = batch * length;
         LaunchElementwise(_kernels.Embed, (long)tokens * s.DModel,
-            a.Tokens, Weight(layout.Embedding), a.ResidualA, tokens, s.Vocab);
+            a.Tokens, Weight(layout.Embedding), a.Embedded, tokens, s.Vocab);
 
-        var residualIn = a.ResidualA;
-        var residualOut = a.ResidualB;
+        var residualIn = a.Embedded;
         for (int layer = 0; layer < s.Layers; layer++)
         {
             var o = layout.LayerOffsets[layer];
+            var norm = a.NormAt(layer);
+            var m = a.MixerAt(layer);
             // r = r + mixer output of the previous layer (nothing to add before the first), then RMSNorm.
-            LaunchNorm(residualIn, layer == 0 ? 0 : a.MixerOut.DevicePointer, Weight(o.Norm), residualOut, a.Normed, a.InverseRms, tokens);
-            (residualIn, residualOut) = (residualOut, residualIn);
+            LaunchNorm(residualIn, layer == 0 ? 0 : a.MixerOut.DevicePointer, Weight(o.Norm), norm.Residual, norm.Normed, norm.InverseRms, tokens);
+            residualIn = norm.Residual;
 
             // in_proj, per sequence: x and z (ED×L each, channel-major) = W_in[rows]·normedᵀ (+ bias).
-            ChannelMajorProduct(a.X, s.DInner, Weight(o.InProj), o.InProjBias < 0 ? 0 : Weight(o.InProjBias), a.Normed.DevicePointer, s.DModel, batch, length);
-            ChannelMajorProduct(a.Z, s.DInner, Weight(o.InProj) + RowBytes(s.DInner, s.DModel),
-                o.InProjBias < 0 ? 0 : Weight(o.InProjBias) + (ulong)s.DInner * sizeof(float), a.Normed.DevicePointer, s.DModel, batch, length);
+            ChannelMajorProduct(m.X, s.DInner, Weight(o.InProj), o.InProjBias < 0 ? 0 : Weight(o.InProjBias), norm.Normed.DevicePointer, s.DModel, batch, length);
+            ChannelMajorProduct(m.Z, s.DInner, Weight(o.InProj) + RowBytes(s.DInner, s.DModel),
+                o.InProjBias < 0 ? 0 : Weight(o.InProjBias) + (ulong)s.DInner * sizeof(float), norm.Normed.DevicePointer, s.DModel, batch, length);
 
             // Causal depthwise conv + SiLU over time.
             LaunchElementwise(_kernels.Convolution, (long)tokens * s.DInner,
-                a.X, (long)s.DInner * length, (long)length, 1L, Weight(o.ConvWeight), o.ConvBias < 0 ? 0UL : Weight(o.ConvBias),
-                0UL, a.U, 0UL, batch, length);
+                m.X, (long)s.DInner * length, (long)length, 1L, Weight(o.ConvWeight), o.ConvBias < 0 ? 0UL : Weight(o.ConvBias),
+                0UL, m.U, 0UL, batch, length);
 
             // x_proj's selective rows (dt_low, B, C) and dt_proj, per sequence, channel-major.
             int row = 0;
             if (s.SelectiveDelta)
             {
-                TokenMixProduct(a.DtLow, s.DtRank, Weight(o.XProj), a.U, s.DInner, batch, length);
-                TokenMixProduct(a.Dt, s.DInner, Weight(o.DtProjWeight), a.DtLow, s.DtRank, batch, length);
+                TokenMixProduct(m.DtLow, s.DtRank, Weight(o.XProj), m.U, s.DInner, batch, length);
+                TokenMixProduct(m.Dt, s.DInner, Weight(o.DtProjWeight), m.DtLow, s.DtRank, batch, length);
                 row += s.DtRank;
             }
             if (s.SelectiveB)
             {
-                TokenMixProduct(a.B, s.DState, Weight(o.XProj) + RowBytes(row, s.DInner), a.U, s.DInner, batch, length);
+                TokenMixProduct(m.B, s.DState, Weight(o.XProj) + RowBytes(row, s.DInner), m.U, s.DInner, batch, length);
                 row += s.DState;
             }
             if (s.SelectiveC)
-                TokenMixProduct(a.C, s.DState, Weight(o.XProj) + RowBytes(row, s.DInner), a.U, s.DInner, batch, length);
+                TokenMixProduct(m.C, s.DState, Weight(o.XProj) + RowBytes(row, s.DInner), m.U, s.DInner, batch, length);
 
             // The selective scan with Δ = softplus(dt + bias), D skip and the SiLU(z) gate fused in.
             var scan = _kernels.ScanForward;
@@ -171,24 +176,30 @@ public sealed partial class CudaMambaModel : IMambaBackend
             scan.BlockDimensions = new Dim3((uint)_scan.ForwardThreads);
             scan.DynamicSharedMemory = _scan.ForwardSharedBytes;
             scan.Launch(_stream,
-                a.U, s.SelectiveDelta ? a.Dt.DevicePointer : 0UL, Weight(o.DtProjBias),
-                _scaledA.DevicePointer + (ulong)layer * (ulong)(s.DInner * s.DState) * sizeof(float),
-                s.SelectiveB ? a.B.DevicePointer : Weight(o.B), s.SelectiveC ? a.C.DevicePointer : Weight(o.C),
-                Weight(o.D), a.Z, a.Y, a.ChunkStates, length);
+                m.U, s.SelectiveDelta ? m.Dt.DevicePointer : 0UL, Weight(o.DtProjBias), ScaledA(layer),
+                s.SelectiveB ? m.B.DevicePointer : Weight(o.B), s.SelectiveC ? m.C.DevicePointer : Weight(o.C),
+                Weight(o.D), m.Z, m.Y, m.ChunkStates, length);
 
             // out_proj back to the token-major residual stream: mixer_out (tokens×D) = yᵀ·W_outᵀ (+ bias).
-            TokenMajorProduct(a.MixerOut, s.DModel, Weight(o.OutProj), o.OutProjBias < 0 ? 0 : Weight(o.OutProjBias), a.Y, s.DInner, batch, length);
+            TokenMajorProduct(a.MixerOut, s.DModel, Weight(o.OutProj), o.OutProjBias < 0 ? 0 : Weight(o.OutProjBias), m.Y, s.DInner, batch, length);
         }
 
         // Final norm of r + the last mixer output, then the head: logits (tokens×V) = normed·Eᵀ.
-        LaunchNorm(residualIn, a.MixerOut.DevicePointer, Weight(layout.NormF), residualOut, a.Normed, a.InverseRms, tokens);
-        ulong head = Weight(layout.LmHead >= 0 ? layout.LmHead : layout.Embedding);
+        var final = a.NormAt(s.Layers);
+        LaunchNorm(residualIn, a.MixerOut.DevicePointer, Weight(layout.NormF), final.Residual, final.Normed, final.InverseRms, tokens);
         _blas.GemmEx(CublasOperation.Transpose, CublasOperation.None, s.Vocab, tokens, s.DModel,
-            1f, head, CudaDataType.Float32, s.DModel, a.Normed.DevicePointer, CudaDataType.Float32, s.DModel,
+            1f, Weight(HeadOffset), CudaDataType.Float32, s.DModel, final.Normed.DevicePointer, CudaDataType.Float32, s.DModel,
             0f, a.Logits.DevicePointer, CudaDataType.Float32, s.Vocab);
     }
 
     private ulong Weight(int offset) => _weights.DevicePointer + (ulong)offset * sizeof(float);
+
+    /// <summary>The output head's offset: the untied head, or the embedding it is tied to.</summary>
+    private int HeadOffset => _parameters.Layout.LmHead >= 0 ? _parameters.Layout.LmHead : _parameters.Layout.Embedding;
+
+    /// <summary>Layer <paramref name="layer"/>'s A·log2 e (D_INNER × N).</summary>
+    private ulong ScaledA(int layer) =>
+        _scaledA.DevicePointer + (ulong)layer * (ulong)(_shape.DInner * _shape.DState) * sizeof(float);
 
     private static ulong RowBytes(int rows, int width) => (ulong)rows * (ulong)width * sizeof(float);
 
@@ -253,12 +264,17 @@ public sealed partial class CudaMambaModel : IMambaBackend
         kernel.Launch(_stream, arguments);
     }
 
-    private Activations ActivationsFor(int batch, int length)
+    /// <summary>
+    /// Buffers for (batch, length). Training keeps every layer's activations for the backward; inference shares
+    /// one set. A training set also serves inference, so alternating calls do not reallocate.
+    /// </summary>
+    private Activations ActivationsFor(int batch, int length, bool training)
     {
-        if (_activations is { } current && current.Batch == batch && current.Length == length) return current;
+        if (_activations is { } current && current.Batch == batch && current.Length == length && (current.KeepsEveryLayer || !training))
+            return current;
         _activations?.Dispose();
         _activations = null;
-        _activations = new Activations(_context, _shape, batch, length, _scan.ChunkLength);
+        _activations = new Activations(_context, _shape, batch, length, _scan.ChunkLength, training);
         return _activations;
     }
 
@@ -269,6 +285,7 @@ public sealed partial class CudaMambaModel : IMambaBackend
             if (_disposed) return;
             _disposed = true;
             _activations?.Dispose();
+            DisposeTraining();
             _scaledA.Dispose();
             _weights.Dispose();
             _module.Dispose();
@@ -310,35 +327,46 @@ public sealed partial class CudaMambaModel : IMambaBackend
         }
     }
 
-    /// <summary>Device buffers for one (batch, length), reused while calls keep that shape.</summary>
+    /// <summary>
+    /// Device buffers for one (batch, length), reused while calls keep that shape. The residual stream after each
+    /// norm's add, the normed rows and their inverse RMS live in <see cref="NormBuffers"/> (one per layer plus the
+    /// final norm when training; two that alternate otherwise); the mixer's tensors in <see cref="MixerBuffers"/>
+    /// (one per layer when training, one shared otherwise).
+    /// </summary>
     private sealed class Activations : IDisposable
     {
         private readonly List<IDisposable> _all = new();
+        private readonly NormBuffers[] _norms;
+        private readonly MixerBuffers[] _mixers;
 
-        public Activations(CudaContext context, MambaShape s, int batch, int length, int chunkLength)
+        public Activations(CudaContext context, MambaShape s, int batch, int length, int chunkLength, bool keepEveryLayer)
         {
             Batch = batch;
             Length = length;
+            KeepsEveryLayer = keepEveryLayer;
             long tokens = (long)batch * length;
             int chunks = (length + chunkLength - 1) / chunkLength;
             try
             {
                 Tokens = Add(new CudaDeviceVariable<int>(context, tokens));
-                ResidualA = Floats(tokens * s.DModel);
-                ResidualB = Floats(tokens * s.DModel);
-                Normed = Floats(tokens * s.DModel);
-                InverseRms = Floats(tokens);
+                Embedded = Floats(tokens * s.DModel);
                 MixerOut = Floats(tokens * s.DModel);
-                X = Floats(tokens * s.DInner);
-                Z = Floats(tokens * s.DInner);
-                U = Floats(tokens * s.DInner);
-                Y = Floats(tokens * s.DInner);
-                DtLow = Floats(tokens * Math.Max(1, s.SelectiveDelta ? s.DtRank : 1));
-                Dt = Floats(tokens * (s.SelectiveDelta ? s.DInner : 1));
-                B = Floats(tokens * (s.SelectiveB ? s.DState : 1));
-                C = Floats(tokens * (s.SelectiveC ? s.DState : 1));
-                ChunkStates = Floats((long)batch * s.DInner * chunks * s.DState);
                 Logits = Floats(tokens * s.Vocab);
+                _norms = new NormBuffers[keepEveryLayer ? s.Layers + 1 : 2];
+                for (int i = 0; i < _norms.Length; i++)
+                    _norms[i] = new NormBuffers(Floats(tokens * s.DModel), Floats(tokens * s.DModel), Floats(tokens));
+                _mixers = new MixerBuffers[keepEveryLayer ? s.Layers : 1];
+                for (int i = 0; i < _mixers.Length; i++)
+                    _mixers[i] = new MixerBuffers(
+                        X: Floats(tokens * s.DInner),
+                        Z: Floats(tokens * s.DInner),
+                        U: Floats(tokens * s.DInner),
+                        Y: Floats(tokens * s.DInner),
+                        DtLow: Floats(tokens * (s.SelectiveDelta ? s.DtRank : 1)),
+                        Dt: Floats(tokens * (s.SelectiveDelta ? s.DInner : 1)),
+                        B: Floats(tokens * (s.SelectiveB ? s.DState : 1)),
+                        C: Floats(tokens * (s.SelectiveC ? s.DState : 1)),
+                        ChunkStates: Floats((long)batch * s.DInner * chunks * s.DState));
             }
             catch
             {
@@ -347,18 +375,28 @@ public sealed partial class CudaMambaModel : IMambaBackend
             }
 
             CudaDeviceVariable<float> Floats(long count) => Add(new CudaDeviceVariable<float>(context, count));
-            T Add<T>(T buffer) where T : IDisposable
-            {
-                _all.Add(buffer);
-                return buffer;
-            }
         }
 
         public int Batch { get; }
         public int Length { get; }
+
+        /// <summary>True when every layer has its own buffers (what the backward needs).</summary>
+        public bool KeepsEveryLayer { get; }
+
         public readonly CudaDeviceVariable<int> Tokens;
-        public readonly CudaDeviceVariable<float> ResidualA, ResidualB, Normed, InverseRms, MixerOut;
-        public readonly CudaDeviceVariable<float> X, Z, U, Y, DtLow, Dt, B, C, ChunkStates, Logits;
+        public readonly CudaDeviceVariable<float> Embedded, MixerOut, Logits;
+
+        /// <summary>The norm of layer <paramref name="layer"/>; <c>Layers</c> is the final norm.</summary>
+        public NormBuffers NormAt(int layer) => _norms[KeepsEveryLayer ? layer : layer % 2];
+
+        public MixerBuffers MixerAt(int layer) => _mixers[KeepsEveryLayer ? layer : 0];
+
+        /// <summary>Registers a buffer to be freed with the rest (the backward's scratch is added this way).</summary>
+        public T Add<T>(T buffer) where T : IDisposable
+        {
+            _all.Add(buffer);
+            return buffer;
+        }
 
         public void Dispose()
         {
@@ -366,4 +404,13 @@ public sealed partial class CudaMambaModel : IMambaBackend
             _all.Clear();
         }
     }
+
+    /// <summary>One norm's outputs: the residual stream after the add, the normed rows, 1/rms per row.</summary>
+    private sealed record NormBuffers(CudaDeviceVariable<float> Residual, CudaDeviceVariable<float> Normed, CudaDeviceVariable<float> InverseRms);
+
+    /// <summary>One mixer's tensors, channel-major (batch, channels, L); chunk states (batch, ED, chunks, N).</summary>
+    private sealed record MixerBuffers(
+        CudaDeviceVariable<float> X, CudaDeviceVariable<float> Z, CudaDeviceVariable<float> U, CudaDeviceVariable<float> Y,
+        CudaDeviceVariable<float> DtLow, CudaDeviceVariable<float> Dt, CudaDeviceVariable<float> B, CudaDeviceVariable<float> C,
+        CudaDeviceVariable<float> ChunkStates);
 }

@@ -1,0 +1,545 @@
+using MambaGen.Cpu;
+using MambaGen.Training;
+
+namespace MambaGen.Cuda.Backend;
+
+/// <summary>
+/// Training on the GPU: the forward pass keeping every layer's activations, the backward pass through cuBLAS
+/// products and the variant's backward kernels into a device-resident gradient vector (laid out like the
+/// parameters), and AdamW on the device (<see cref="CudaAdamW"/>).
+/// </summary>
+/// <remarks>
+/// Deterministic by construction: no kernel uses float atomics (per-block and per-batch partials are finished by
+/// <c>mg_sum_slices</c> in a fixed order), and the products are cuBLAS calls, which give the same bits run to run on
+/// one GPU. Sums over the batch of a weight's gradient are computed per sequence by one strided-batched product and
+/// then summed in batch order, because the channel-major activations are not one contiguous matrix over all tokens.
+/// </remarks>
+public sealed partial class CudaMambaModel
+{
+    private TrainingKernels? _trainingKernels;
+    private CudaDeviceVariable<float>? _gradients;
+    private BackwardBuffers? _backward;
+
+    /// <summary>
+    /// Forward and backward for next-token training, exactly as the CPU path's <see cref="IMambaModel.ForwardBackward"/>:
+    /// <paramref name="targets"/> has one id per token, −1 where the position is not scored; <paramref name="gradients"/>
+    /// (laid out like the parameters) is overwritten with the gradient of the mean cross-entropy over scored positions,
+    /// and that mean loss is returned. The gradients also stay on the device for <see cref="CudaAdamW.Update"/>.
+    /// </summary>
+    public float ForwardBackward(ReadOnlySpan<int> tokens, ReadOnlySpan<int> targets, int batch, Span<float> gradients)
+    {
+        ModelInput.RequireLength(gradients.Length, _parameters.Layout.TotalLength, nameof(gradients));
+        lock (_sync)
+        {
+            float loss = ForwardBackwardOnDevice(tokens, targets, batch);
+            _gradients!.CopyToHost(gradients);
+            return loss;
+        }
+    }
+
+    /// <summary>
+    /// The generated model's training entry. Its callers (the Trainer with the CPU optimizer) update the host
+    /// <see cref="MambaParameters"/> between steps, so the host values are copied to the device first; training with
+    /// <see cref="CudaAdamW"/> instead keeps parameters on the device and calls the public overloads.
+    /// </summary>
+    float IMambaBackend.ForwardBackward(ReadOnlySpan<int> tokens, ReadOnlySpan<int> targets, int batch, Span<float> gradients)
+    {
+        UploadParameters();
+        return ForwardBackward(tokens, targets, batch, gradients);
+    }
+
+    /// <summary>
+    /// As <see cref="ForwardBackward(ReadOnlySpan{int}, ReadOnlySpan{int}, int, Span{float})"/>, but the gradients
+    /// stay on the device only (for <see cref="CudaAdamW.Update"/>): nothing but the loss is copied back.
+    /// </summary>
+    public float ForwardBackward(ReadOnlySpan<int> tokens, ReadOnlySpan<int> targets, int batch)
+    {
+        lock (_sync) return ForwardBackwardOnDevice(tokens, targets, batch);
+    }
+
+    /// <summary>
+    /// Copies the device's parameters (changed there by <see cref="CudaAdamW.Update"/>) into the host
+    /// <see cref="MambaParameters"/> the model was made from, so that saving or the CPU path sees them.
+    /// </summary>
+    public void DownloadParameters()
+    {
+        lock (_sync)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            _stream.Synchronize();
+            _weights.CopyToHost(_parameters.Values);
+        }
+    }
+
+    /// <summary>Where each parameter lives in the flat vector (shared by parameters, gradients and moments).</summary>
+    public ParameterLayout Layout => _parameters.Layout;
+
+    private TrainingKernels Training => _trainingKernels ??= new TrainingKernels(_module, _context);
+
+    private ulong Gradient(int offset) => _gradients!.DevicePointer + (ulong)offset * sizeof(float);
+
+    private float ForwardBackwardOnDevice(ReadOnlySpan<int> tokens, ReadOnlySpan<int> targets, int batch)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        var s = _shape;
+        int length = ModelInput.RequireTokenBatch(tokens, batch, s.Vocab);
+        ModelInput.RequireTargets(targets, tokens.Length, s.Vocab);
+        int scored = 0;
+        foreach (int target in targets)
+            if (target != CrossEntropy.Unscored) scored++;
+
+        var a = ActivationsFor(batch, length, training: true);
+        var bw = BackwardFor(a);
+        _gradients ??= new CudaDeviceVariable<float>(_context, _parameters.Layout.TotalLength);
+        var k = Training;
+        // Every upload before the first launch: the copies are synchronous, the launches queue behind them.
+        a.Tokens.CopyToDevice(tokens);
+        bw.Targets.CopyToDevice(targets);
+        GroupPositionsByToken(tokens, bw);
+
+        RunForward(a, batch, length);
+        RunBackward(a, bw, k, batch, length, scored);
+
+        _stream.Synchronize();
+        Span<float> lossSum = stackalloc float[1];
+        bw.LossSum.CopyToHost(lossSum);
+        return scored == 0 ? 0f : lossSum[0] / scored;
+    }
+
+    /// <summary>
+    /// The embedding's deterministic scatter-add reads positions grouped by token, in increasing position within a
+    /// token (a counting sort of the ids); the host has the ids, so it builds the grouping.
+    /// </summary>
+    private void GroupPositionsByToken(ReadOnlySpan<int> tokens, BackwardBuffers bw)
+    {
+        int vocab = _shape.Vocab;
+        var offsets = new int[vocab + 1];
+        foreach (int token in tokens) offsets[token + 1]++;
+        for (int v = 0; v < vocab; v++) offsets[v + 1] += offsets[v];
+        var next = offsets.AsSpan(0, vocab).ToArray();
+        var order = new int[tokens.Length];
+        for (int position = 0; position < tokens.Length; position++) order[next[tokens[position]]++] = position;
+        bw.Order.CopyToDevice(order);
+        bw.Offsets.CopyToDevice(offsets);
+    }
+
+    private void RunBackward(Activations a, BackwardBuffers bw, TrainingKernels k, int batch, int length, int scored)
+    {
+        var s = _shape;
+        var layout = _parameters.Layout;
+        int tokens = batch * length;
+
+        // Cross-entropy over the padded vocabulary: per-row losses, and dlogits (scaled by 1/scored) in place of the logits.
+        var crossEntropy = k.CrossEntropy;
+        crossEntropy.GridDimensions = new Dim3((uint)tokens);
+        crossEntropy.BlockDimensions = new Dim3(ElementwiseThreads);
+        crossEntropy.Launch(_stream, a.Logits, bw.Targets, bw.RowLoss, a.Logits, s.Vocab, scored == 0 ? 0f : 1f / scored);
+        SumSlices(bw.RowLoss.DevicePointer, bw.LossSum.DevicePointer, tokens, 1);
+
+        // Head, logits = normed·Hᵀ: dH (V×D) = dlogitsᵀ·normed, d normed = dlogits·H. A tied head's gradient is
+        // written here and the embedding's scatter-add accumulates onto it at the end.
+        var final = a.NormAt(s.Layers);
+        _blas.GemmEx(CublasOperation.None, CublasOperation.Transpose, s.DModel, s.Vocab, tokens,
+            1f, final.Normed.DevicePointer, CudaDataType.Float32, s.DModel, a.Logits.DevicePointer, CudaDataType.Float32, s.Vocab,
+            0f, Gradient(HeadOffset), CudaDataType.Float32, s.DModel);
+        _blas.GemmEx(CublasOperation.None, CublasOperation.None, s.DModel, tokens, s.Vocab,
+            1f, Weight(HeadOffset), CudaDataType.Float32, s.DModel, a.Logits.DevicePointer, CudaDataType.Float32, s.Vocab,
+            0f, bw.DNormed.DevicePointer, CudaDataType.Float32, s.DModel);
+        NormBackward(final, layout.NormF, bw.DNormed, 0, bw.DResidual[0], bw, tokens);
+
+        // Layers, last first. DResidual[current] is the gradient of the layer's residual output, which is also the
+        // gradient of its mixer's output (the next norm adds the two).
+        int current = 0;
+        for (int layer = s.Layers - 1; layer >= 0; layer--)
+        {
+            var norm = a.NormAt(layer);
+            MixerBackward(layer, norm, a.MixerAt(layer), bw.DResidual[current], bw, batch, length);
+            NormBackward(norm, layout.LayerOffsets[layer].Norm, bw.DNormed, bw.DResidual[current].DevicePointer, bw.DResidual[1 - current], bw, tokens);
+            current = 1 - current;
+        }
+
+        // The first layer's residual input is the embedding: scatter-add its gradient per token, in position order.
+        var embed = k.EmbedBackward;
+        embed.GridDimensions = new Dim3((uint)Math.Min(s.Vocab, 65_535));
+        embed.BlockDimensions = new Dim3((uint)Math.Min(ElementwiseThreads, (s.DModel + 31) / 32 * 32));
+        embed.Launch(_stream, bw.DResidual[current], bw.Order, bw.Offsets, Gradient(layout.Embedding), s.Vocab, layout.LmHead < 0 ? 1 : 0);
+    }
+
+    /// <summary>
+    /// Gradients of one mixer's parameters from <paramref name="dOut"/> (tokens × D, the gradient of its output);
+    /// leaves the gradient of its normed input in <c>bw.DNormed</c>.
+    /// </summary>
+    private void MixerBackward(int layer, NormBuffers norm, MixerBuffers m, CudaDeviceVariable<float> dOut, BackwardBuffers bw, int batch, int length)
+    {
+        var s = _shape;
+        var o = _parameters.Layout.LayerOffsets[layer];
+        var k = Training;
+        int ed = s.DInner, n = s.DState, d = s.DModel;
+        long tokens = (long)batch * length;
+
+        // out_proj, out_b (L×D) = y_bᵀ·Wᵀ: dW (D×ED) = Σ_b dout_bᵀ·y_bᵀ, d bias = Σ_t dout, dy_b (ED×L) = Wᵀ·dout_bᵀ.
+        _blas.GemmStridedBatchedEx(CublasOperation.Transpose, CublasOperation.Transpose, ed, d, length,
+            1f, m.Y.DevicePointer, CudaDataType.Float32, length, (long)ed * length,
+            dOut.DevicePointer, CudaDataType.Float32, d, (long)length * d,
+            0f, bw.WeightPartials.DevicePointer, CudaDataType.Float32, ed, (long)ed * d, batch);
+        SumSlices(bw.WeightPartials.DevicePointer, Gradient(o.OutProj), batch, (long)d * ed);
+        if (o.OutProjBias >= 0)
+            _blas.GemmEx(CublasOperation.None, CublasOperation.None, d, 1, (int)tokens,
+                1f, dOut.DevicePointer, CudaDataType.Float32, d, bw.Ones.DevicePointer, CudaDataType.Float32, (int)tokens,
+                0f, Gradient(o.OutProjBias), CudaDataType.Float32, d);
+        _blas.GemmStridedBatchedEx(CublasOperation.Transpose, CublasOperation.Transpose, length, ed, d,
+            1f, dOut.DevicePointer, CudaDataType.Float32, d, (long)length * d,
+            Weight(o.OutProj), CudaDataType.Float32, ed, 0,
+            0f, bw.DY.DevicePointer, CudaDataType.Float32, length, (long)ed * length, batch);
+
+        // The scan: du, d(dt before the softplus), dz, and partials of dA, dB, dC, dD, d dt_bias.
+        var scan = k.ScanBackward;
+        scan.GridDimensions = new Dim3((uint)(batch * k.BackwardBlocksPerSequence));
+        scan.BlockDimensions = new Dim3((uint)k.BackwardThreads);
+        scan.DynamicSharedMemory = k.BackwardSharedBytes;
+        scan.Launch(_stream,
+            m.U, s.SelectiveDelta ? m.Dt.DevicePointer : 0UL, Weight(o.DtProjBias), ScaledA(layer),
+            s.SelectiveB ? m.B.DevicePointer : Weight(o.B), s.SelectiveC ? m.C.DevicePointer : Weight(o.C),
+            Weight(o.D), m.Z, bw.DY, m.ChunkStates,
+            bw.DU, s.SelectiveDelta ? bw.DDt.DevicePointer : 0UL, bw.DZ,
+            bw.PartDA, bw.PartDB, bw.PartDC, bw.PartDD, bw.PartDBias, batch, length);
+        LaunchElementwise(k.ALogGradient, (long)ed * n, bw.PartDA, Weight(o.ALog), Gradient(o.ALog), batch, (long)ed * n);
+        SumSlices(bw.PartDD.DevicePointer, Gradient(o.D), batch, ed);
+        SumSlices(bw.PartDBias.DevicePointer, Gradient(o.DtProjBias), batch, ed);
+        // Variable B/C: partials per channel block of (batch, N, L) → the activations' gradients; constant: per
+        // sequence of (ED, N) → the parameters' gradients.
+        if (s.SelectiveB) SumSlices(bw.PartDB.DevicePointer, bw.DB.DevicePointer, k.BackwardBlocksPerSequence, tokens * n);
+        else SumSlices(bw.PartDB.DevicePointer, Gradient(o.B), batch, (long)ed * n);
+        if (s.SelectiveC) SumSlices(bw.PartDC.DevicePointer, bw.DC.DevicePointer, k.BackwardBlocksPerSequence, tokens * n);
+        else SumSlices(bw.PartDC.DevicePointer, Gradient(o.C), batch, (long)ed * n);
+
+        // dt_proj, then x_proj's rows (dt_low, B, C): each adds its input gradient onto du, in that fixed order.
+        int row = 0;
+        if (s.SelectiveDelta)
+        {
+            TokenMixBackward(bw.DDt, ed, o.DtProjWeight, m.DtLow, s.DtRank, bw.DDtLow, accumulate: false, bw, batch, length);
+            TokenMixBackward(bw.DDtLow, s.DtRank, o.XProj, m.U, ed, bw.DU, accumulate: true, bw, batch, length);
+            row += s.DtRank;
+        }
+        if (s.SelectiveB)
+        {
+            TokenMixBackward(bw.DB, n, o.XProj + row * ed, m.U, ed, bw.DU, accumulate: true, bw, batch, length);
+            row += n;
+        }
+        if (s.SelectiveC)
+            TokenMixBackward(bw.DC, n, o.XProj + row * ed, m.U, ed, bw.DU, accumulate: true, bw, batch, length);
+
+        // Causal conv + SiLU: dpre = du·silu'(pre), then dx, and dw/dbias (one block per channel, fixed order).
+        long sb = (long)ed * length, sc = length, st = 1;
+        ulong convBias = o.ConvBias < 0 ? 0UL : Weight(o.ConvBias);
+        LaunchElementwise(k.ConvBackwardPre, tokens * ed, m.X, sb, sc, st, Weight(o.ConvWeight), convBias, 0UL, bw.DU, bw.DPre, batch, length);
+        LaunchElementwise(k.ConvBackwardDx, tokens * ed, bw.DPre, Weight(o.ConvWeight), bw.DX, sb, sc, st, batch, length);
+        var convWeights = k.ConvBackwardDw;
+        convWeights.GridDimensions = new Dim3((uint)ed);
+        convWeights.BlockDimensions = new Dim3(ElementwiseThreads);
+        convWeights.Launch(_stream, m.X, sb, sc, st, 0UL, bw.DPre, Gradient(o.ConvWeight), o.ConvBias < 0 ? 0UL : Gradient(o.ConvBias), batch, length);
+
+        // in_proj, x_b / z_b (ED×L) = W_x / W_z · normed_bᵀ (+ bias): dW = Σ_b dx_b·normed_b, d normed_b = dx_bᵀ·W_x + dz_bᵀ·W_z.
+        ulong zRows = Weight(o.InProj) + RowBytes(ed, d);
+        foreach (var (grad, partial) in new[] { (bw.DX, 0L), (bw.DZ, (long)ed * d) })
+            _blas.GemmStridedBatchedEx(CublasOperation.None, CublasOperation.None, d, ed, length,
+                1f, norm.Normed.DevicePointer, CudaDataType.Float32, d, (long)length * d,
+                grad.DevicePointer, CudaDataType.Float32, length, (long)ed * length,
+                0f, bw.WeightPartials.DevicePointer + (ulong)partial * sizeof(float), CudaDataType.Float32, d, 2L * ed * d, batch);
+        SumSlices(bw.WeightPartials.DevicePointer, Gradient(o.InProj), batch, 2L * ed * d);
+        _blas.GemmStridedBatchedEx(CublasOperation.None, CublasOperation.Transpose, d, length, ed,
+            1f, Weight(o.InProj), CudaDataType.Float32, d, 0, bw.DX.DevicePointer, CudaDataType.Float32, length, (long)ed * length,
+            0f, bw.DNormed.DevicePointer, CudaDataType.Float32, d, (long)length * d, batch);
+        _blas.GemmStridedBatchedEx(CublasOperation.None, CublasOperation.Transpose, d, length, ed,
+            1f, zRows, CudaDataType.Float32, d, 0, bw.DZ.DevicePointer, CudaDataType.Float32, length, (long)ed * length,
+            1f, bw.DNormed.DevicePointer, CudaDataType.Float32, d, (long)length * d, batch);
+        if (o.InProjBias >= 0)
+        {
+            // Per (sequence, channel) sums over time as one product with a ones vector, then summed over sequences.
+            int half = 0;
+            foreach (var grad in new[] { bw.DX, bw.DZ })
+            {
+                _blas.GemmEx(CublasOperation.Transpose, CublasOperation.None, 1, batch * ed, length,
+                    1f, bw.Ones.DevicePointer, CudaDataType.Float32, length, grad.DevicePointer, CudaDataType.Float32, length,
+                    0f, bw.WeightPartials.DevicePointer, CudaDataType.Float32, 1);
+                SumSlices(bw.WeightPartials.DevicePointer, Gradient(o.InProjBias + half), batch, ed);
+                half += ed;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Backward of <see cref="TokenMixProduct"/>, out_b (rows×L) = W (rows×width) · in_b (width×L), all channel-major:
+    /// dW = Σ_b dout_b·in_bᵀ into the gradient at <paramref name="weightOffset"/>, and d in_b = Wᵀ·dout_b written to
+    /// (or, with <paramref name="accumulate"/>, added onto) <paramref name="dInput"/>.
+    /// </summary>
+    private void TokenMixBackward(CudaDeviceVariable<float> dOut, int rows, int weightOffset, CudaDeviceVariable<float> input, int width,
+        CudaDeviceVariable<float> dInput, bool accumulate, BackwardBuffers bw, int batch, int length)
+    {
+        // Column-major view: dWᵀ (width×rows) = in_b (width×L) · dout_bᵀ (L×rows), per sequence, then summed.
+        _blas.GemmStridedBatchedEx(CublasOperation.Transpose, CublasOperation.None, width, rows, length,
+            1f, input.DevicePointer, CudaDataType.Float32, length, (long)width * length,
+            dOut.DevicePointer, CudaDataType.Float32, length, (long)rows * length,
+            0f, bw.WeightPartials.DevicePointer, CudaDataType.Float32, width, (long)rows * width, batch);
+        SumSlices(bw.WeightPartials.DevicePointer, Gradient(weightOffset), batch, (long)rows * width);
+        // d in_bᵀ (L×width) = dout_bᵀ (L×rows) · W (rows×width).
+        _blas.GemmStridedBatchedEx(CublasOperation.None, CublasOperation.Transpose, length, width, rows,
+            1f, dOut.DevicePointer, CudaDataType.Float32, length, (long)rows * length,
+            Weight(weightOffset), CudaDataType.Float32, width, 0,
+            accumulate ? 1f : 0f, dInput.DevicePointer, CudaDataType.Float32, length, (long)width * length, batch);
+    }
+
+    /// <summary>
+    /// RMSNorm with the residual add, backward: <paramref name="dr"/> gets the gradient of the norm's residual input
+    /// (and of the mixer output it added), the weight's gradient goes to <paramref name="weightOffset"/>.
+    /// <paramref name="dResidualOut"/> is the gradient reaching the residual output from above (0: none).
+    /// </summary>
+    private void NormBackward(NormBuffers norm, int weightOffset, CudaDeviceVariable<float> dNormed, ulong dResidualOut,
+        CudaDeviceVariable<float> dr, BackwardBuffers bw, int rows)
+    {
+        var k = Training;
+        int blocks = (rows + k.NormBackwardRows - 1) / k.NormBackwardRows;
+        var kernel = k.NormBackward;
+        kernel.GridDimensions = new Dim3((uint)blocks);
+        kernel.BlockDimensions = new Dim3((uint)_scan.NormThreads);
+        kernel.Launch(_stream, norm.Residual, norm.InverseRms, Weight(weightOffset), dNormed, dResidualOut, dr, bw.NormPartials, rows);
+        SumSlices(bw.NormPartials.DevicePointer, Gradient(weightOffset), blocks, _shape.DModel);
+    }
+
+    /// <summary>out[i] = Σ_j in[j·count + i] over <paramref name="parts"/> slices, in slice order.</summary>
+    private void SumSlices(ulong input, ulong output, int parts, long count) =>
+        LaunchElementwise(Training.SumSlices, count, input, output, parts, count);
+
+    private BackwardBuffers BackwardFor(Activations a)
+    {
+        if (_backward is { } current && ReferenceEquals(current.Owner, a)) return current;
+        var k = Training;
+        _backward = new BackwardBuffers(a, _context, _shape, k.BackwardBlocksPerSequence, k.NormBackwardRows);
+        return _backward;
+    }
+
+    /// <summary>Applies one AdamW step to the device parameters with the device gradients; called by <see cref="CudaAdamW"/>.</summary>
+    internal void ApplyAdamW(CudaAdamW optimizer, float decayFactor, float stepSize, float inverseSqrtBiasCorrection2)
+    {
+        lock (_sync)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            if (_gradients is null)
+                throw new InvalidOperationException("AdamW needs gradients on the device: call ForwardBackward before Update.");
+            var k = Training;
+            var options = optimizer.Options;
+            var adam = k.AdamW;
+            long perSegmentBlocks = Math.Clamp((_parameters.Layout.TotalLength / optimizer.Segments + ElementwiseThreads - 1) / ElementwiseThreads, 1, 4096);
+            adam.GridDimensions = new Dim3((uint)perSegmentBlocks, (uint)optimizer.Segments);
+            adam.BlockDimensions = new Dim3(ElementwiseThreads);
+            adam.Launch(_stream, _weights, _gradients, optimizer.FirstMoment, optimizer.SecondMoment, 0UL,
+                optimizer.SegmentStarts, optimizer.SegmentDecays, decayFactor,
+                options.Beta1, 1 - options.Beta1, options.Beta2, 1 - options.Beta2, stepSize, inverseSqrtBiasCorrection2,
+                options.Epsilon, 1f);
+            // The scan reads A·log2 e, which follows A_log.
+            int perLayer = _shape.DInner * _shape.DState;
+            for (int layer = 0; layer < _shape.Layers; layer++)
+                LaunchElementwise(k.ScaledA, perLayer, Weight(_parameters.Layout.LayerOffsets[layer].ALog), ScaledA(layer), (long)perLayer);
+            _stream.Synchronize();
+        }
+    }
+
+    private void DisposeTraining()
+    {
+        _gradients?.Dispose();
+        _gradients = null;
+        _backward = null;
+    }
+
+    /// <summary>The training kernels of the compiled variant and their launch facts.</summary>
+    private sealed class TrainingKernels
+    {
+        public TrainingKernels(CudaModule module, CudaContext context)
+        {
+            ScanBackward = module.GetKernel("mamba_scan_bwd");
+            NormBackward = module.GetKernel("mamba_rmsnorm_bwd");
+            ConvBackwardPre = module.GetKernel("mamba_conv_bwd_pre");
+            ConvBackwardDx = module.GetKernel("mamba_conv_bwd_dx");
+            ConvBackwardDw = module.GetKernel("mamba_conv_bwd_dw");
+            CrossEntropy = module.GetKernel("mamba_cross_entropy");
+            EmbedBackward = module.GetKernel("mamba_embed_bwd");
+            SumSlices = module.GetKernel("mg_sum_slices");
+            ALogGradient = module.GetKernel("mamba_alog_grad");
+            ScaledA = module.GetKernel("mamba_scaled_a");
+            AdamW = module.GetKernel("mamba_adamw");
+            var scan = module.ReadConstant<int>("mamba_scan_config", 8);
+            var norm = module.ReadConstant<int>("mamba_norm_config", 3);
+            (BackwardThreads, BackwardBlocksPerSequence, BackwardSharedBytes) = (scan[4], scan[5], scan[6]);
+            NormBackwardRows = norm[1];
+            if (BackwardSharedBytes > ScanBackward.MaxDynamicSharedMemory)
+            {
+                if (BackwardSharedBytes > context.MaxSharedMemoryPerBlockOptin)
+                    throw new InvalidOperationException(
+                        $"The scan's backward kernel needs {BackwardSharedBytes} bytes of shared memory per block; {context.DeviceName} allows {context.MaxSharedMemoryPerBlockOptin}.");
+                ScanBackward.MaxDynamicSharedMemory = BackwardSharedBytes;
+            }
+        }
+
+        public CudaKernel ScanBackward { get; }
+        public CudaKernel NormBackward { get; }
+        public CudaKernel ConvBackwardPre { get; }
+        public CudaKernel ConvBackwardDx { get; }
+        public CudaKernel ConvBackwardDw { get; }
+        public CudaKernel CrossEntropy { get; }
+        public CudaKernel EmbedBackward { get; }
+        public CudaKernel SumSlices { get; }
+        public CudaKernel ALogGradient { get; }
+        public CudaKernel ScaledA { get; }
+        public CudaKernel AdamW { get; }
+        public int BackwardThreads { get; }
+        public int BackwardBlocksPerSequence { get; }
+        public int BackwardSharedBytes { get; }
+        public int NormBackwardRows { get; }
+    }
+
+    /// <summary>The backward's gradients of activations and its partial sums, for one (batch, length); freed with the activations.</summary>
+    private sealed class BackwardBuffers
+    {
+        public BackwardBuffers(Activations owner, CudaContext context, MambaShape s, int scanBlocksPerSequence, int normRowsPerBlock)
+        {
+            Owner = owner;
+            int batch = owner.Batch, length = owner.Length;
+            long tokens = (long)batch * length;
+            long channels = tokens * s.DInner;
+            long stateParameters = (long)batch * s.DInner * s.DState;
+            Targets = owner.Add(new CudaDeviceVariable<int>(context, tokens));
+            Order = owner.Add(new CudaDeviceVariable<int>(context, tokens));
+            Offsets = owner.Add(new CudaDeviceVariable<int>(context, s.Vocab + 1));
+            RowLoss = Floats(tokens);
+            LossSum = Floats(1);
+            Ones = Floats(tokens);
+            Ones.CopyToDevice(Enumerable.Repeat(1f, checked((int)tokens)).ToArray());
+            DResidual = [Floats(tokens * s.DModel), Floats(tokens * s.DModel)];
+            DNormed = Floats(tokens * s.DModel);
+            NormPartials = Floats((tokens + normRowsPerBlock - 1) / normRowsPerBlock * s.DModel);
+            DY = Floats(channels);
+            DU = Floats(channels);
+            DZ = Floats(channels);
+            DX = Floats(channels);
+            DPre = Floats(channels);
+            DDt = Floats(s.SelectiveDelta ? channels : 1);
+            DDtLow = Floats(s.SelectiveDelta ? tokens * s.DtRank : 1);
+            DB = Floats(s.SelectiveB ? tokens * s.DState : 1);
+            DC = Floats(s.SelectiveC ? tokens * s.DState : 1);
+            PartDA = Floats(stateParameters);
+            PartDB = Floats(s.SelectiveB ? scanBlocksPerSequence * tokens * s.DState : stateParameters);
+            PartDC = Floats(s.SelectiveC ? scanBlocksPerSequence * tokens * s.DState : stateParameters);
+            PartDD = Floats((long)batch * s.DInner);
+            PartDBias = Floats((long)batch * s.DInner);
+            // Per-sequence slices of the largest weight gradient (in_proj's x and z halves), or of the in_proj bias.
+            long largestWeight = Math.Max(Math.Max(2L * s.DInner * s.DModel, (long)s.XProjRows * s.DInner), Math.Max((long)s.DInner * s.DtRank, s.DInner));
+            WeightPartials = Floats(batch * largestWeight);
+
+            CudaDeviceVariable<float> Floats(long count) => owner.Add(new CudaDeviceVariable<float>(context, count));
+        }
+
+        /// <summary>The activations these buffers belong to (and are freed with).</summary>
+        public Activations Owner { get; }
+        public readonly CudaDeviceVariable<int> Targets, Order, Offsets;
+        public readonly CudaDeviceVariable<float> RowLoss, LossSum, Ones, DNormed, NormPartials;
+        public readonly CudaDeviceVariable<float>[] DResidual;
+        public readonly CudaDeviceVariable<float> DY, DU, DZ, DX, DPre, DDt, DDtLow, DB, DC;
+        public readonly CudaDeviceVariable<float> PartDA, PartDB, PartDC, PartDD, PartDBias, WeightPartials;
+    }
+}
+
+/// <summary>
+/// AdamW on the GPU for a <see cref="CudaMambaModel"/>'s device parameters, with the CPU <see cref="Training.AdamW"/>'s
+/// exact operation order, bias corrections and no-decay rules (the layout's WeightDecay flags): the kernel rounds each
+/// operation explicitly, so a step equals the CPU's bit for bit given the same gradients. Moments live on the device.
+/// </summary>
+public sealed class CudaAdamW : IDisposable
+{
+    private readonly CudaMambaModel _model;
+
+    public CudaAdamW(CudaMambaModel model, AdamWOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        var layout = model.Layout;
+        Options = options ?? new AdamWOptions();
+        Options.Validate();
+        _model = model;
+        // Runs of consecutive tensors sharing the decay flag: one grid row (blockIdx.y) each.
+        var starts = new List<long>();
+        var decays = new List<int>();
+        foreach (var tensor in layout.Tensors.OrderBy(t => t.Offset))
+        {
+            if (decays.Count == 0 || decays[^1] != (tensor.WeightDecay ? 1 : 0))
+            {
+                starts.Add(tensor.Offset);
+                decays.Add(tensor.WeightDecay ? 1 : 0);
+            }
+        }
+        starts.Add(layout.TotalLength);
+        Segments = decays.Count;
+        var owned = new List<IDisposable>();
+        try
+        {
+            FirstMoment = Own(new CudaDeviceVariable<float>(model.Context, layout.TotalLength));
+            SecondMoment = Own(new CudaDeviceVariable<float>(model.Context, layout.TotalLength));
+            SegmentStarts = Own(new CudaDeviceVariable<long>(model.Context, starts.ToArray()));
+            SegmentDecays = Own(new CudaDeviceVariable<int>(model.Context, decays.ToArray()));
+            FirstMoment.Memset((byte)0);
+            SecondMoment.Memset((byte)0);
+        }
+        catch
+        {
+            for (int i = owned.Count - 1; i >= 0; i--) owned[i].Dispose();
+            throw;
+        }
+
+        T Own<T>(T resource) where T : IDisposable
+        {
+            owned.Add(resource);
+            return resource;
+        }
+    }
+
+    public AdamWOptions Options { get; }
+
+    /// <summary>Updates applied so far (t in the bias corrections).</summary>
+    public long StepCount { get; private set; }
+
+    internal CudaDeviceVariable<float> FirstMoment { get; }
+    internal CudaDeviceVariable<float> SecondMoment { get; }
+    internal CudaDeviceVariable<long> SegmentStarts { get; }
+    internal CudaDeviceVariable<int> SegmentDecays { get; }
+    internal int Segments { get; }
+
+    /// <summary>
+    /// Applies one update to the model's device parameters with the gradients of its last ForwardBackward.
+    /// The host parameters are not touched: <see cref="CudaMambaModel.DownloadParameters"/> fetches them.
+    /// </summary>
+    public void Update(float learningRate)
+    {
+        if (!(learningRate >= 0 && float.IsFinite(learningRate)))
+            throw new ArgumentOutOfRangeException(nameof(learningRate), learningRate, $"learningRate must be finite and >= 0, was {learningRate}.");
+        long t = StepCount + 1;
+        // The same scalars, computed the same way, as the CPU optimizer.
+        double biasCorrection1 = 1 - Math.Pow(Options.Beta1, t);
+        double biasCorrection2 = 1 - Math.Pow(Options.Beta2, t);
+        _model.ApplyAdamW(this, 1 - learningRate * Options.WeightDecay, (float)(learningRate / biasCorrection1),
+            (float)(1 / Math.Sqrt(biasCorrection2)));
+        StepCount = t;
+    }
+
+    /// <summary>Copies the moments to the host (for checkpoints).</summary>
+    public void CopyMomentsToHost(Span<float> firstMoment, Span<float> secondMoment)
+    {
+        FirstMoment.CopyToHost(firstMoment);
+        SecondMoment.CopyToHost(secondMoment);
+    }
+
+    public void Dispose()
+    {
+        SegmentDecays.Dispose();
+        SegmentStarts.Dispose();
+        SecondMoment.Dispose();
+        FirstMoment.Dispose();
+    }
+}
