@@ -8,15 +8,15 @@
 #include "common.cuh"
 #endif
 
-#ifndef MAMBA_VOCAB_PADDED
-#define MAMBA_VOCAB_PADDED 50280
+#ifndef MAMBA_VOCAB
+#define MAMBA_VOCAB 50280
 #endif
 
 extern "C" __global__ void mamba_cross_entropy(const mg_in_t* __restrict__ logits, const int* __restrict__ targets,
                                                float* __restrict__ loss, mg_in_t* __restrict__ dlogits,
                                                int valid_vocab, float grad_scale)
 {
-    constexpr int V = MAMBA_VOCAB_PADDED;
+    constexpr int V = MAMBA_VOCAB;
     __shared__ float scratch[32];
     const long long row = blockIdx.x;
     const mg_in_t* x = logits + row * V;

@@ -23,7 +23,7 @@ public class NameTests
         Assert.Empty(outcome.AnalyzerExceptions);
         Assert.Null(outcome.Generator.Exception);
         Assert.Empty(outcome.MambaIds);
-        Assert.Single(outcome.Generator.GeneratedSources);
+        Assert.Equal(Harness.FileSuffixes.Length, outcome.Generator.GeneratedSources.Length);
         var errors = outcome.CompilerDiagnostics.Where(d => d.Severity == DiagnosticSeverity.Error).Select(d => d.ToString()).ToList();
         Assert.Empty(errors);
         return outcome;
@@ -138,7 +138,7 @@ public class NameTests
             public partial class FromConfig { }
             """)), [config]);
         Assert.Empty(outcome.MambaIds);
-        Assert.Equal(4, outcome.Generator.GeneratedSources.Length);
+        Assert.Equal(4 * Harness.FileSuffixes.Length, outcome.Generator.GeneratedSources.Length);
 
         var declared = new SortedSet<string>(StringComparer.Ordinal);
         foreach (var source in outcome.Generator.GeneratedSources)

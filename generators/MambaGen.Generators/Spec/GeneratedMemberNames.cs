@@ -20,12 +20,13 @@ namespace MambaGen.Generators.Spec
             "HeadOffset", "ScanChunk", "ChannelBlock", "ChannelBlocks", "ChunkStatesPerBlock", "ChunkStepsPerBlock",
             // Public API.
             "ModelShape", "Layout", "Shape", "Parameters", "FromParameters", "Create", "Load", "Save", "Forward",
-            "DecodeState", "CreateDecodeState", "Advance", "Generate", "ForwardBackward",
+            "DecodeState", "CreateDecodeState", "Advance", "Generate", "ForwardBackward", "Device", "To", "Dispose",
+            "CudaSource",
             // Implementation: nested types, fields and helpers.
             "Activations", "Backward", "BackwardBuffers", "LayerConstants", "LayerGradients", "Workspace",
             "InferenceWorkspaceFor", "TrainingWorkspaceFor", "RunLayers", "HeadForAllRows", "HeadForLastRows",
             "ChunksOf", "SumBlockShares", "ScanTask", "ScanBackwardTask", "ConvolveTask", "ConvolveBackwardTask",
-            "Simd256", "Simd512",
+            "Kernels", "CpuBackend", "CpuForward", "CpuForwardBackward", "CreateCpuBackend", "CreateCudaBackend", "_backend",
             "_active", "_constants", "_convolveBackwardTask", "_convolveTask", "_inference", "_scanBackwardTask",
             "_scanTask", "_sync", "_training",
         };

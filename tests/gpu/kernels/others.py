@@ -245,7 +245,7 @@ def check_rest(nv, results, compare):
                 bool(torch.equal(dE1, dE2)))
 
         vp, valid, rows = 300, 290, 64
-        m = _module(nv, "cross_entropy.cu", {"MAMBA_VOCAB_PADDED": vp, "MAMBA_INPUT_BF16": bf16})
+        m = _module(nv, "cross_entropy.cu", {"MAMBA_VOCAB": vp, "MAMBA_INPUT_BF16": bf16})
         logits = (torch.randn(rows, vp, device="cuda") * 3).to(dt)
         targets = torch.randint(0, valid, (rows,), device="cuda", dtype=torch.int32)
         targets[5] = -1

@@ -22,7 +22,7 @@ def compile_sets(name):
         return [{}, {"MAMBA_SELECTIVE_DELTA": 0, "MAMBA_SELECTIVE_B": 0, "MAMBA_SELECTIVE_C": 0, "MAMBA_HAS_Z": 0},
                 {"MAMBA_D_STATE": 1, "MAMBA_CONV_K": 2, "MAMBA_HAS_CONV_BIAS": 0}, BF16]
     if name == "cross_entropy.cu":
-        return [{}, {"MAMBA_VOCAB_PADDED": 64}, BF16]
+        return [{}, {"MAMBA_VOCAB": 64}, BF16]
     if name == "embedding.cu":
         return [{}, {"MAMBA_D_MODEL": 64}, BF16]
     return [{}, BF16]

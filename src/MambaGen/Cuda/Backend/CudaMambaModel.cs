@@ -51,7 +51,7 @@ public sealed partial class CudaMambaModel : IMambaBackend
             _context = Own(new CudaContext(device.Ordinal));
             _stream = Own(new CudaStream(_context));
             _blas = Own(new CublasHandle(_context, _stream));
-            var image = (compiler ?? new KernelCompiler()).CompileFor(_context, WithPaddedVocabulary(cudaSource, _shape), sourceName, CompileOptions);
+            var image = (compiler ?? new KernelCompiler()).CompileFor(_context, cudaSource, sourceName, CompileOptions);
             _module = Own(_context.LoadModule(image.Image));
             _kernels = new KernelSet(_module);
             _scan = ScanLaunch.Read(_module, _kernels.ScanForward, _context);
@@ -71,14 +71,6 @@ public sealed partial class CudaMambaModel : IMambaBackend
             return resource;
         }
     }
-
-    /// <summary>
-    /// The cross-entropy kernel's row width is <c>MAMBA_VOCAB_PADDED</c>, which the generator does not define: the
-    /// logits are as wide as the padded vocabulary (<see cref="MambaShape.Vocab"/>). An identical later definition
-    /// is legal C, so this stays correct once the generator emits it too.
-    /// </summary>
-    private static string WithPaddedVocabulary(string cudaSource, MambaShape shape) =>
-        $"#define MAMBA_VOCAB_PADDED {shape.Vocab}\n" + cudaSource;
 
     /// <summary>The GPU the model runs on.</summary>
     public CudaContext Context => _context;
