@@ -31,4 +31,16 @@ public sealed class MambaParameters
 
     /// <summary>Number of parameters.</summary>
     public long Count => Values.Length;
+
+    /// <summary>
+    /// Grows by one at each <see cref="MarkChanged"/>. A backend that keeps its own copy (a GPU) compares it with the
+    /// version it copied and copies again only when the host values have changed since.
+    /// </summary>
+    public long Version { get; private set; }
+
+    /// <summary>
+    /// Says that <see cref="Values"/> were changed in place (the optimizers and the trainer call it after each update);
+    /// call it after writing to <see cref="Values"/> yourself, so device copies are refreshed before their next use.
+    /// </summary>
+    public void MarkChanged() => Version++;
 }

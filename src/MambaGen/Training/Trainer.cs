@@ -89,6 +89,7 @@ public sealed class Trainer
             throw new InvalidOperationException($"Training diverged at step {Step + 1}: loss {loss}, gradient norm {gradientNorm}. The weights are those after step {Step}.");
         learningRate = Schedule.At(Step);
         Optimizer.Update(Model.Parameters.Values, _gradients, learningRate);
+        Model.Parameters.MarkChanged();
         _lossHistory[Step] = loss;
         Step++;
         return loss;
@@ -191,6 +192,7 @@ public sealed class Trainer
             throw new InvalidOperationException($"Training state file '{path}' is at step {state.Step}, beyond this run's {Options.Steps} steps.");
 
         state.Parameters.CopyTo(Model.Parameters.Values, 0);
+        Model.Parameters.MarkChanged();
         Optimizer.Restore(state.Step, state.FirstMoment, state.SecondMoment);
         _dataRandom = Xoshiro256.FromState(state.DataRandomState);
         Array.Clear(_lossHistory);

@@ -203,6 +203,7 @@ public class CudaTrainingTests
             var (_, errors) = CompareGradients(cpu.Parameters.Layout, actual, expected);
             Assert.True(errors.Count == 0, $"step {step}:\n" + string.Join("\n", errors));
             optimizer.Update(cpu.Parameters.Values, expected, 1e-2f);
+            cpu.Parameters.MarkChanged();
         }
     }
 

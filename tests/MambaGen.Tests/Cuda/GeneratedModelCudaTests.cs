@@ -111,6 +111,18 @@ public class GeneratedModelCudaTests
     }
 
     [GpuFact]
+    public void ForwardSeesHostParameterChangesOnceMarked()
+    {
+        using var cpu = BiasedUntiedModel.Create(3);
+        using var gpu = cpu.To(Device.Cuda());
+        var tokens = RandomTokens(2 * 20, cpu.Shape.Vocab, seed: 4);
+        Assert.Null(WorstError(gpu.Forward(tokens, 2), cpu.Forward(tokens, 2)));
+        foreach (ref float value in cpu.Parameters.Values.AsSpan()) value *= 0.9f;
+        cpu.Parameters.MarkChanged();
+        Assert.Null(WorstError(gpu.Forward(tokens, 2), cpu.Forward(tokens, 2)));
+    }
+
+    [GpuFact]
     public void OutOfRangeTokensAreRejectedBeforeAnyLaunch()
     {
         using var gpu = LtiModel.Create(1).To(Device.Cuda());

@@ -39,12 +39,12 @@ public sealed partial class CudaMambaModel
 
     /// <summary>
     /// The generated model's training entry. Its callers (the Trainer with the CPU optimizer) update the host
-    /// <see cref="MambaParameters"/> between steps, so the host values are copied to the device first; training with
-    /// <see cref="CudaAdamW"/> instead keeps parameters on the device and calls the public overloads.
+    /// <see cref="MambaParameters"/> between steps and mark them changed, so the host values are copied to the device
+    /// first when they have changed; training with <see cref="CudaAdamW"/> instead keeps parameters on the device.
     /// </summary>
     float IMambaBackend.ForwardBackward(ReadOnlySpan<int> tokens, ReadOnlySpan<int> targets, int batch, Span<float> gradients)
     {
-        UploadParameters();
+        lock (_sync) RefreshParametersIfChanged();
         return ForwardBackward(tokens, targets, batch, gradients);
     }
 
@@ -68,6 +68,9 @@ public sealed partial class CudaMambaModel
             ObjectDisposedException.ThrowIf(_disposed, this);
             _stream.Synchronize();
             _weights.CopyToHost(_parameters.Values);
+            // The host now holds what the device has: mark it changed for other users, current for this copy.
+            _parameters.MarkChanged();
+            _uploadedVersion = _parameters.Version;
         }
     }
 

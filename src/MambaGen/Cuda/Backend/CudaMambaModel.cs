@@ -72,6 +72,15 @@ public sealed partial class CudaMambaModel : IMambaBackend
         }
     }
 
+    /// <summary>The host parameters' <see cref="MambaParameters.Version"/> when they were last copied here.</summary>
+    private long _uploadedVersion;
+
+    /// <summary>Copies the host parameters again when they have been marked changed since the last copy.</summary>
+    private void RefreshParametersIfChanged()
+    {
+        if (_parameters.Version != _uploadedVersion) UploadParameters();
+    }
+
     /// <summary>The GPU the model runs on.</summary>
     public CudaContext Context => _context;
 
@@ -87,6 +96,7 @@ public sealed partial class CudaMambaModel : IMambaBackend
         lock (_sync)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
+            _uploadedVersion = _parameters.Version;
             _weights.CopyToDevice(_parameters.Values);
             int perLayer = _shape.DInner * _shape.DState;
             var scaled = new float[(long)_shape.Layers * perLayer];
@@ -110,6 +120,7 @@ public sealed partial class CudaMambaModel : IMambaBackend
         lock (_sync)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
+            RefreshParametersIfChanged();
             var a = ActivationsFor(batch, length, training: false);
             a.Tokens.CopyToDevice(tokens);
             RunForward(a, batch, length);
