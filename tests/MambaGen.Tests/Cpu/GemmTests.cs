@@ -165,19 +165,22 @@ public class GemmTests
                 var c = new float[m * n];
                 int lda = transposeA ? m : k;
                 long allocated = -1;
+                int collections = -1;
                 var caller = new Thread(() =>
                 {
                     team.CallerTakesNoIndices = true;
                     Gemm.Multiply(gemmKernel, team, transposeA, true, m, n, k, 1f, a, lda, b, k, 0f, c, n);
                     team.CallerTakesNoIndices = false;
+                    int gcBefore = GC.CollectionCount(0);
                     long before = GC.GetAllocatedBytesForCurrentThread();
                     for (int repeat = 0; repeat < 5; repeat++)
                         Gemm.Multiply(gemmKernel, team, transposeA, true, m, n, k, 1f, a, lda, b, k, 0f, c, n);
                     allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+                    collections = GC.CollectionCount(0) - gcBefore;
                 });
                 caller.Start();
                 caller.Join();
-                Assert.True(allocated == 0, $"{kernel} {m}×{n}×{k}, transposed A {transposeA}: {allocated} bytes allocated by calls after the warm-up");
+                Assert.True(allocated == 0, $"{kernel} {m}×{n}×{k}, transposed A {transposeA}: {allocated} bytes allocated by calls after the warm-up (GCs {collections})");
             }
     }
 
