@@ -107,6 +107,12 @@ internal sealed class WorkerTeam : IDisposable
     /// <summary>The threads a loop can use: <see cref="Threads"/> capped by <see cref="MaxThreads"/>.</summary>
     public int UsableThreads => Math.Min(Threads, _maxThreads);
 
+    /// <summary>
+    /// Test hook: while set, the thread that calls <see cref="For"/> leaves every index to the helpers, so tests can
+    /// make a later call hand the caller indices it never ran before, whatever the machine's scheduling.
+    /// </summary>
+    internal bool CallerTakesNoIndices { get; set; }
+
     /// <summary>The most threads one loop has been shared out to so far (the helpers woken plus the caller).</summary>
     public int MostThreadsInOneLoop { get; private set; }
 
@@ -138,7 +144,7 @@ internal sealed class WorkerTeam : IDisposable
             MostThreadsInOneLoop = Math.Max(MostThreadsInOneLoop, helpers + 1);
             _workAvailable.Release(helpers);
 
-            RunIndices();
+            if (!CallerTakesNoIndices) RunIndices();
             WaitForHelpers();
 
             _body = null;
@@ -216,6 +222,9 @@ internal sealed class WorkerTeam : IDisposable
 
     private void HelperLoop()
     {
+        // A helper may run any chunk of any matrix product: give it its packing memory before its first loop, so no
+        // loop body allocates it later.
+        GemmScratch.ReserveForThisThread();
         while (true)
         {
             if (!SpinUntil(_tookWork)) _workAvailable.Wait();

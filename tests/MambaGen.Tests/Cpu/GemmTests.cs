@@ -159,6 +159,71 @@ public class GemmTests
         }
     }
 
+    [Theory]
+    [MemberData(nameof(Kernels))]
+    public void ACallerGivenChunksItNeverRanBeforeAllocatesNothing(string kernel)
+    {
+        // Which chunks the calling thread runs depends on scheduling: on a busy machine the helpers may take all of
+        // them during the warm-up call and leave some to the caller later. Force that: the warm-up call leaves every
+        // chunk to the helpers, the measured calls let the caller take its share. Each product runs on a fresh
+        // thread, new to every product, as a test thread of a parallel test run may be. Both forms of op(A) are
+        // covered: the row-by-row path gathers a transposed A into packing memory.
+        var gemmKernel = Enum.Parse<GemmKernel>(kernel);
+        using var team = new WorkerTeam(4);
+        var random = new Random(11);
+        foreach (bool transposeA in new[] { false, true })
+            foreach (var (m, n, k) in ParallelShapes)
+            {
+                var a = RandomValues(random, m * k);
+                var b = RandomValues(random, n * k);
+                var c = new float[m * n];
+                int lda = transposeA ? m : k;
+                long allocated = -1;
+                int collections = -1;
+                var caller = new Thread(() =>
+                {
+                    team.CallerTakesNoIndices = true;
+                    Gemm.Multiply(gemmKernel, team, transposeA, true, m, n, k, 1f, a, lda, b, k, 0f, c, n);
+                    team.CallerTakesNoIndices = false;
+                    int gcBefore = GC.CollectionCount(0);
+                    long before = GC.GetAllocatedBytesForCurrentThread();
+                    for (int repeat = 0; repeat < 5; repeat++)
+                        Gemm.Multiply(gemmKernel, team, transposeA, true, m, n, k, 1f, a, lda, b, k, 0f, c, n);
+                    allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+                    collections = GC.CollectionCount(0) - gcBefore;
+                });
+                caller.Start();
+                caller.Join();
+                Assert.True(allocated == 0, $"{kernel} {m}×{n}×{k}, transposed A {transposeA}: {allocated} bytes allocated by calls after the warm-up (GCs {collections})");
+            }
+    }
+
+    [Fact]
+    public void DepthBeyondAThreadsPackingMemoryIsSummedInSegments()
+    {
+        // The row-by-row path with both operands transposed gathers op(A)'s rows into a thread's packing memory,
+        // which has a fixed size; a deeper product is taken in segments. Checked against double-precision sums.
+        int k = GemmScratch.ChunkFloats + 1000;
+        const int m = 2, n = 3;
+        var random = new Random(5);
+        var a = RandomValues(random, k * m);
+        var b = RandomValues(random, n * k);
+        var c = RandomValues(random, m * n);
+        var expected = new double[m * n];
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < n; j++)
+            {
+                double sum = 0;
+                for (int p = 0; p < k; p++) sum += (double)a[p * m + i] * b[j * k + p];
+                expected[i * n + j] = 0.5 * sum + 2.0 * c[i * n + j];
+            }
+        Gemm.Multiply(GemmKernel.Portable, WorkerPool.Shared, true, true, m, n, k, 0.5f, a, m, b, k, 2f, c, n);
+        // fp32 sums of ≈ 157,000 products in (-1, 1), |sum| ≈ 130: rounding stays far below 0.05, while a lost
+        // segment (≈ 10) or beta applied twice (up to 2) would not.
+        for (int index = 0; index < expected.Length; index++)
+            Assert.Equal(expected[index], c[index], 0.05);
+    }
+
     [Fact]
     public void PublicEntryPointMatchesReference()
     {

@@ -21,6 +21,9 @@ internal static unsafe class GemmBlocked<TKernel> where TKernel : struct, IGemmM
 
     public static void Run(in GemmProblem problem, GemmThreads parallelism)
     {
+        // The calling thread may run any chunk, or none, depending on how the helpers are scheduled: reserve its
+        // packing memory now, so that warming up a product on this thread is enough whoever ran the chunks.
+        GemmScratch.ReserveForThisThread();
         int threads = parallelism.Count;
         int rowTiles = DivideRoundingUp(problem.M, TKernel.Rows);
         int colTiles = DivideRoundingUp(problem.N, TKernel.Cols);
@@ -127,7 +130,7 @@ internal static unsafe class GemmBlocked<TKernel> where TKernel : struct, IGemmM
         int colEnd = Math.Min(problem.N, colStart + colChunkWidth);
 
         int depthBlock = TKernel.DepthBlock, rowBlock = TKernel.RowBlock, colBlock = TKernel.ColBlock;
-        float* packedA = GemmScratch.Get(rowBlock * depthBlock + depthBlock * colBlock);
+        float* packedA = GemmScratch.Get(GemmScratch.PackingFloats<TKernel>());
         float* packedB = packedA + rowBlock * depthBlock;
 
         for (int jc = colStart; jc < colEnd; jc += colBlock)
@@ -229,10 +232,18 @@ internal static unsafe class GemmBlocked<TKernel> where TKernel : struct, IGemmM
     private static int DivideRoundingUp(int value, int divisor) => (value + divisor - 1) / divisor;
 }
 
-/// <summary>Per-thread packing memory, reused across calls so a product allocates nothing once warm.</summary>
+/// <summary>
+/// Per-thread packing memory of one fixed size, enough for a chunk of either blocked kernel, so a product allocates
+/// nothing once warm. It is reserved up front (by each <see cref="WorkerTeam"/> helper when it starts and by a
+/// calling thread when it enters a product), never grown on demand: otherwise a thread that first runs a chunk in a
+/// later call (which chunks the caller runs depends on how the helpers are scheduled) would allocate then.
+/// </summary>
 internal static unsafe class GemmScratch
 {
     private const int AlignmentFloats = 16;
+
+    /// <summary>The floats one thread's packing needs: the larger of the two blocked kernels' op(A) plus op(B) blocks.</summary>
+    public static int ChunkFloats { get; } = Math.Max(PackingFloats<Avx512Kernel>(), PackingFloats<Avx2Kernel>());
 
     [ThreadStatic]
     private static float[]? chunkStorage;
@@ -240,19 +251,40 @@ internal static unsafe class GemmScratch
     [ThreadStatic]
     private static float[]? sharedStorage;
 
-    /// <summary>A buffer for the packing this thread does inside one chunk of a product.</summary>
-    public static float* Get(int floats) => Aligned(ref chunkStorage, floats);
+    /// <summary>The packing one chunk of <typeparamref name="TKernel"/> does: a RowBlock×DepthBlock block of op(A) and a DepthBlock×ColBlock block of op(B).</summary>
+    public static int PackingFloats<TKernel>() where TKernel : struct, IGemmMicroKernel
+        => TKernel.DepthBlock * (TKernel.RowBlock + TKernel.ColBlock);
 
-    /// <summary>A buffer the calling thread fills before a product and its helper threads read during it.</summary>
-    public static float* GetShared(int floats) => Aligned(ref sharedStorage, floats);
-
-    /// <summary>A 64-byte-aligned view of at least <paramref name="floats"/> floats of pinned storage, grown as needed.</summary>
-    private static float* Aligned(ref float[]? storage, int floats)
+    /// <summary>Allocates this thread's <see cref="ChunkFloats"/> of packing memory unless it has them already.</summary>
+    public static void ReserveForThisThread()
     {
-        if (storage is null || storage.Length < floats + AlignmentFloats)
-            storage = GC.AllocateUninitializedArray<float>(floats + AlignmentFloats, pinned: true);
+        chunkStorage ??= GC.AllocateUninitializedArray<float>(ChunkFloats + AlignmentFloats, pinned: true);
+    }
+
+    /// <summary>This thread's packing memory, 64-byte aligned, for <paramref name="floats"/> ≤ <see cref="ChunkFloats"/> floats.</summary>
+    public static float* Get(int floats)
+    {
+        if ((uint)floats > (uint)ChunkFloats)
+            throw new ArgumentOutOfRangeException(nameof(floats), floats, $"A thread's packing memory holds {ChunkFloats} floats.");
+        ReserveForThisThread();
+        return Aligned(chunkStorage!);
+    }
+
+    /// <summary>
+    /// A buffer of at least <paramref name="floats"/> floats that the calling thread fills before a product and its
+    /// helpers read during it. Only a product's calling thread asks for it, on every such call, so its size follows
+    /// that thread's products whoever runs the chunks.
+    /// </summary>
+    public static float* GetShared(int floats)
+    {
+        if (sharedStorage is null || sharedStorage.Length < floats + AlignmentFloats)
+            sharedStorage = GC.AllocateUninitializedArray<float>(floats + AlignmentFloats, pinned: true);
+        return Aligned(sharedStorage);
+    }
+
+    private static float* Aligned(float[] storage)
+    {
         nint address = (nint)System.Runtime.CompilerServices.Unsafe.AsPointer(ref storage[0]);
-        nint aligned = (address + 63) & ~(nint)63;
-        return (float*)aligned;
+        return (float*)((address + 63) & ~(nint)63);
     }
 }

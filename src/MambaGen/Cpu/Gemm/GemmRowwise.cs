@@ -16,6 +16,10 @@ internal static unsafe class GemmRowwise
     public static void Run(in GemmProblem problem, GemmThreads parallelism)
     {
         int threads = parallelism.Count;
+        // Transposed A is gathered into packing memory by whichever thread runs a row (see RowOfA): reserve the
+        // caller's now, so a warm product allocates nothing whichever chunks the caller ends up running.
+        if (problem.TransposeA && problem.TransposeB)
+            GemmScratch.ReserveForThisThread();
         if (threads == 1)
         {
             RunBlock(problem, 0, problem.M, 0, problem.N);
@@ -68,11 +72,18 @@ internal static unsafe class GemmRowwise
             float* cRow = problem.C + (nint)i * problem.Ldc;
             if (problem.TransposeB)
             {
-                ReadOnlySpan<float> aRow = RowOfA(problem, i);
-                for (int j = colStart; j < colEnd; j++)
+                // Depth is taken in segments that fit a thread's packing memory (all of it at once unless k is very
+                // large); later segments add onto the first.
+                for (int depthStart = 0; depthStart < k; depthStart += GemmScratch.ChunkFloats)
                 {
-                    float dot = TensorPrimitives.Dot(aRow, new ReadOnlySpan<float>(problem.B + (nint)j * problem.Ldb, k));
-                    cRow[j] = beta == 0 ? alpha * dot : alpha * dot + beta * cRow[j];
+                    int depth = Math.Min(GemmScratch.ChunkFloats, k - depthStart);
+                    ReadOnlySpan<float> aRow = RowOfA(problem, i, depthStart, depth);
+                    for (int j = colStart; j < colEnd; j++)
+                    {
+                        float dot = TensorPrimitives.Dot(aRow, new ReadOnlySpan<float>(problem.B + (nint)j * problem.Ldb + depthStart, depth));
+                        cRow[j] = depthStart > 0 ? cRow[j] + alpha * dot
+                            : beta == 0 ? alpha * dot : alpha * dot + beta * cRow[j];
+                    }
                 }
 
                 continue;
@@ -99,14 +110,17 @@ internal static unsafe class GemmRowwise
     private static float ElementOfA(in GemmProblem problem, int i, int p)
         => problem.TransposeA ? problem.A[(nint)p * problem.Lda + i] : problem.A[(nint)i * problem.Lda + p];
 
-    /// <summary>Row i of op(A) as a contiguous span, gathered into this thread's scratch when A is stored transposed.</summary>
-    private static ReadOnlySpan<float> RowOfA(in GemmProblem problem, int i)
+    /// <summary>
+    /// op(A)[i, depthStart..+depth] as a contiguous span, gathered into this thread's packing memory when A is
+    /// stored transposed.
+    /// </summary>
+    private static ReadOnlySpan<float> RowOfA(in GemmProblem problem, int i, int depthStart, int depth)
     {
         if (!problem.TransposeA)
-            return new ReadOnlySpan<float>(problem.A + (nint)i * problem.Lda, problem.K);
-        float* row = GemmScratch.Get(problem.K);
-        for (int p = 0; p < problem.K; p++)
-            row[p] = problem.A[(nint)p * problem.Lda + i];
-        return new ReadOnlySpan<float>(row, problem.K);
+            return new ReadOnlySpan<float>(problem.A + (nint)i * problem.Lda + depthStart, depth);
+        float* row = GemmScratch.Get(depth);
+        for (int p = 0; p < depth; p++)
+            row[p] = problem.A[(nint)(depthStart + p) * problem.Lda + i];
+        return new ReadOnlySpan<float>(row, depth);
     }
 }
