@@ -2,6 +2,7 @@ using MambaGen.Cpu;
 
 namespace MambaGen.Tests.Cpu;
 
+[Collection(AllocationMeasurements.Name)]
 public class WorkerPoolTests
 {
     [Fact]

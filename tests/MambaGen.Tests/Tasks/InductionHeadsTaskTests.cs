@@ -4,6 +4,7 @@ using MambaGen.Tasks;
 
 namespace MambaGen.Tests.Tasks;
 
+[Collection(AllocationMeasurements.Name)]
 public class InductionHeadsTaskTests
 {
     private static (int[] Tokens, int[] Targets) Make(InductionHeadsTask task, int batch, ulong seed)

@@ -3,6 +3,7 @@ using MambaGen.Tasks;
 
 namespace MambaGen.Tests.Tasks;
 
+[Collection(AllocationMeasurements.Name)]
 public class SelectiveCopyingTaskTests
 {
     private static (int[] Tokens, int[] Targets) Make(SelectiveCopyingTask task, int batch, ulong seed)

@@ -3,6 +3,7 @@ using MambaGen.Training;
 
 namespace MambaGen.Tests.Training;
 
+[Collection(AllocationMeasurements.Name)]
 public class AdamWTests
 {
     private static ParameterLayout SmallLayout() => new(new MambaShape

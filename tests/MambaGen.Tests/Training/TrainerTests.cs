@@ -5,6 +5,7 @@ using MambaGen.Training;
 
 namespace MambaGen.Tests.Training;
 
+[Collection(AllocationMeasurements.Name)]
 public sealed class TrainerTests : IDisposable
 {
     private readonly string _directory = Directory.CreateTempSubdirectory("mambagen-trainer-").FullName;
@@ -102,14 +103,12 @@ public sealed class TrainerTests : IDisposable
     {
         // Run has fixed costs (the final evaluation, the summary); if a step allocated anything, a run of 250 steps
         // would allocate more than one of 50. A progress sink is attached so the reporting path is covered too.
-        long Allocated(int steps)
+        long Allocated(int steps) => Allocations.LeastOf(() =>
         {
             var trainer = NewTrainer(Options(steps));
             var sink = new StopAt(-1, new CancellationTokenSource());
-            long before = GC.GetAllocatedBytesForCurrentThread();
-            trainer.Run(sink);
-            return GC.GetAllocatedBytesForCurrentThread() - before;
-        }
+            return Allocations.During(() => trainer.Run(sink));
+        });
         Allocated(250); // warm-up: first calls load types and fill caches
         Assert.Equal(Allocated(50), Allocated(250));
     }
