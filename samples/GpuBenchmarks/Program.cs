@@ -1,0 +1,91 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Text.Json;
+using MambaGen;
+using MambaGen.Cuda.Backend;
+using MambaGen.Training;
+
+// End-to-end GPU timings of a generated model at Mamba-130M's shape (random weights): the forward pass with every
+// logit copied back, and a full fp32 training step (forward, backward, AdamW on the device). Each result is checked
+// before it is timed: the forward against the CPU path on a short sequence, the step's loss against ln(vocab) at
+// initialisation. Times are medians of repeated, synchronised calls after a warm-up.
+var batchOption = new Option<int>("--batch") { Description = "Sequences per call.", DefaultValueFactory = _ => 8 };
+var lengthOption = new Option<int>("--length") { Description = "Tokens per sequence.", DefaultValueFactory = _ => 2048 };
+var repeatOption = new Option<int>("--repeat") { Description = "Timed calls per item (after 2 warm-up calls).", DefaultValueFactory = _ => 10 };
+var outOption = new Option<FileInfo?>("--out") { Description = "Also write the results as JSON to this file." };
+var root = new RootCommand("Times a generated Mamba-130M-shaped model on the first CUDA GPU.") { batchOption, lengthOption, repeatOption, outOption };
+root.SetAction(result => Run(result.GetValue(batchOption), result.GetValue(lengthOption), result.GetValue(repeatOption), result.GetValue(outOption)));
+return root.Parse(args).Invoke();
+
+static int Run(int batch, int length, int repeat, FileInfo? output)
+{
+    if (batch < 1 || length < 1 || repeat < 1) { Console.Error.WriteLine("--batch, --length and --repeat must be at least 1."); return 2; }
+    var host = Mamba130M.Create(seed: 1);
+    var random = new Random(2);
+    int[] Tokens(int count) => Enumerable.Range(0, count).Select(_ => random.Next(Mamba130M.Vocab)).ToArray();
+
+    using var gpu = new CudaMambaModel(host.Parameters, Mamba130M.CudaSource, "Mamba130M.cu", Device.Cuda());
+    var (freeAtStart, total) = gpu.Context.GetMemoryInfo();
+    Console.WriteLine($"{gpu.Context.DeviceName}, sm_{gpu.Context.Architecture}, {total / (1L << 30)} GiB; Mamba-130M shape, fp32");
+
+    // Correctness first: a fast wrong kernel is a failure.
+    var shortTokens = Tokens(2 * 64);
+    var expected = host.Forward(shortTokens, 2);
+    var actual = new float[expected.Length];
+    gpu.Forward(shortTokens, 2, actual);
+    double worst = expected.Select((e, i) => Math.Abs(actual[i] - e) / (2e-3 + 6e-4 * Math.Abs(e))).Max();
+    Console.WriteLine($"check: forward b2 L64 against the CPU path, worst error {worst:P1} of the tolerance (|Δ| ≤ 2e-3 + 6e-4·|e|)");
+    if (!(worst <= 1)) { Console.Error.WriteLine("The GPU forward does not match the CPU path; not timing it."); return 1; }
+
+    var results = new Dictionary<string, object>
+    {
+        ["device"] = gpu.Context.DeviceName, ["date"] = DateTime.UtcNow.ToString("yyyy-MM-dd"), ["batch"] = batch, ["length"] = length,
+    };
+    int tokens = batch * length;
+    var forwardTokens = Tokens(tokens);
+    var logits = new float[(long)tokens * Mamba130M.Vocab];
+    double forwardMs = Median(repeat, () => gpu.Forward(forwardTokens, batch, logits));
+    Console.WriteLine($"forward b{batch} L{length}, all logits to the host: {forwardMs:F2} ms, {tokens / forwardMs * 1e3:N0} tok/s");
+    results["forward_all_logits_ms"] = forwardMs;
+
+    using var optimizer = new CudaAdamW(gpu);
+    var targets = Tokens(tokens);
+    float firstLoss = gpu.ForwardBackward(forwardTokens, targets, batch);
+    double chance = Math.Log(Mamba130M.Vocab);
+    Console.WriteLine($"check: first training loss {firstLoss:F3} against ln(vocab) = {chance:F3} for random targets");
+    if (!(Math.Abs(firstLoss - chance) < 0.5)) { Console.Error.WriteLine("The training loss is not near chance at initialisation; not timing it."); return 1; }
+    double stepMs = Median(repeat, () =>
+    {
+        gpu.ForwardBackward(forwardTokens, targets, batch);
+        optimizer.Update(1e-4f);
+    });
+    var (freeAtEnd, _) = gpu.Context.GetMemoryInfo();
+    double usedGiB = (total - freeAtEnd) / (double)(1L << 30);
+    Console.WriteLine($"training step b{batch} L{length} (fp32, AdamW on the device): {stepMs:F2} ms, {tokens / stepMs * 1e3:N0} tok/s; " +
+                      $"device memory in use after the run: {usedGiB:F1} GiB (all of it, context included; {(freeAtStart - freeAtEnd) / (double)(1L << 30):F1} GiB added since the weights were uploaded)");
+    results["train_step_ms"] = stepMs;
+    results["train_tokens_per_s"] = tokens / stepMs * 1e3;
+    results["memory_gib_after_run"] = usedGiB;
+    if (output is not null) File.WriteAllText(output.FullName, JsonSerializer.Serialize(results, new JsonSerializerOptions { WriteIndented = true }));
+    return 0;
+}
+
+// Median wall time of synchronised calls (each call ends with a device-to-host copy), after two warm-up calls.
+static double Median(int repeat, Action call)
+{
+    call();
+    call();
+    var times = new double[repeat];
+    for (int i = 0; i < repeat; i++)
+    {
+        var watch = Stopwatch.StartNew();
+        call();
+        times[i] = watch.Elapsed.TotalMilliseconds;
+    }
+    Array.Sort(times);
+    return times[repeat / 2];
+}
+
+[MambaModel(DModel = 768, Layers = 24, Vocab = 50277, PadVocabMultiple = 8)]
+[SelectiveSsm]
+public partial class Mamba130M { }
