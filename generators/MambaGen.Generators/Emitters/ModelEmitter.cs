@@ -247,9 +247,9 @@ namespace MambaGen.Generators.Emitters
             w.Line("private Workspace? _training;");
             w.Line("private Workspace? _active;");
             w.Line("private readonly LayerConstants _constants = new LayerConstants();");
-            w.Comment("The kernel tasks as delegates made once (by CreateCpuBackend), so running them allocates nothing.");
+            w.Comment("The kernel tasks as delegates made once, so running them allocates nothing. CreateCpuBackend, which the constructor\ncalls for a CPU instance, sets them; nothing else reads them.");
             foreach (var task in TaskNames)
-                w.Line($"private {Sys}.Action<int>? _{Camel(task)}Task;");
+                w.Line($"private {Sys}.Action<int> _{Camel(task)}Task = null!;");
             w.Line();
             using (w.Block($"private {Runtime}.IMambaBackend CreateCpuBackend()"))
             {

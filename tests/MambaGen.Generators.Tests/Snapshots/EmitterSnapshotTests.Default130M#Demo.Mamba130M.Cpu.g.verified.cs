@@ -37,11 +37,12 @@ namespace Demo
         private Workspace? _training;
         private Workspace? _active;
         private readonly LayerConstants _constants = new LayerConstants();
-        // The kernel tasks as delegates made once (by CreateCpuBackend), so running them allocates nothing.
-        private global::System.Action<int>? _convolveTask;
-        private global::System.Action<int>? _scanTask;
-        private global::System.Action<int>? _convolveBackwardTask;
-        private global::System.Action<int>? _scanBackwardTask;
+        // The kernel tasks as delegates made once, so running them allocates nothing. CreateCpuBackend, which the constructor
+        // calls for a CPU instance, sets them; nothing else reads them.
+        private global::System.Action<int> _convolveTask = null!;
+        private global::System.Action<int> _scanTask = null!;
+        private global::System.Action<int> _convolveBackwardTask = null!;
+        private global::System.Action<int> _scanBackwardTask = null!;
 
         private global::MambaGen.IMambaBackend CreateCpuBackend()
         {

@@ -460,6 +460,7 @@ public sealed class CudaAdamW : IDisposable
 {
     private readonly CudaMambaModel _model;
 
+    /// <summary>Zero moments on <paramref name="model"/>'s device, for its parameter layout.</summary>
     public CudaAdamW(CudaMambaModel model, AdamWOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(model);
@@ -503,6 +504,7 @@ public sealed class CudaAdamW : IDisposable
         }
     }
 
+    /// <summary>Learning-rate-independent settings: betas, epsilon, weight decay.</summary>
     public AdamWOptions Options { get; }
 
     /// <summary>Updates applied so far (t in the bias corrections).</summary>
@@ -538,6 +540,7 @@ public sealed class CudaAdamW : IDisposable
         SecondMoment.CopyToHost(secondMoment);
     }
 
+    /// <summary>Frees the moments and the segment tables on the device.</summary>
     public void Dispose()
     {
         SegmentDecays.Dispose();

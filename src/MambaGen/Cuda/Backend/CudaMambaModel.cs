@@ -281,6 +281,7 @@ public sealed partial class CudaMambaModel : IMambaBackend
         return _activations;
     }
 
+    /// <summary>Frees the device memory, the compiled module, the cuBLAS handle, the stream and the context reference.</summary>
     public void Dispose()
     {
         lock (_sync)
