@@ -129,7 +129,11 @@ public sealed partial class CudaMambaModel : IMambaBackend
         }
     }
 
-    private void RunForward(Activations a, int batch, int length)
+    /// <summary>
+    /// The forward pass over batch × length tokens already in <c>a.Tokens</c>. With a (zero) decode state it also leaves
+    /// each layer's last conv inputs and final scan state there, which is how a prefill starts decoding.
+    /// </summary>
+    private void RunForward(Activations a, int batch, int length, CudaDecodeState? state = null)
     {
         var s = _shape;
         var layout = _parameters.Layout;
@@ -155,7 +159,7 @@ public sealed partial class CudaMambaModel : IMambaBackend
             // Causal depthwise conv + SiLU over time.
             LaunchElementwise(_kernels.Convolution, (long)tokens * s.DInner,
                 m.X, (long)s.DInner * length, (long)length, 1L, Weight(o.ConvWeight), o.ConvBias < 0 ? 0UL : Weight(o.ConvBias),
-                0UL, m.U, 0UL, batch, length);
+                0UL, m.U, state?.ConvOf(layer) ?? 0UL, batch, length);
 
             // x_proj's selective rows (dt_low, B, C) and dt_proj, per sequence, channel-major.
             int row = 0;
@@ -182,6 +186,12 @@ public sealed partial class CudaMambaModel : IMambaBackend
                 m.U, s.SelectiveDelta ? m.Dt.DevicePointer : 0UL, Weight(o.DtProjBias), ScaledA(layer),
                 s.SelectiveB ? m.B.DevicePointer : Weight(o.B), s.SelectiveC ? m.C.DevicePointer : Weight(o.C),
                 Weight(o.D), m.Z, m.Y, m.ChunkStates, length);
+            if (state is not null)
+            {
+                long rows = (long)batch * s.DInner;
+                int chunks = (length + _scan.ChunkLength - 1) / _scan.ChunkLength;
+                LaunchElementwise(_kernels.TakeLastState, rows * s.DState, m.ChunkStates, state.SsmOf(layer), rows, chunks, s.DState);
+            }
 
             // out_proj back to the token-major residual stream: mixer_out (tokens×D) = yᵀ·W_outᵀ (+ bias).
             TokenMajorProduct(a.MixerOut, s.DModel, Weight(o.OutProj), o.OutProjBias < 0 ? 0 : Weight(o.OutProjBias), m.Y, s.DInner, batch, length);
@@ -307,6 +317,9 @@ public sealed partial class CudaMambaModel : IMambaBackend
         public CudaKernel NormForward { get; } = module.GetKernel("mamba_rmsnorm_fwd");
         public CudaKernel Convolution { get; } = module.GetKernel("mamba_conv_fwd");
         public CudaKernel ScanForward { get; } = module.GetKernel("mamba_scan_fwd");
+        public CudaKernel TakeLastState { get; } = module.GetKernel("mamba_take_last_state");
+        public CudaKernel DecodeConvolution { get; } = module.GetKernel("mamba_decode_conv");
+        public CudaKernel DecodeScan { get; } = module.GetKernel("mamba_decode_ssm");
     }
 
     /// <summary>
