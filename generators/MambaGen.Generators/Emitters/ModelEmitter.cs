@@ -417,10 +417,10 @@ namespace MambaGen.Generators.Emitters
             w.Summary(
                 "Continues every prompt (lengths may differ) in one batch and returns each one's new tokens: each prompt is prefilled\n" +
                 "on its own, then all sequences take one-token steps together (see <see cref=\"" + Gen + ".GenerationSession\"/>).");
-            using (w.Block($"public int[][] Generate({Sys}.Collections.Generic.IReadOnlyList<int[]> prompts, {Gen}.GenerationOptions? options = null)"))
+            using (w.Block($"public int[][] GenerateBatch({Sys}.Collections.Generic.IReadOnlyList<int[]> prompts, {Gen}.GenerationOptions? options = null)"))
             {
                 w.Line(RequireCpu("Generate"));
-                w.Line($"return {Gen}.TokenGenerator.Generate(this, prompts, options);");
+                w.Line($"return {Gen}.TokenGenerator.GenerateBatch(this, prompts, options);");
             }
             w.Line();
             w.Summary("<see cref=\"Generate(int[], " + Gen + ".GenerationOptions?)\"/>, yielding each token as soon as it is picked; the model runs on the thread pool.");

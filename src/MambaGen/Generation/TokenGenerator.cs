@@ -10,7 +10,7 @@ public static class TokenGenerator
         new GenerationSession(model, [prompt], options).Run()[0];
 
     /// <summary>Continues each prompt (lengths may differ) in one batch and returns each one's new tokens.</summary>
-    public static int[][] Generate(IDecodingModel model, IReadOnlyList<int[]> prompts, GenerationOptions? options = null) =>
+    public static int[][] GenerateBatch(IDecodingModel model, IReadOnlyList<int[]> prompts, GenerationOptions? options = null) =>
         new GenerationSession(model, prompts, options).Run();
 
     /// <summary>
