@@ -56,11 +56,13 @@ public sealed class TokenSampler
     /// <summary>
     /// Hugging Face's repetition penalty, in place: for each id in <paramref name="seen"/> (each counted once, however
     /// often it occurred), a positive logit is divided by <paramref name="penalty"/> and a negative one multiplied by it.
+    /// Ids beyond the logits (outside a vocabulary limit) are skipped.
     /// </summary>
     public static void ApplyRepetitionPenalty(Span<float> logits, ReadOnlySpan<int> seen, float penalty)
     {
         foreach (int id in seen)
-            logits[id] = logits[id] > 0 ? logits[id] / penalty : logits[id] * penalty;
+            if ((uint)id < (uint)logits.Length)
+                logits[id] = logits[id] > 0 ? logits[id] / penalty : logits[id] * penalty;
     }
 
     private int Sample(ReadOnlySpan<float> logits)

@@ -49,6 +49,12 @@ public sealed record GenerationOptions
     /// </summary>
     public int? EndOfSequenceId { get; init; }
 
+    /// <summary>
+    /// Only ids below this are generated; null allows the model's whole vocabulary. The text layer sets it to the
+    /// tokenizer's size, so rows the checkpoint padded its embedding with are never picked.
+    /// </summary>
+    public int? VocabularyLimit { get; init; }
+
     /// <summary>True when no randomness is involved: the most likely token every step.</summary>
     public bool IsGreedy => Temperature == 0f;
 
@@ -71,6 +77,8 @@ public sealed record GenerationOptions
         foreach (int id in StopTokenIds)
             if ((uint)id >= (uint)vocab)
                 throw new ArgumentOutOfRangeException(nameof(StopTokenIds), id, $"StopTokenIds holds {id}, outside the vocabulary [0, {vocab}).");
+        if (VocabularyLimit is int limit && (limit < 1 || limit > vocab))
+            throw new ArgumentOutOfRangeException(nameof(VocabularyLimit), limit, $"VocabularyLimit must be in [1, {vocab}] (the model's vocabulary), was {limit}.");
         if (EndOfSequenceId is int eos && (uint)eos >= (uint)vocab)
             throw new ArgumentOutOfRangeException(nameof(EndOfSequenceId), eos, $"EndOfSequenceId = {eos} is outside the vocabulary [0, {vocab}).");
     }

@@ -178,7 +178,7 @@ public sealed class GenerationSession
 
     private int Pick(int sequence)
     {
-        var logits = _logits.AsSpan(sequence * _vocab, _vocab);
+        var logits = _logits.AsSpan(sequence * _vocab, _options.VocabularyLimit ?? _vocab);
         if (_options.RepetitionPenalty != 1f)
             TokenSampler.ApplyRepetitionPenalty(logits, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_seenIds[sequence]), _options.RepetitionPenalty);
         int token = _samplers[sequence].Next(logits);
