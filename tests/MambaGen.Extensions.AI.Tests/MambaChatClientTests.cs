@@ -124,14 +124,14 @@ public class MambaChatClientTests
     }
 
     [Fact]
-    public void ServicesAndBadInput()
+    public async Task ServicesAndBadInput()
     {
         IChatClient client = new MambaChatClient(Model, Tokenizer);
         Assert.Equal(nameof(ChatTestModel), client.GetService<ChatClientMetadata>()!.DefaultModelId);
         Assert.Same(client, client.GetService<IChatClient>());
         Assert.NotNull(client.GetService<TextGenerator>());
         Assert.Null(client.GetService<IChatClient>("some key"));
-        Assert.ThrowsAsync<ArgumentException>(() => client.GetResponseAsync([])).GetAwaiter().GetResult();
-        Assert.ThrowsAsync<ArgumentOutOfRangeException>(() => client.GetResponseAsync(Conversation, new ChatOptions { TopP = 0 })).GetAwaiter().GetResult();
+        await Assert.ThrowsAsync<ArgumentException>(() => client.GetResponseAsync([]));
+        await Assert.ThrowsAsync<ArgumentOutOfRangeException>(() => client.GetResponseAsync(Conversation, new ChatOptions { TopP = 0 }));
     }
 }
