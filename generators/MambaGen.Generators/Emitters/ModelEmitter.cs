@@ -60,7 +60,7 @@ namespace MambaGen.Generators.Emitters
             // compiles whatever usings the declaring project has.
             w.Line("using System;");
             w.Line();
-            using (TypeScopes.Open(w, spec))
+            using (TypeScopes.Open(w, spec, " : " + Runtime + ".Generation.IDecodingModel"))
             {
                 EmitCpuConstants(w, spec);
                 EmitCpuBackend(w, spec);
@@ -313,17 +313,18 @@ namespace MambaGen.Generators.Emitters
 
         private static void EmitDecodeApi(CodeWriter w, ModelSpec s)
         {
+            const string Gen = Runtime + ".Generation";
             int history = s.ConvKernel - 1;
             w.Comment("── Recurrent decoding ──────────────────────────────────────────────────────────────────────────");
             w.Summary(
                 "The recurrent state of a batch of sequences: per layer and sequence, the last K − 1 = " + history + " inputs of the causal\n" +
                 "convolution (oldest first) and the SSM state h (N × ED, fp32). Feeding tokens through <see cref=\"Advance\"/> continues\n" +
                 "every sequence exactly as a forward pass over the concatenated tokens would.");
-            using (w.Block("public sealed class DecodeState"))
+            using (w.Block($"public sealed class DecodeState : {Gen}.IDecodeState"))
             {
                 w.Summary("Sequences decoded side by side.");
                 w.Line("public int Batch { get; }");
-                w.Summary("Tokens consumed so far by each sequence.");
+                w.Summary("Tokens consumed so far by each sequence through <see cref=\"Advance\"/> on this state (copied sequences not counted).");
                 w.Line("public int Position { get; internal set; }");
                 w.Line("internal readonly float[] ConvHistory;");
                 w.Line("internal readonly float[] SsmState;");
@@ -342,6 +343,24 @@ namespace MambaGen.Generators.Emitters
                     w.Line($"{Sys}.Array.Clear(SsmState);");
                     w.Line("Position = 0;");
                 }
+                w.Line();
+                w.Summary(
+                    "Makes sequence <paramref name=\"sequence\"/> of this state a copy of sequence <paramref name=\"sourceSequence\"/> of\n" +
+                    "<paramref name=\"source\"/>: how prompts of different lengths, each prefilled alone, join one batch.");
+                using (w.Block("public void CopySequenceFrom(DecodeState source, int sourceSequence, int sequence)"))
+                {
+                    w.Line($"{Sys}.ArgumentNullException.ThrowIfNull(source);");
+                    w.Line($"if ((uint)sourceSequence >= (uint)source.Batch) throw new {Sys}.ArgumentOutOfRangeException(nameof(sourceSequence), sourceSequence, $\"sourceSequence must be in [0, {{source.Batch}}).\");");
+                    w.Line($"if ((uint)sequence >= (uint)Batch) throw new {Sys}.ArgumentOutOfRangeException(nameof(sequence), sequence, $\"sequence must be in [0, {{Batch}}).\");");
+                    using (w.Block("for (int layer = 0; layer < Layers; layer++)"))
+                    {
+                        w.Line("source.ConvHistoryOf(layer, sourceSequence).CopyTo(ConvHistoryOf(layer, sequence));");
+                        w.Line("source.SsmStateOf(layer, sourceSequence).CopyTo(SsmStateOf(layer, sequence));");
+                    }
+                }
+                w.Line();
+                w.Line($"void {Gen}.IDecodeState.CopySequenceFrom({Gen}.IDecodeState source, int sourceSequence, int sequence) =>");
+                w.Line($"    CopySequenceFrom(source as DecodeState ?? throw new {Sys}.ArgumentException($\"source is a {{source?.GetType().FullName ?? \"null\"}}, not a state of this model.\", nameof(source)), sourceSequence, sequence);");
                 w.Line();
                 w.Line($"internal {Sys}.Span<float> ConvHistoryOf(int layer, int sequence) =>");
                 w.Line("    ConvHistory.AsSpan((layer * Batch + sequence) * (ConvKernel - 1) * DInnerStride, (ConvKernel - 1) * DInnerStride);");
@@ -377,24 +396,56 @@ namespace MambaGen.Generators.Emitters
                 }
             }
             w.Line();
+            w.Comment("The generation loop (sampling, stopping, batching, streaming) is runtime code that drives the model through this interface.");
+            w.Line($"int {Gen}.IDecodingModel.VocabularySize => Vocab;");
+            w.Line($"int? {Gen}.IDecodingModel.EndOfSequenceId => Parameters.Shape.EosTokenId;");
+            w.Line($"{Gen}.IDecodeState {Gen}.IDecodingModel.CreateDecodeState(int batch) => CreateDecodeState(batch);");
+            w.Line($"void {Gen}.IDecodingModel.Advance({Gen}.IDecodeState state, {Sys}.ReadOnlySpan<int> tokens, {Sys}.Span<float> lastLogits) =>");
+            w.Line($"    Advance(state as DecodeState ?? throw new {Sys}.ArgumentException($\"state is a {{state?.GetType().FullName ?? \"null\"}}, not a state of this model.\", nameof(state)), tokens, lastLogits);");
+            w.Line();
+
+            w.Summary(
+                "Continues <paramref name=\"prompt\"/> as <paramref name=\"options\"/> say (null: greedy, up to 256 tokens, stopping at the\n" +
+                "end-of-sequence id of the loaded config) and returns only the new tokens, a stop token included. The prompt is read in\n" +
+                "one prefill pass; each new token then costs one recurrent step.");
+            using (w.Block($"public int[] Generate(int[] prompt, {Gen}.GenerationOptions? options = null)"))
+            {
+                w.Line(RequireCpu("Generate"));
+                w.Line($"return {Gen}.TokenGenerator.Generate(this, prompt, options);");
+            }
+            w.Line();
+            w.Summary(
+                "Continues every prompt (lengths may differ) in one batch and returns each one's new tokens: each prompt is prefilled\n" +
+                "on its own, then all sequences take one-token steps together (see <see cref=\"" + Gen + ".GenerationSession\"/>).");
+            using (w.Block($"public int[][] GenerateBatch({Sys}.Collections.Generic.IReadOnlyList<int[]> prompts, {Gen}.GenerationOptions? options = null)"))
+            {
+                w.Line(RequireCpu("Generate"));
+                w.Line($"return {Gen}.TokenGenerator.GenerateBatch(this, prompts, options);");
+            }
+            w.Line();
+            w.Summary("<see cref=\"Generate(int[], " + Gen + ".GenerationOptions?)\"/>, yielding each token as soon as it is picked; the model runs on the thread pool.");
+            using (w.Block($"public {Sys}.Collections.Generic.IAsyncEnumerable<int> GenerateStreamingAsync(int[] prompt, {Gen}.GenerationOptions? options = null, {Sys}.Threading.CancellationToken cancellationToken = default)"))
+            {
+                w.Line(RequireCpu("GenerateStreamingAsync"));
+                w.Line($"return {Gen}.TokenGenerator.GenerateStreamingAsync(this, prompt, options, cancellationToken);");
+            }
+            w.Line();
 
             var stop = s.EosTokenId is null
-                ? "This model's declaration names no end-of-sequence token, so <paramref name=\"stopAtEos\"/> has no effect."
-                : "Stops after emitting <see cref=\"EosTokenId\"/> unless <paramref name=\"stopAtEos\"/> is false; the eos token is included.";
+                ? "<paramref name=\"stopAtEos\"/> stops at the loaded config's eos_token_id, if it has one (the declaration names none)."
+                : "Stops after emitting the loaded config's eos_token_id (else <see cref=\"EosTokenId\"/>) unless <paramref name=\"stopAtEos\"/> is false; the eos token is included.";
             w.Summary(
                 "Continues <paramref name=\"prompt\"/> by up to <paramref name=\"maxNewTokens\"/> tokens and returns only the new ones.\n" +
                 "Greedy (argmax) when <paramref name=\"temperature\"/> is 0; otherwise samples from softmax(logits / temperature), limited\n" +
                 "to the <paramref name=\"topK\"/> most likely tokens (0 = all) and then to the nucleus of probability <paramref name=\"topP\"/>,\n" +
                 "drawing from a generator seeded by <paramref name=\"seed\"/>. " + stop + "\n" +
-                "The prompt is read in one prefill pass; each new token then costs one recurrent step.");
+                "Shorthand for <see cref=\"Generate(int[], " + Gen + ".GenerationOptions?)\"/>.");
             using (w.Block("public int[] Generate(int[] prompt, int maxNewTokens, float temperature = 0f, int topK = 0, float topP = 1f, int seed = 0, bool stopAtEos = true)"))
             {
-                w.Line(RequireCpu("Generate"));
-                w.Line($"{Sys}.ArgumentNullException.ThrowIfNull(prompt);");
-                w.Line($"var sampler = new {Cpu}.TokenSampler(temperature, topK, topP, seed);");
-                w.Line("var state = CreateDecodeState(1);");
-                w.Line(s.EosTokenId is null ? "int? stopToken = null;" : "int? stopToken = stopAtEos ? EosTokenId : null;");
-                w.Line($"return {Cpu}.TokenGeneration.Generate(prompt, maxNewTokens, Vocab, sampler, stopToken, (tokens, logits) => Advance(state, tokens, logits));");
+                w.Line($"return Generate(prompt, new {Gen}.GenerationOptions");
+                w.Line("{");
+                w.Line("    MaxNewTokens = maxNewTokens, Temperature = temperature, TopK = topK, TopP = topP, Seed = seed, StopAtEndOfSequence = stopAtEos,");
+                w.Line("});");
             }
             w.Line();
         }

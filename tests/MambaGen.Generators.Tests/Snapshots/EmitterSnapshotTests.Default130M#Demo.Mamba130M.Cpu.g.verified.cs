@@ -7,7 +7,7 @@ using System;
 
 namespace Demo
 {
-    public partial class Mamba130M
+    public partial class Mamba130M : global::MambaGen.Generation.IDecodingModel
     {
         // Constants of the CPU kernels.
         /// <summary>
@@ -101,11 +101,11 @@ namespace Demo
         /// convolution (oldest first) and the SSM state h (N × ED, fp32). Feeding tokens through <see cref="Advance"/> continues
         /// every sequence exactly as a forward pass over the concatenated tokens would.
         /// </summary>
-        public sealed class DecodeState
+        public sealed class DecodeState : global::MambaGen.Generation.IDecodeState
         {
             /// <summary>Sequences decoded side by side.</summary>
             public int Batch { get; }
-            /// <summary>Tokens consumed so far by each sequence.</summary>
+            /// <summary>Tokens consumed so far by each sequence through <see cref="Advance"/> on this state (copied sequences not counted).</summary>
             public int Position { get; internal set; }
             internal readonly float[] ConvHistory;
             internal readonly float[] SsmState;
@@ -124,6 +124,25 @@ namespace Demo
                 global::System.Array.Clear(SsmState);
                 Position = 0;
             }
+
+            /// <summary>
+            /// Makes sequence <paramref name="sequence"/> of this state a copy of sequence <paramref name="sourceSequence"/> of
+            /// <paramref name="source"/>: how prompts of different lengths, each prefilled alone, join one batch.
+            /// </summary>
+            public void CopySequenceFrom(DecodeState source, int sourceSequence, int sequence)
+            {
+                global::System.ArgumentNullException.ThrowIfNull(source);
+                if ((uint)sourceSequence >= (uint)source.Batch) throw new global::System.ArgumentOutOfRangeException(nameof(sourceSequence), sourceSequence, $"sourceSequence must be in [0, {source.Batch}).");
+                if ((uint)sequence >= (uint)Batch) throw new global::System.ArgumentOutOfRangeException(nameof(sequence), sequence, $"sequence must be in [0, {Batch}).");
+                for (int layer = 0; layer < Layers; layer++)
+                {
+                    source.ConvHistoryOf(layer, sourceSequence).CopyTo(ConvHistoryOf(layer, sequence));
+                    source.SsmStateOf(layer, sourceSequence).CopyTo(SsmStateOf(layer, sequence));
+                }
+            }
+
+            void global::MambaGen.Generation.IDecodeState.CopySequenceFrom(global::MambaGen.Generation.IDecodeState source, int sourceSequence, int sequence) =>
+                CopySequenceFrom(source as DecodeState ?? throw new global::System.ArgumentException($"source is a {source?.GetType().FullName ?? "null"}, not a state of this model.", nameof(source)), sourceSequence, sequence);
 
             internal global::System.Span<float> ConvHistoryOf(int layer, int sequence) =>
                 ConvHistory.AsSpan((layer * Batch + sequence) * (ConvKernel - 1) * DInnerStride, (ConvKernel - 1) * DInnerStride);
@@ -160,21 +179,54 @@ namespace Demo
             }
         }
 
+        // The generation loop (sampling, stopping, batching, streaming) is runtime code that drives the model through this interface.
+        int global::MambaGen.Generation.IDecodingModel.VocabularySize => Vocab;
+        int? global::MambaGen.Generation.IDecodingModel.EndOfSequenceId => Parameters.Shape.EosTokenId;
+        global::MambaGen.Generation.IDecodeState global::MambaGen.Generation.IDecodingModel.CreateDecodeState(int batch) => CreateDecodeState(batch);
+        void global::MambaGen.Generation.IDecodingModel.Advance(global::MambaGen.Generation.IDecodeState state, global::System.ReadOnlySpan<int> tokens, global::System.Span<float> lastLogits) =>
+            Advance(state as DecodeState ?? throw new global::System.ArgumentException($"state is a {state?.GetType().FullName ?? "null"}, not a state of this model.", nameof(state)), tokens, lastLogits);
+
+        /// <summary>
+        /// Continues <paramref name="prompt"/> as <paramref name="options"/> say (null: greedy, up to 256 tokens, stopping at the
+        /// end-of-sequence id of the loaded config) and returns only the new tokens, a stop token included. The prompt is read in
+        /// one prefill pass; each new token then costs one recurrent step.
+        /// </summary>
+        public int[] Generate(int[] prompt, global::MambaGen.Generation.GenerationOptions? options = null)
+        {
+            if (_backend.Device.Kind != global::MambaGen.DeviceKind.Cpu) throw new global::System.NotSupportedException($"Generate runs on the CPU only so far; this instance is on {_backend.Device}. Use To(MambaGen.Device.Cpu).");
+            return global::MambaGen.Generation.TokenGenerator.Generate(this, prompt, options);
+        }
+
+        /// <summary>
+        /// Continues every prompt (lengths may differ) in one batch and returns each one's new tokens: each prompt is prefilled
+        /// on its own, then all sequences take one-token steps together (see <see cref="global::MambaGen.Generation.GenerationSession"/>).
+        /// </summary>
+        public int[][] GenerateBatch(global::System.Collections.Generic.IReadOnlyList<int[]> prompts, global::MambaGen.Generation.GenerationOptions? options = null)
+        {
+            if (_backend.Device.Kind != global::MambaGen.DeviceKind.Cpu) throw new global::System.NotSupportedException($"Generate runs on the CPU only so far; this instance is on {_backend.Device}. Use To(MambaGen.Device.Cpu).");
+            return global::MambaGen.Generation.TokenGenerator.GenerateBatch(this, prompts, options);
+        }
+
+        /// <summary><see cref="Generate(int[], global::MambaGen.Generation.GenerationOptions?)"/>, yielding each token as soon as it is picked; the model runs on the thread pool.</summary>
+        public global::System.Collections.Generic.IAsyncEnumerable<int> GenerateStreamingAsync(int[] prompt, global::MambaGen.Generation.GenerationOptions? options = null, global::System.Threading.CancellationToken cancellationToken = default)
+        {
+            if (_backend.Device.Kind != global::MambaGen.DeviceKind.Cpu) throw new global::System.NotSupportedException($"GenerateStreamingAsync runs on the CPU only so far; this instance is on {_backend.Device}. Use To(MambaGen.Device.Cpu).");
+            return global::MambaGen.Generation.TokenGenerator.GenerateStreamingAsync(this, prompt, options, cancellationToken);
+        }
+
         /// <summary>
         /// Continues <paramref name="prompt"/> by up to <paramref name="maxNewTokens"/> tokens and returns only the new ones.
         /// Greedy (argmax) when <paramref name="temperature"/> is 0; otherwise samples from softmax(logits / temperature), limited
         /// to the <paramref name="topK"/> most likely tokens (0 = all) and then to the nucleus of probability <paramref name="topP"/>,
-        /// drawing from a generator seeded by <paramref name="seed"/>. This model's declaration names no end-of-sequence token, so <paramref name="stopAtEos"/> has no effect.
-        /// The prompt is read in one prefill pass; each new token then costs one recurrent step.
+        /// drawing from a generator seeded by <paramref name="seed"/>. <paramref name="stopAtEos"/> stops at the loaded config's eos_token_id, if it has one (the declaration names none).
+        /// Shorthand for <see cref="Generate(int[], global::MambaGen.Generation.GenerationOptions?)"/>.
         /// </summary>
         public int[] Generate(int[] prompt, int maxNewTokens, float temperature = 0f, int topK = 0, float topP = 1f, int seed = 0, bool stopAtEos = true)
         {
-            if (_backend.Device.Kind != global::MambaGen.DeviceKind.Cpu) throw new global::System.NotSupportedException($"Generate runs on the CPU only so far; this instance is on {_backend.Device}. Use To(MambaGen.Device.Cpu).");
-            global::System.ArgumentNullException.ThrowIfNull(prompt);
-            var sampler = new global::MambaGen.Cpu.TokenSampler(temperature, topK, topP, seed);
-            var state = CreateDecodeState(1);
-            int? stopToken = null;
-            return global::MambaGen.Cpu.TokenGeneration.Generate(prompt, maxNewTokens, Vocab, sampler, stopToken, (tokens, logits) => Advance(state, tokens, logits));
+            return Generate(prompt, new global::MambaGen.Generation.GenerationOptions
+            {
+                MaxNewTokens = maxNewTokens, Temperature = temperature, TopK = topK, TopP = topP, Seed = seed, StopAtEndOfSequence = stopAtEos,
+            });
         }
 
         // ── The pass over all layers ────────────────────────────────────────────────────────────────────

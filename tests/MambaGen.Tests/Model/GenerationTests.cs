@@ -130,25 +130,4 @@ public class GenerationTests
         Assert.Throws<ArgumentException>(() => model.Advance(state, [1, 2], new float[OddWidthModel.Vocab]));
         Assert.Throws<ArgumentOutOfRangeException>(() => model.CreateDecodeState(0));
     }
-
-    [Fact]
-    public void GenerationStopsAfterTheStopToken()
-    {
-        // The shared loop with a scripted "model" whose logits always favour the next token of a script.
-        int[] script = [5, 6, 2, 7, 8];
-        int step = 0;
-        var fed = new List<int>();
-        void Advance(ReadOnlySpan<int> tokens, Span<float> logits)
-        {
-            fed.AddRange(tokens.ToArray());
-            logits.Clear();
-            logits[script[Math.Min(step++, script.Length - 1)]] = 1f;
-        }
-        var sampler = new TokenSampler();
-        Assert.Equal([5, 6, 2], TokenGeneration.Generate([1, 1], 10, 10, sampler, stopToken: 2, Advance));
-        Assert.Equal([1, 1, 5, 6], fed); // the stop token itself is not fed back
-
-        step = 0;
-        Assert.Equal([5, 6, 2, 7], TokenGeneration.Generate([1], 4, 10, sampler, stopToken: null, Advance));
-    }
 }

@@ -1,0 +1,45 @@
+using MambaGen;
+using MambaGen.Generation;
+
+/// <summary>
+/// The model shapes this sample can run. A generated type is specialised to one shape at compile time, so a checkpoint
+/// is matched to a type by its config.json; to run another shape, declare it here (see <see cref="Pick"/>'s error).
+/// </summary>
+internal static class KnownShapes
+{
+    private sealed record Known(string Name, MambaShape Shape, Func<string, IDecodingModel> Load);
+
+    private static readonly Known[] All =
+    [
+        new("mamba-130m (state-spaces/mamba-130m-hf)", Mamba130M.ModelShape, directory => Mamba130M.Load(directory)),
+        new("tiny test shape (D 16, 2 layers, vocabulary 1607 of the tokenizer fixture)", TinyTextModel.ModelShape, directory => TinyTextModel.Load(directory)),
+    ];
+
+    /// <summary>Loads the checkpoint in <paramref name="directory"/> into the declared type whose shape its config.json has.</summary>
+    public static (string Name, IDecodingModel Model) Pick(string directory)
+    {
+        string config = Path.Combine(directory, "config.json");
+        if (!File.Exists(config)) throw new FileNotFoundException($"{directory} has no config.json; a checkpoint directory holds config.json, model.safetensors and tokenizer.json.", config);
+        var shape = WithoutTokenIds(MambaGen.Checkpoints.MambaConfig.ReadShape(config));
+        foreach (var known in All)
+            if (WithoutTokenIds(known.Shape) == shape)
+                return (known.Name, known.Load(directory));
+        throw new InvalidOperationException(
+            $"{config} describes a shape this sample does not declare (D {shape.DModel}, {shape.Layers} layers, vocabulary {shape.Vocab}, N {shape.DState}, " +
+            $"ED {shape.DInner}, R {shape.DtRank}, K {shape.ConvKernel}). Known: {string.Join("; ", All.Select(k => k.Name))}. " +
+            "Declare it in samples/TextGeneration/KnownShapes.cs: [MambaModel(ConfigFile = \"path/to/config.json\")] internal partial class MyModel { } " +
+            "with the config listed as <AdditionalFiles> in TextGeneration.csproj, and add MyModel to KnownShapes.All.");
+    }
+
+    private static MambaShape WithoutTokenIds(MambaShape shape) => shape with { BosTokenId = null, EosTokenId = null, PadTokenId = null };
+}
+
+/// <summary>The published mamba-130m: D 768, 24 layers, N 16, ED 1536, R 48, K 4, vocabulary 50277 padded to 50280.</summary>
+[MambaModel(DModel = 768, Layers = 24, Vocab = 50277, PadVocabMultiple = 8)]
+[SelectiveSsm(DState = 16, Expand = 2, ConvKernel = 4)]
+internal partial class Mamba130M { }
+
+/// <summary>The shape of the tests' text checkpoint: random weights over the trained tokenizer fixture's 1,607 ids.</summary>
+[MambaModel(DModel = 16, Layers = 2, Vocab = 1607, PadVocabMultiple = 8)]
+[SelectiveSsm(DState = 4, Expand = 2)]
+internal partial class TinyTextModel { }

@@ -1,0 +1,207 @@
+using System.Diagnostics;
+using MambaGen.Cpu;
+
+namespace MambaGen.Generation;
+
+/// <summary>
+/// One generation run over a batch of prompts, advanced a step at a time so callers can stream tokens, end a sequence
+/// early (on a stop string) or read timings between steps.
+/// <para>
+/// How prompts of different lengths share a batch: the first <see cref="Step"/> prefills each prompt on its own through a
+/// one-sequence state, in chunks of <see cref="PrefillChunk"/> tokens (one parallel scan per chunk, whose last state
+/// carries over), copies that state into the prompt's slot of a batched state and samples the sequence's first token
+/// from its last logits. Every later step feeds one token per sequence through the batched state in a single call.
+/// A sequence that has stopped keeps being fed its last token until the others finish; its outputs are ignored.
+/// </para>
+/// Sequence i samples from its own generator seeded with <see cref="GenerationOptions.Seed"/> + i, so it gets the same
+/// tokens as a batch of one with that seed.
+/// </summary>
+public sealed class GenerationSession
+{
+    /// <summary>Prompt tokens per prefill call: bounds the activation memory a long prompt needs.</summary>
+    public const int PrefillChunk = 2048;
+
+    private readonly IDecodingModel _model;
+    private readonly int[][] _prompts;
+    private readonly GenerationOptions _options;
+    private readonly int _vocab;
+    private readonly bool[] _isStopToken;
+    private readonly TokenSampler[] _samplers;
+    private readonly List<int>[] _generated;
+    private readonly FinishReason?[] _finished;
+    // Per sequence, the distinct ids of prompt and output so far (for the repetition penalty; empty when it is off).
+    private readonly List<int>[] _seenIds;
+    private readonly bool[][] _seen;
+    private readonly float[] _logits;
+    private readonly int[] _feed;
+    private IDecodeState? _state;
+    private int _running;
+    private int _prefillTokens, _decodeTokens, _generatedTokens;
+    private long _prefillTicks, _decodeTicks;
+
+    /// <summary>Checks the prompts and options (throwing before any work) and prepares the run; no model work yet.</summary>
+    public GenerationSession(IDecodingModel model, IReadOnlyList<int[]> prompts, GenerationOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(prompts);
+        _options = options ?? new GenerationOptions();
+        _vocab = model.VocabularySize;
+        _options.Validate(_vocab);
+        if (prompts.Count == 0) throw new ArgumentException("At least one prompt is needed.", nameof(prompts));
+        _model = model;
+        _prompts = new int[prompts.Count][];
+        for (int i = 0; i < prompts.Count; i++)
+        {
+            string name = prompts.Count == 1 ? "prompt" : $"prompts[{i}]";
+            var prompt = prompts[i] ?? throw new ArgumentNullException(name);
+            if (prompt.Length == 0) throw new ArgumentException($"{name} is empty; a prompt needs at least one token.", name);
+            if (prompt.Length > GenerationOptions.MaxPromptTokens)
+                throw new ArgumentOutOfRangeException(name, prompt.Length, $"{name} has {prompt.Length} tokens; the limit is {GenerationOptions.MaxPromptTokens}.");
+            ModelInput.RequireTokenIds(prompt, _vocab, name);
+            _prompts[i] = prompt.ToArray();
+        }
+
+        int batch = _prompts.Length;
+        _isStopToken = new bool[_vocab];
+        foreach (int id in _options.StopTokenIds) _isStopToken[id] = true;
+        if (_options.StopAtEndOfSequence && (_options.EndOfSequenceId ?? model.EndOfSequenceId) is int eos)
+        {
+            if ((uint)eos >= (uint)_vocab)
+                throw new ArgumentOutOfRangeException(nameof(model), eos, $"The model's end-of-sequence id {eos} is outside its vocabulary [0, {_vocab}).");
+            _isStopToken[eos] = true;
+        }
+        int seed = _options.Seed ?? Random.Shared.Next();
+        _samplers = new TokenSampler[batch];
+        _generated = new List<int>[batch];
+        _seenIds = new List<int>[batch];
+        _seen = new bool[batch][];
+        for (int i = 0; i < batch; i++)
+        {
+            _samplers[i] = new TokenSampler(_options.Temperature, _options.TopK, _options.TopP, unchecked(seed + i), _options.MinP);
+            _generated[i] = [];
+            _seenIds[i] = [];
+            _seen[i] = _options.RepetitionPenalty == 1f ? [] : new bool[_vocab];
+            foreach (int id in _prompts[i]) MarkSeen(i, id);
+        }
+        _finished = new FinishReason?[batch];
+        if (_options.MaxNewTokens == 0) Array.Fill(_finished, FinishReason.Length);
+        _running = _options.MaxNewTokens == 0 ? 0 : batch;
+        _logits = new float[batch * _vocab];
+        _feed = new int[batch];
+    }
+
+    /// <summary>Sequences in the run.</summary>
+    public int Batch => _prompts.Length;
+
+    /// <summary>The options in force (defaults filled in).</summary>
+    public GenerationOptions Options => _options;
+
+    /// <summary>True once every sequence has stopped.</summary>
+    public bool IsFinished => _running == 0;
+
+    /// <summary>The tokens sequence <paramref name="sequence"/> has generated so far (a stop token included).</summary>
+    public IReadOnlyList<int> Generated(int sequence) => _generated[sequence];
+
+    /// <summary>Why sequence <paramref name="sequence"/> stopped, or null while it runs.</summary>
+    public FinishReason? FinishReasonOf(int sequence) => _finished[sequence];
+
+    /// <summary>Counts and timings so far.</summary>
+    public GenerationStatistics Statistics => new(_prefillTokens, TimeSpan.FromTicks(_prefillTicks * TimeSpan.TicksPerSecond / Stopwatch.Frequency),
+        _decodeTokens, TimeSpan.FromTicks(_decodeTicks * TimeSpan.TicksPerSecond / Stopwatch.Frequency), _generatedTokens);
+
+    /// <summary>Stops sequence <paramref name="sequence"/> now (for example when its text reached a stop string).</summary>
+    public void EndSequence(int sequence)
+    {
+        if ((uint)sequence >= (uint)Batch)
+            throw new ArgumentOutOfRangeException(nameof(sequence), sequence, $"sequence must be in [0, {Batch}).");
+        Finish(sequence, FinishReason.Ended);
+    }
+
+    /// <summary>
+    /// Runs one step — the prefill on the first call, a one-token step afterwards — and writes each sequence's new token
+    /// into <paramref name="next"/> (Batch values; −1 for a sequence that had already stopped). Returns false, doing
+    /// nothing, once every sequence has stopped.
+    /// </summary>
+    public bool Step(Span<int> next)
+    {
+        ModelInput.RequireLength(next.Length, Batch, nameof(next));
+        if (IsFinished) return false;
+        long start = Stopwatch.GetTimestamp();
+        bool prefill = _state is null;
+        if (prefill) Prefill();
+        else
+        {
+            _model.Advance(_state!, _feed, _logits);
+            _decodeTokens += _running;
+        }
+        for (int i = 0; i < Batch; i++)
+        {
+            if (_finished[i] is not null) { next[i] = -1; continue; }
+            next[i] = _feed[i] = Pick(i);
+        }
+        long elapsed = Stopwatch.GetTimestamp() - start;
+        if (prefill) _prefillTicks += elapsed; else _decodeTicks += elapsed;
+        return true;
+    }
+
+    /// <summary><see cref="Step"/> on the thread pool, so an awaiting caller (a UI, a server) is not blocked by the model.</summary>
+    public Task<bool> StepAsync(int[] next, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(next);
+        cancellationToken.ThrowIfCancellationRequested();
+        return Task.Run(() => Step(next), cancellationToken);
+    }
+
+    /// <summary>Runs every step and returns each sequence's generated tokens.</summary>
+    public int[][] Run()
+    {
+        var next = new int[Batch];
+        while (Step(next)) { }
+        return _generated.Select(tokens => tokens.ToArray()).ToArray();
+    }
+
+    private void Prefill()
+    {
+        _state = _model.CreateDecodeState(Batch);
+        var single = Batch == 1 ? _state : _model.CreateDecodeState(1);
+        for (int i = 0; i < Batch; i++)
+        {
+            if (i > 0) single.Reset();
+            var prompt = _prompts[i];
+            var logits = _logits.AsSpan(i * _vocab, _vocab);
+            for (int offset = 0; offset < prompt.Length; offset += PrefillChunk)
+                _model.Advance(single, prompt.AsSpan(offset, Math.Min(PrefillChunk, prompt.Length - offset)), logits);
+            if (single != _state) _state.CopySequenceFrom(single, 0, i);
+            _prefillTokens += prompt.Length;
+        }
+    }
+
+    private int Pick(int sequence)
+    {
+        var logits = _logits.AsSpan(sequence * _vocab, _options.VocabularyLimit ?? _vocab);
+        if (_options.RepetitionPenalty != 1f)
+            TokenSampler.ApplyRepetitionPenalty(logits, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_seenIds[sequence]), _options.RepetitionPenalty);
+        int token = _samplers[sequence].Next(logits);
+        _generated[sequence].Add(token);
+        _generatedTokens++;
+        MarkSeen(sequence, token);
+        if (_isStopToken[token]) Finish(sequence, FinishReason.StopToken);
+        else if (_generated[sequence].Count == _options.MaxNewTokens) Finish(sequence, FinishReason.Length);
+        return token;
+    }
+
+    private void MarkSeen(int sequence, int token)
+    {
+        var seen = _seen[sequence];
+        if (seen.Length == 0 || seen[token]) return;
+        seen[token] = true;
+        _seenIds[sequence].Add(token);
+    }
+
+    private void Finish(int sequence, FinishReason reason)
+    {
+        if (_finished[sequence] is not null) return;
+        _finished[sequence] = reason;
+        _running--;
+    }
+}
