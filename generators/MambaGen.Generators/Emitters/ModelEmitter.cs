@@ -267,6 +267,9 @@ namespace MambaGen.Generators.Emitters
                 w.Line($"public void Forward({Sys}.ReadOnlySpan<int> tokens, int batch, {Sys}.Span<float> logits) => _model.CpuForward(tokens, batch, logits);");
                 w.Line($"public float ForwardBackward({Sys}.ReadOnlySpan<int> tokens, {Sys}.ReadOnlySpan<int> targets, int batch, {Sys}.Span<float> gradients) =>");
                 w.Line("    _model.CpuForwardBackward(tokens, targets, batch, gradients);");
+                w.Line($"public {Runtime}.Generation.IDecodeState CreateDecodeState(int batch) => _model.CreateDecodeState(batch);");
+                w.Line($"public void Advance({Runtime}.Generation.IDecodeState state, {Sys}.ReadOnlySpan<int> tokens, {Sys}.Span<float> lastLogits) =>");
+                w.Line($"    _model.Advance(state as DecodeState ?? throw new {Sys}.ArgumentException($\"state is a {{state.GetType().FullName}}, not a CPU state of this model.\", nameof(state)), tokens, lastLogits);");
                 w.Line("public void Dispose() { }");
             }
             w.Line();
@@ -399,9 +402,16 @@ namespace MambaGen.Generators.Emitters
             w.Comment("The generation loop (sampling, stopping, batching, streaming) is runtime code that drives the model through this interface.");
             w.Line($"int {Gen}.IDecodingModel.VocabularySize => Vocab;");
             w.Line($"int? {Gen}.IDecodingModel.EndOfSequenceId => Parameters.Shape.EosTokenId;");
-            w.Line($"{Gen}.IDecodeState {Gen}.IDecodingModel.CreateDecodeState(int batch) => CreateDecodeState(batch);");
-            w.Line($"void {Gen}.IDecodingModel.Advance({Gen}.IDecodeState state, {Sys}.ReadOnlySpan<int> tokens, {Sys}.Span<float> lastLogits) =>");
-            w.Line($"    Advance(state as DecodeState ?? throw new {Sys}.ArgumentException($\"state is a {{state?.GetType().FullName ?? \"null\"}}, not a state of this model.\", nameof(state)), tokens, lastLogits);");
+            w.Comment("Through the backend, so generation runs wherever this instance does (the CPU's DecodeState, or a GPU's).");
+            w.Line($"{Gen}.IDecodeState {Gen}.IDecodingModel.CreateDecodeState(int batch) => _backend.CreateDecodeState(batch);");
+            w.Line($"void {Gen}.IDecodingModel.Advance({Gen}.IDecodeState state, {Sys}.ReadOnlySpan<int> tokens, {Sys}.Span<float> lastLogits)");
+            using (w.Block(""))
+            {
+                w.Line($"{Sys}.ArgumentNullException.ThrowIfNull(state);");
+                w.Line($"{Cpu}.ModelInput.RequireTokenBatch(tokens, state.Batch, Vocab, nameof(tokens));");
+                w.Line($"{Cpu}.ModelInput.RequireLength(lastLogits.Length, state.Batch * Vocab, nameof(lastLogits));");
+                w.Line("_backend.Advance(state, tokens, lastLogits);");
+            }
             w.Line();
 
             w.Summary(
@@ -410,7 +420,6 @@ namespace MambaGen.Generators.Emitters
                 "one prefill pass; each new token then costs one recurrent step.");
             using (w.Block($"public int[] Generate(int[] prompt, {Gen}.GenerationOptions? options = null)"))
             {
-                w.Line(RequireCpu("Generate"));
                 w.Line($"return {Gen}.TokenGenerator.Generate(this, prompt, options);");
             }
             w.Line();
@@ -419,14 +428,12 @@ namespace MambaGen.Generators.Emitters
                 "on its own, then all sequences take one-token steps together (see <see cref=\"" + Gen + ".GenerationSession\"/>).");
             using (w.Block($"public int[][] GenerateBatch({Sys}.Collections.Generic.IReadOnlyList<int[]> prompts, {Gen}.GenerationOptions? options = null)"))
             {
-                w.Line(RequireCpu("Generate"));
                 w.Line($"return {Gen}.TokenGenerator.GenerateBatch(this, prompts, options);");
             }
             w.Line();
             w.Summary("<see cref=\"Generate(int[], " + Gen + ".GenerationOptions?)\"/>, yielding each token as soon as it is picked; the model runs on the thread pool.");
             using (w.Block($"public {Sys}.Collections.Generic.IAsyncEnumerable<int> GenerateStreamingAsync(int[] prompt, {Gen}.GenerationOptions? options = null, {Sys}.Threading.CancellationToken cancellationToken = default)"))
             {
-                w.Line(RequireCpu("GenerateStreamingAsync"));
                 w.Line($"return {Gen}.TokenGenerator.GenerateStreamingAsync(this, prompt, options, cancellationToken);");
             }
             w.Line();

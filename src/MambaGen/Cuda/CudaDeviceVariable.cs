@@ -105,6 +105,19 @@ public sealed unsafe class CudaDeviceVariable<T> : IDisposable where T : unmanag
         CudaException.CheckDriver(Driver.cuMemcpyDtoD_v2(destination, source.DevicePointer, Bytes(source.Count)), "cuMemcpyDtoD_v2");
     }
 
+    /// <summary>
+    /// Copies <paramref name="count"/> elements of <paramref name="source"/> from <paramref name="sourceOffset"/> to this
+    /// variable at <paramref name="offset"/>, device to device; both ranges are checked.
+    /// </summary>
+    public void CopyFrom(CudaDeviceVariable<T> source, long sourceOffset, long offset, long count)
+    {
+        ArgumentNullException.ThrowIfNull(source);
+        ulong from = source.Address(sourceOffset, count);
+        ulong to = Address(offset, count);
+        Context.MakeCurrent();
+        CudaException.CheckDriver(Driver.cuMemcpyDtoD_v2(to, from, Bytes(count)), "cuMemcpyDtoD_v2");
+    }
+
     /// <summary>Queues a copy of all of <paramref name="source"/> to the device at <paramref name="offset"/> on <paramref name="stream"/>.</summary>
     public void CopyToDeviceAsync(CudaPinnedHostMemory<T> source, CudaStream stream, long offset = 0)
     {

@@ -16,4 +16,10 @@ public interface IMambaBackend : IDisposable
 
     /// <summary>Mean next-token cross-entropy over scored positions; overwrites <paramref name="gradients"/> with its gradient.</summary>
     float ForwardBackward(ReadOnlySpan<int> tokens, ReadOnlySpan<int> targets, int batch, Span<float> gradients);
+
+    /// <summary>A zero recurrent state for <paramref name="batch"/> sequences, held where this backend computes.</summary>
+    Generation.IDecodeState CreateDecodeState(int batch);
+
+    /// <summary>Continues <paramref name="state"/> (one this backend made) by <paramref name="tokens"/>; logits after each sequence's last token.</summary>
+    void Advance(Generation.IDecodeState state, ReadOnlySpan<int> tokens, Span<float> lastLogits);
 }

@@ -58,6 +58,9 @@ namespace Demo
             public void Forward(global::System.ReadOnlySpan<int> tokens, int batch, global::System.Span<float> logits) => _model.CpuForward(tokens, batch, logits);
             public float ForwardBackward(global::System.ReadOnlySpan<int> tokens, global::System.ReadOnlySpan<int> targets, int batch, global::System.Span<float> gradients) =>
                 _model.CpuForwardBackward(tokens, targets, batch, gradients);
+            public global::MambaGen.Generation.IDecodeState CreateDecodeState(int batch) => _model.CreateDecodeState(batch);
+            public void Advance(global::MambaGen.Generation.IDecodeState state, global::System.ReadOnlySpan<int> tokens, global::System.Span<float> lastLogits) =>
+                _model.Advance(state as DecodeState ?? throw new global::System.ArgumentException($"state is a {state.GetType().FullName}, not a CPU state of this model.", nameof(state)), tokens, lastLogits);
             public void Dispose() { }
         }
 
@@ -178,9 +181,16 @@ namespace Demo
         // The generation loop (sampling, stopping, batching, streaming) is runtime code that drives the model through this interface.
         int global::MambaGen.Generation.IDecodingModel.VocabularySize => Vocab;
         int? global::MambaGen.Generation.IDecodingModel.EndOfSequenceId => Parameters.Shape.EosTokenId;
-        global::MambaGen.Generation.IDecodeState global::MambaGen.Generation.IDecodingModel.CreateDecodeState(int batch) => CreateDecodeState(batch);
-        void global::MambaGen.Generation.IDecodingModel.Advance(global::MambaGen.Generation.IDecodeState state, global::System.ReadOnlySpan<int> tokens, global::System.Span<float> lastLogits) =>
-            Advance(state as DecodeState ?? throw new global::System.ArgumentException($"state is a {state?.GetType().FullName ?? "null"}, not a state of this model.", nameof(state)), tokens, lastLogits);
+        // Through the backend, so generation runs wherever this instance does (the CPU's DecodeState, or a GPU's).
+        global::MambaGen.Generation.IDecodeState global::MambaGen.Generation.IDecodingModel.CreateDecodeState(int batch) => _backend.CreateDecodeState(batch);
+        void global::MambaGen.Generation.IDecodingModel.Advance(global::MambaGen.Generation.IDecodeState state, global::System.ReadOnlySpan<int> tokens, global::System.Span<float> lastLogits)
+
+        {
+            global::System.ArgumentNullException.ThrowIfNull(state);
+            global::MambaGen.Cpu.ModelInput.RequireTokenBatch(tokens, state.Batch, Vocab, nameof(tokens));
+            global::MambaGen.Cpu.ModelInput.RequireLength(lastLogits.Length, state.Batch * Vocab, nameof(lastLogits));
+            _backend.Advance(state, tokens, lastLogits);
+        }
 
         /// <summary>
         /// Continues <paramref name="prompt"/> as <paramref name="options"/> say (null: greedy, up to 256 tokens, stopping at the
@@ -189,7 +199,6 @@ namespace Demo
         /// </summary>
         public int[] Generate(int[] prompt, global::MambaGen.Generation.GenerationOptions? options = null)
         {
-            if (_backend.Device.Kind != global::MambaGen.DeviceKind.Cpu) throw new global::System.NotSupportedException($"Generate runs on the CPU only so far; this instance is on {_backend.Device}. Use To(MambaGen.Device.Cpu).");
             return global::MambaGen.Generation.TokenGenerator.Generate(this, prompt, options);
         }
 
@@ -199,14 +208,12 @@ namespace Demo
         /// </summary>
         public int[][] GenerateBatch(global::System.Collections.Generic.IReadOnlyList<int[]> prompts, global::MambaGen.Generation.GenerationOptions? options = null)
         {
-            if (_backend.Device.Kind != global::MambaGen.DeviceKind.Cpu) throw new global::System.NotSupportedException($"Generate runs on the CPU only so far; this instance is on {_backend.Device}. Use To(MambaGen.Device.Cpu).");
             return global::MambaGen.Generation.TokenGenerator.GenerateBatch(this, prompts, options);
         }
 
         /// <summary><see cref="Generate(int[], global::MambaGen.Generation.GenerationOptions?)"/>, yielding each token as soon as it is picked; the model runs on the thread pool.</summary>
         public global::System.Collections.Generic.IAsyncEnumerable<int> GenerateStreamingAsync(int[] prompt, global::MambaGen.Generation.GenerationOptions? options = null, global::System.Threading.CancellationToken cancellationToken = default)
         {
-            if (_backend.Device.Kind != global::MambaGen.DeviceKind.Cpu) throw new global::System.NotSupportedException($"GenerateStreamingAsync runs on the CPU only so far; this instance is on {_backend.Device}. Use To(MambaGen.Device.Cpu).");
             return global::MambaGen.Generation.TokenGenerator.GenerateStreamingAsync(this, prompt, options, cancellationToken);
         }
 

@@ -562,6 +562,20 @@ extern "C" __global__ void mamba_fill_broadcast(float* __restrict__ out, const f
         out[i] = bias[(i / inner) % channels];
 }
 
+// ssm_state[i, :] = chunk_states[i, chunks − 1, :] for each of `rows` (batch × channel) rows of N states: the scan's
+// final state, which a prefill hands to the one-token decode steps.
+extern "C" __global__ void mamba_take_last_state(const float* __restrict__ chunk_states, float* __restrict__ ssm_state,
+                                                 long long rows, int chunks, int states)
+{
+    const long long total = rows * states;
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (long long)gridDim.x * blockDim.x)
+    {
+        const long long row = i / states;
+        const int n = (int)(i % states);
+        ssm_state[i] = chunk_states[(row * chunks + chunks - 1) * states + n];
+    }
+}
+
 // ─── templates/embedding.cu ───
 // Token embedding: gather forward, deterministic scatter-add backward.
 // Forward: out[t, :] = E[tokens[t], :] (fp32 residual stream); E is (vocab, D_MODEL) fp32 or bf16.

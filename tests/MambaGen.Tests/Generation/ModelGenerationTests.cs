@@ -10,7 +10,7 @@ namespace MambaGen.Tests.Generation;
 /// <summary>Generation on real generated models: transformers' greedy output, seeds, batches, the repetition penalty.</summary>
 public class ModelGenerationTests
 {
-    private static string FixturePath(params string[] parts) => Path.Combine([AppContext.BaseDirectory, "fixtures", .. parts]);
+    internal static string FixturePath(params string[] parts) => Path.Combine([Fixture.Root, .. parts]);
 
     /// <summary>
     /// tests/fixtures/generation/greedy_generate.json: transformers 5.17 generate(do_sample=False) on hf-tiny-a, in float32

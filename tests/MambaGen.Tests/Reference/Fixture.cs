@@ -12,12 +12,17 @@ internal sealed class Fixture : IDisposable
 
     public Fixture(string name)
     {
-        // Beside the test assembly, not the host process: a console runner (as on the GPU machine) has its own base directory.
-        Directory = Path.Combine(Path.GetDirectoryName(typeof(Fixture).Assembly.Location)!, "fixtures", name);
+        Directory = Path.Combine(Root, name);
         _reference = SafeTensorsFile.Open(Path.Combine(Directory, "reference.safetensors"));
     }
 
     public string Directory { get; }
+
+    /// <summary>
+    /// The fixtures folder beside the test assembly (not the host process's base directory: a console runner, as on
+    /// the GPU machine, has its own).
+    /// </summary>
+    public static string Root { get; } = Path.Combine(Path.GetDirectoryName(typeof(Fixture).Assembly.Location)!, "fixtures");
 
     public int[] Ints(string key) => _reference.ReadInt32(key);
 

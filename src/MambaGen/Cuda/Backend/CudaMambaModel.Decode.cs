@@ -9,6 +9,11 @@ namespace MambaGen.Cuda.Backend;
 /// </summary>
 public sealed partial class CudaMambaModel
 {
+    Generation.IDecodeState IMambaBackend.CreateDecodeState(int batch) => CreateDecodeState(batch);
+
+    void IMambaBackend.Advance(Generation.IDecodeState state, ReadOnlySpan<int> tokens, Span<float> lastLogits) =>
+        Advance(state as CudaDecodeState ?? throw new ArgumentException($"state is a {state.GetType().FullName}, not a state of a model on {Device}.", nameof(state)), tokens, lastLogits);
+
     /// <summary>A zero decode state for <paramref name="batch"/> sequences, on this model's device.</summary>
     public CudaDecodeState CreateDecodeState(int batch = 1)
     {
@@ -36,10 +41,10 @@ public sealed partial class CudaMambaModel
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
             RefreshParametersIfChanged();
-            if (state.Position == 0) Prefill(state, tokens, length);
+            if (state.IsFresh) Prefill(state, tokens, length);
             else
                 for (int step = 0; step < length; step++) Step(state, tokens, length, step);
-            state.Position += length;
+            state.IsFresh = false;
             _stream.Synchronize();
             state.Logits.CopyToHost(lastLogits[..(state.Batch * _shape.Vocab)]);
         }
@@ -131,7 +136,7 @@ public sealed partial class CudaMambaModel
 /// The recurrent state of a batch of sequences on the GPU: per layer and sequence the last K inputs of the causal
 /// convolution (ED × K, newest last) and the SSM state h (ED × N, fp32), plus the step's scratch buffers.
 /// </summary>
-public sealed class CudaDecodeState : IDisposable
+public sealed class CudaDecodeState : Generation.IDecodeState, IDisposable
 {
     private readonly List<IDisposable> _buffers = new();
     private readonly int _convPerLayer, _ssmPerLayer;
@@ -170,8 +175,11 @@ public sealed class CudaDecodeState : IDisposable
     /// <summary>Sequences decoded side by side.</summary>
     public int Batch { get; }
 
-    /// <summary>Tokens consumed so far by each sequence.</summary>
-    public int Position { get; internal set; }
+    /// <summary>
+    /// Whether the state is still zero (made or reset, nothing fed or copied in since): only then can a prompt be read in
+    /// one parallel pass, since the scan starts from h = 0.
+    /// </summary>
+    public bool IsFresh { get; internal set; }
 
     internal CudaContext Owner { get; }
     internal readonly CudaDeviceVariable<float> Conv = null!, Ssm = null!;
@@ -189,7 +197,29 @@ public sealed class CudaDecodeState : IDisposable
     {
         Conv.Memset(0u);
         Ssm.Memset(0u);
-        Position = 0;
+        IsFresh = true;
+    }
+
+    /// <summary>
+    /// Makes sequence <paramref name="sequence"/> a copy of sequence <paramref name="sourceSequence"/> of
+    /// <paramref name="source"/>, a GPU state of the same model: how prompts of different lengths, each prefilled on its
+    /// own, share a batch.
+    /// </summary>
+    public void CopySequenceFrom(Generation.IDecodeState source, int sourceSequence, int sequence)
+    {
+        var from = source as CudaDecodeState ?? throw new ArgumentException($"source is a {source?.GetType().FullName ?? "null"}, not a GPU decode state.", nameof(source));
+        if (from.Owner != Owner || from._convPerLayer / from.Batch != _convPerLayer / Batch || from._ssmPerLayer / from.Batch != _ssmPerLayer / Batch)
+            throw new ArgumentException("source is a state of another model or device.", nameof(source));
+        if ((uint)sourceSequence >= (uint)from.Batch) throw new ArgumentOutOfRangeException(nameof(sourceSequence), sourceSequence, $"source holds {from.Batch} sequences.");
+        if ((uint)sequence >= (uint)Batch) throw new ArgumentOutOfRangeException(nameof(sequence), sequence, $"this state holds {Batch} sequences.");
+        int conv = _convPerLayer / Batch, ssm = _ssmPerLayer / Batch;
+        int layers = (int)(Conv.Count / _convPerLayer);
+        for (int layer = 0; layer < layers; layer++)
+        {
+            Conv.CopyFrom(from.Conv, (long)layer * from._convPerLayer + (long)sourceSequence * conv, (long)layer * _convPerLayer + (long)sequence * conv, conv);
+            Ssm.CopyFrom(from.Ssm, (long)layer * from._ssmPerLayer + (long)sourceSequence * ssm, (long)layer * _ssmPerLayer + (long)sequence * ssm, ssm);
+        }
+        IsFresh = false;
     }
 
     /// <summary>Frees the state's device memory.</summary>

@@ -49,7 +49,9 @@ public sealed partial class CudaMambaModel : IMambaBackend
         try
         {
             _context = Own(new CudaContext(device.Ordinal));
-            _stream = Own(new CudaStream(_context));
+            // A blocking stream: it is ordered with the legacy default stream, where the plain (non-async) copies and memsets of
+            // parameters, tokens and decode states run, so kernels never race those copies.
+            _stream = Own(new CudaStream(_context, nonBlocking: false));
             _blas = Own(new CublasHandle(_context, _stream));
             var image = (compiler ?? new KernelCompiler()).CompileFor(_context, cudaSource, sourceName, CompileOptions);
             _module = Own(_context.LoadModule(image.Image));
