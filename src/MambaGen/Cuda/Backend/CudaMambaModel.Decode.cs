@@ -145,6 +145,7 @@ public sealed class CudaDecodeState : Generation.IDecodeState, IDisposable
     {
         Owner = context;
         Batch = batch;
+        HostTokens = new int[batch];
         _convPerLayer = batch * s.DInner * s.ConvKernel;
         _ssmPerLayer = batch * s.DInner * s.DState;
         try
@@ -184,7 +185,7 @@ public sealed class CudaDecodeState : Generation.IDecodeState, IDisposable
     internal CudaContext Owner { get; }
     internal readonly CudaDeviceVariable<float> Conv = null!, Ssm = null!;
     internal readonly CudaDeviceVariable<int> Tokens = null!;
-    internal readonly int[] HostTokens = [];
+    internal readonly int[] HostTokens;
     internal readonly CudaDeviceVariable<float> ResidualA = null!, ResidualB = null!, Normed = null!, InverseRms = null!, MixerOut = null!;
     internal readonly CudaDeviceVariable<float> Xz = null!, Xc = null!, XDbl = null!, Dt = null!, Y = null!, Logits = null!;
 
