@@ -7,23 +7,26 @@ using MambaGen.Generation;
 /// </summary>
 internal static class KnownShapes
 {
-    private sealed record Known(string Name, MambaShape Shape, Func<string, IDecodingModel> Load);
+    private sealed record Known(string Name, MambaShape Shape, Func<string, Device, IDecodingModel> Load);
 
     private static readonly Known[] All =
     [
-        new("mamba-130m (state-spaces/mamba-130m-hf)", Mamba130M.ModelShape, directory => Mamba130M.Load(directory)),
-        new("tiny test shape (D 16, 2 layers, vocabulary 1607 of the tokenizer fixture)", TinyTextModel.ModelShape, directory => TinyTextModel.Load(directory)),
+        new("mamba-130m (state-spaces/mamba-130m-hf)", Mamba130M.ModelShape, (directory, device) => Mamba130M.Load(directory, device)),
+        new("tiny test shape (D 16, 2 layers, vocabulary 1607 of the tokenizer fixture)", TinyTextModel.ModelShape, (directory, device) => TinyTextModel.Load(directory, device)),
     ];
 
-    /// <summary>Loads the checkpoint in <paramref name="directory"/> into the declared type whose shape its config.json has.</summary>
-    public static (string Name, IDecodingModel Model) Pick(string directory)
+    /// <summary>
+    /// Loads the checkpoint in <paramref name="directory"/> into the declared type whose shape its config.json has, on
+    /// <paramref name="device"/>.
+    /// </summary>
+    public static (string Name, IDecodingModel Model) Pick(string directory, Device device)
     {
         string config = Path.Combine(directory, "config.json");
         if (!File.Exists(config)) throw new FileNotFoundException($"{directory} has no config.json; a checkpoint directory holds config.json, model.safetensors and tokenizer.json.", config);
         var shape = WithoutTokenIds(MambaGen.Checkpoints.MambaConfig.ReadShape(config));
         foreach (var known in All)
             if (WithoutTokenIds(known.Shape) == shape)
-                return (known.Name, known.Load(directory));
+                return (known.Name, known.Load(directory, device));
         throw new InvalidOperationException(
             $"{config} describes a shape this sample does not declare (D {shape.DModel}, {shape.Layers} layers, vocabulary {shape.Vocab}, N {shape.DState}, " +
             $"ED {shape.DInner}, R {shape.DtRank}, K {shape.ConvKernel}). Known: {string.Join("; ", All.Select(k => k.Name))}. " +

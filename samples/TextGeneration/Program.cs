@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
+using MambaGen;
 using MambaGen.Checkpoints;
 using MambaGen.Generation;
 using MambaGen.Text;
@@ -20,8 +21,7 @@ var repetitionPenalty = new Option<float>("--repetition-penalty") { Description 
 var seed = new Option<int?>("--seed") { Description = "Seed for sampling (the same seed gives the same text); random when left out" };
 var stop = new Option<string[]>("--stop") { Description = "Stop before this text (repeatable)", AllowMultipleArgumentsPerToken = false };
 var ignoreEos = new Option<bool>("--ignore-eos") { Description = "Do not stop at the end-of-sequence token" };
-var device = new Option<string>("--device") { Description = "cpu (cuda: not for generation yet, see below)", DefaultValueFactory = _ => "cpu" };
-device.AcceptOnlyFromAmong("cpu", "cuda");
+var device = new Option<string>("--device") { Description = "cpu, cuda or cuda:N (an NVIDIA GPU: the driver, NVRTC and cuBLAS are needed)", DefaultValueFactory = _ => "cpu" };
 
 var root = new RootCommand("Continue a text prompt with a Mamba checkpoint, streaming the output")
 {
@@ -34,14 +34,13 @@ root.SetAction(result =>
     if (Console.IsErrorRedirected) status.Profile.Width = 4096;
     try
     {
-        if (result.GetValue(device) == "cuda")
-            throw new NotSupportedException("--device cuda: the CUDA backend has the forward pass but no recurrent decode step yet, so generation runs on the CPU only. Use --device cpu.");
+        var where = Device.Parse(result.GetValue(device)!);
         string directory = result.GetValue(checkpoint)!;
         string? promptText = result.GetValue(promptArgument);
         if (promptText is null or "-") promptText = Console.In.ReadToEnd();
 
         var tokenizer = MambaTokenizer.FromDirectory(directory);
-        var (shapeName, model) = KnownShapes.Pick(directory);
+        var (shapeName, model) = KnownShapes.Pick(directory, where);
         var generator = new TextGenerator(model, tokenizer);
         var options = new GenerationOptions
         {
@@ -55,7 +54,7 @@ root.SetAction(result =>
             StopAtEndOfSequence = !result.GetValue(ignoreEos),
         };
         var run = generator.Start(promptText, options, result.GetValue(stop) ?? []);
-        status.MarkupLine(Markup.Escape($"{directory}: {shapeName}; prompt of {run.PromptTokens.Count} tokens"));
+        status.MarkupLine(Markup.Escape($"{directory}: {shapeName} on {where}; prompt of {run.PromptTokens.Count} tokens"));
 
         // Ctrl+C ends the stream cleanly: the text so far and the speeds are still printed.
         using var cancel = new CancellationTokenSource();
@@ -76,7 +75,8 @@ root.SetAction(result =>
             $"{stats.GeneratedTokens} generated, finished by {(run.StoppedAtStopString ? "stop string" : run.FinishReason?.ToString() ?? "cancellation")}")));
         return 0;
     }
-    catch (Exception e) when (e is CheckpointException or ArgumentException or IOException or InvalidOperationException or InvalidDataException or NotSupportedException)
+    catch (Exception e) when (e is CheckpointException or ArgumentException or IOException or InvalidOperationException or InvalidDataException or NotSupportedException
+        or FormatException or MambaGen.Cuda.CudaException or DllNotFoundException)
     {
         status.MarkupLine($"[red]error:[/] {Markup.Escape(e.Message)}");
         return 1;
