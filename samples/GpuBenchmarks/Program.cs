@@ -6,7 +6,7 @@ using MambaGen.Cuda.Backend;
 using MambaGen.Training;
 
 // End-to-end GPU timings of a generated model at Mamba-130M's shape (random weights): the forward pass with every
-// logit copied back, and a full fp32 training step (forward, backward, AdamW on the device). Each result is checked
+// logit copied back, one-token decode steps, and a full fp32 training step (forward, backward, AdamW on the device). Each result is checked
 // before it is timed: the forward against the CPU path on a short sequence, the step's loss against ln(vocab) at
 // initialisation. Times are medians of repeated, synchronised calls after a warm-up.
 var batchOption = new Option<int>("--batch") { Description = "Sequences per call.", DefaultValueFactory = _ => 8 };
@@ -47,6 +47,21 @@ static int Run(int batch, int length, int repeat, FileInfo? output)
     double forwardMs = Median(repeat, () => gpu.Forward(forwardTokens, batch, logits));
     Console.WriteLine($"forward b{batch} L{length}, all logits to the host: {forwardMs:F2} ms, {tokens / forwardMs * 1e3:N0} tok/s");
     results["forward_all_logits_ms"] = forwardMs;
+
+    // Decoding one sequence: a 16-token prompt read in one pass, then one token per call (logits back to the host each time).
+    using (var state = gpu.CreateDecodeState(1))
+    {
+        var lastLogits = new float[Mamba130M.Vocab];
+        gpu.Advance(state, Tokens(16), lastLogits);
+        var next = new int[1];
+        double stepMs = Median(Math.Max(repeat, 50), () =>
+        {
+            next[0] = random.Next(Mamba130M.Vocab);
+            gpu.Advance(state, next, lastLogits);
+        });
+        Console.WriteLine($"decode b1, one token per call: {stepMs:F3} ms, {1e3 / stepMs:N0} tok/s");
+        results["decode_b1_ms_per_token"] = stepMs;
+    }
 
     using var optimizer = new CudaAdamW(gpu);
     var targets = Tokens(tokens);
