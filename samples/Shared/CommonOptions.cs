@@ -10,7 +10,7 @@ namespace MambaGen.Samples;
 /// <param name="Resume">Continue each variant from its state file in <paramref name="CheckpointDirectory"/> when there is one.</param>
 internal sealed record CommonSettings(
     int Steps, int Batch, float LearningRate, int Seed, int EvaluationSequences, int EvaluationEvery,
-    string OutputDirectory, string? CheckpointDirectory, int CheckpointEvery, bool Resume);
+    string OutputDirectory, string? CheckpointDirectory, int CheckpointEvery, bool Resume, Device Device);
 
 /// <summary>
 /// The flags both training samples share (steps, batch, learning rate, seed, evaluation, output, checkpoints,
@@ -28,7 +28,7 @@ internal sealed class CommonOptions
     private readonly Option<string?> _checkpointDirectory = new("--checkpoint-dir") { Description = "Folder for each variant's training state (saved periodically, at the end and on Ctrl+C)" };
     private readonly Option<int> _checkpointEvery = new("--checkpoint-every") { Description = "Save training state every this many steps (0: only at the end or on Ctrl+C)", DefaultValueFactory = _ => 100 };
     private readonly Option<bool> _resume = new("--resume") { Description = "Continue each variant from its state in --checkpoint-dir (same flags required)" };
-    private readonly Option<string> _device = new("--device") { Description = "Where to train: cpu", DefaultValueFactory = _ => "cpu" };
+    private readonly Option<string> _device = new("--device") { Description = "Where to train: cpu, cuda or cuda:N (an NVIDIA GPU)", DefaultValueFactory = _ => "cpu" };
 
     public CommonOptions(int steps, int batch, float learningRate, int evaluationSequences, int evaluationEvery)
     {
@@ -51,9 +51,8 @@ internal sealed class CommonOptions
         });
         _device.Validators.Add(result =>
         {
-            string value = result.GetValueOrDefault<string>();
-            if (value == "cuda") result.AddError("--device cuda is not supported by the training samples; they train on the cpu.");
-            else if (value != "cpu") result.AddError($"--device must be cpu, was '{value}'.");
+            try { Device.Parse(result.GetValueOrDefault<string>()); }
+            catch (FormatException error) { result.AddError($"--device: {error.Message}"); }
         });
     }
 
@@ -92,7 +91,7 @@ internal sealed class CommonOptions
     public CommonSettings Read(ParseResult result) => new(
         result.GetValue(_steps), result.GetValue(_batch), result.GetValue(_learningRate), result.GetValue(_seed),
         result.GetValue(_evaluationSequences), result.GetValue(_evaluationEvery), result.GetValue(_output)!,
-        result.GetValue(_checkpointDirectory), result.GetValue(_checkpointEvery), result.GetValue(_resume));
+        result.GetValue(_checkpointDirectory), result.GetValue(_checkpointEvery), result.GetValue(_resume), Device.Parse(result.GetValue(_device)!));
 
     /// <summary>An int flag that must be at least <paramref name="minimum"/>.</summary>
     public static Option<int> RequireAtLeast(Option<int> option, int minimum)

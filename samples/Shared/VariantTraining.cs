@@ -35,7 +35,10 @@ internal static class VariantTraining
     /// </summary>
     public static VariantOutcome Train(Variant variant, ISequenceTask task, CommonSettings settings, string sampleName, CancellationToken cancellationToken)
     {
-        var model = variant.Create(settings.Seed);
+        // On a GPU the model computes there; the trainer's optimizer updates the shared host parameters and marks them
+        // changed, so each step's forward and backward see the new values.
+        var created = variant.Create(settings.Seed);
+        var model = settings.Device == Device.Cpu ? created : created.To(settings.Device);
         if (settings.Steps == 0)
         {
             long start = Stopwatch.GetTimestamp();
