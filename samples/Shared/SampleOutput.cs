@@ -101,8 +101,8 @@ internal static class SampleOutput
 
     /// <summary>
     /// Parses <paramref name="args"/> and runs the command's action under a Ctrl+C handler. Problems the user can
-    /// fix (bad flags, task parameters out of range, a state file from another run, I/O) print one red line and
-    /// exit with 1; an interrupted run exits with 130.
+    /// fix (bad flags, task parameters out of range, a state file from another run, I/O, a missing GPU or CUDA library)
+    /// print one red line and exit with 1; an interrupted run exits with 130.
     /// </summary>
     public static int Run(RootCommand command, string[] args, Func<ParseResult, CancellationToken, bool> action)
     {
@@ -115,7 +115,8 @@ internal static class SampleOutput
                 return action(result, cancellation.Token) ? 0 : 130;
             }
             catch (Exception e) when (e is ArgumentException or InvalidOperationException or InvalidDataException
-                                          or CheckpointException or IOException or UnauthorizedAccessException or NotImplementedException)
+                                          or CheckpointException or IOException or UnauthorizedAccessException or NotImplementedException
+                                          or NotSupportedException or MambaGen.Cuda.CudaException or DllNotFoundException)
             {
                 AnsiConsole.MarkupLine($"[red]error:[/] {Markup.Escape(e.Message)}");
                 return 1;
