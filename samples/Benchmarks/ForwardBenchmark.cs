@@ -23,7 +23,7 @@ public class ForwardBenchmark
     [Benchmark]
     public float[] Forward() => model.Forward(tokens, batch: 1);
 
-    private static int[] RandomTokens()
+    public static int[] RandomTokens()
     {
         var random = new Random(1);
         var ids = new int[SequenceLength];
