@@ -3,9 +3,7 @@ using MambaGen.Benchmarks;
 
 // `--quick`: a Stopwatch pass over everything with a printed table (a couple of minutes on 2 cores).
 // Anything else goes to BenchmarkDotNet, e.g. `--filter *Gemm*`.
-if (args.Contains("--stages"))
-    ForwardStages.Run(1.5);
-else if (args.Contains("--quick"))
+if (args.Contains("--quick"))
     QuickRun.Run(QuickOptions.Parse(args));
 else
     BenchmarkSwitcher.FromAssembly(typeof(GemmBenchmarks).Assembly).Run(args);

@@ -54,20 +54,23 @@ namespace Demo
             private readonly Lti _model;
             public CpuBackend(Lti model) => _model = model;
             public global::MambaGen.Device Device => global::MambaGen.Device.Cpu;
-            public void Forward(global::System.ReadOnlySpan<int> tokens, int batch, global::System.Span<float> logits) => _model.CpuForward(tokens, batch, logits);
+            public void Forward(global::System.ReadOnlySpan<int> tokens, int batch, global::System.Span<float> logits, global::MambaGen.LogitsFor logitsFor) =>
+                _model.CpuForward(tokens, batch, logits, logitsFor);
             public float ForwardBackward(global::System.ReadOnlySpan<int> tokens, global::System.ReadOnlySpan<int> targets, int batch, global::System.Span<float> gradients) =>
                 _model.CpuForwardBackward(tokens, targets, batch, gradients);
             public void Dispose() { }
         }
 
-        /// <summary>Forward on the CPU; the arguments have been checked.</summary>
-        private void CpuForward(global::System.ReadOnlySpan<int> tokens, int batch, global::System.Span<float> logits)
+        /// <summary>Forward on the CPU; the arguments have been checked. For the last positions only, the head skips every other row.</summary>
+        private void CpuForward(global::System.ReadOnlySpan<int> tokens, int batch, global::System.Span<float> logits, global::MambaGen.LogitsFor logitsFor)
         {
             lock (_sync)
             {
                 var workspace = InferenceWorkspaceFor(tokens.Length);
-                RunLayers(workspace, tokens, batch, tokens.Length / batch, state: null);
-                HeadForAllRows(workspace, tokens.Length, logits, inverseRms: default);
+                int length = tokens.Length / batch;
+                RunLayers(workspace, tokens, batch, length, state: null);
+                if (logitsFor == global::MambaGen.LogitsFor.LastPosition) HeadForLastRows(workspace, batch, length, logits);
+                else HeadForAllRows(workspace, tokens.Length, logits, inverseRms: default);
             }
         }
 
