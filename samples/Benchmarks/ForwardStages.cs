@@ -38,7 +38,7 @@ public static class ForwardStages
         var scan = Field<Action<int>>(model, "_scanTask");
         object constants = Field<object>(model, "_constants");
         var prepare = constants.GetType().GetMethod("Prepare") ?? throw new MissingMethodException("LayerConstants.Prepare");
-        int stride = (int)Constant("DInnerStride"), channelBlocks = (int)Constant("ChannelBlocks");
+        int stride = (int)Constant("DInnerStride"), channelBlocks = (int)Constant("ChannelBlocks"), convolveTasks = (int)Constant("ConvolveTasks");
 
         Action EveryLayer(Action<LayerOffsets> stage) => () =>
         {
@@ -56,7 +56,8 @@ public static class ForwardStages
             ("in_proj, x half", EveryLayer(o => Gemm.Multiply(false, true, Length, ED, D, 1f, normed, D, p.AsSpan(o.InProj, ED * D), D, 0f, xIn, stride))),
             ("in_proj, z half", EveryLayer(o => Gemm.Multiply(false, true, Length, ED, D, 1f, normed, D, p.AsSpan(o.InProj + ED * D, ED * D), D, 0f, gate, stride))),
             ("layer constants", EveryLayer(o => prepare.Invoke(constants, [p, o]))),
-            ("conv + SiLU", EveryLayer(_ => WorkerPool.For(channelBlocks, convolve))),
+            ("conv + SiLU", EveryLayer(_ => WorkerPool.For(convolveTasks, convolve))),
+            ("conv + SiLU, 1 thread", EveryLayer(_ => WorkerPool.For(convolveTasks, convolve, 1))),
             ("x_proj", EveryLayer(o => Gemm.Multiply(false, true, Length, XProjRows, ED, 1f, xConv, stride, p.AsSpan(o.XProj, XProjRows * ED), ED, 0f, xDbl, XProjRows))),
             ("dt_proj", EveryLayer(o => Gemm.Multiply(false, true, Length, ED, R, 1f, xDbl, XProjRows, p.AsSpan(o.DtProjWeight, ED * R), R, 0f, dtRaw, stride))),
             ("scan (with softplus, gate)", EveryLayer(_ => WorkerPool.For(channelBlocks, scan))),
