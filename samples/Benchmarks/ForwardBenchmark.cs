@@ -8,7 +8,8 @@ namespace MambaGen.Benchmarks;
 public partial class Mamba130M { }
 
 /// <summary>
-/// Whole forward pass of <see cref="Mamba130M"/> at batch 1, L 512.
+/// Whole forward pass of <see cref="Mamba130M"/> at batch 1, L 512: with logits for every position (what training and
+/// scoring need) and with the last position's only (a prompt before generation, as llama.cpp reads one).
 /// </summary>
 public class ForwardBenchmark
 {
@@ -16,14 +17,25 @@ public class ForwardBenchmark
 
     private Mamba130M model = null!;
     private int[] tokens = null!;
+    private float[] allLogits = null!, lastLogits = null!;
 
     [GlobalSetup]
-    public void Setup() => (model, tokens) = (Mamba130M.Create(seed: 1), RandomTokens());
+    public void Setup() =>
+        (model, tokens, allLogits, lastLogits) = (Mamba130M.Create(seed: 1), RandomTokens(), new float[SequenceLength * Mamba130M.Vocab], new float[Mamba130M.Vocab]);
 
+    /// <summary>Every position's logits into a buffer the caller keeps.</summary>
     [Benchmark]
-    public float[] Forward() => model.Forward(tokens, batch: 1);
+    public void Forward() => model.Forward(tokens, 1, allLogits);
 
-    private static int[] RandomTokens()
+    /// <summary>Every position's logits in a new array (the allocating overload).</summary>
+    [Benchmark]
+    public float[] ForwardNewArray() => model.Forward(tokens, batch: 1);
+
+    /// <summary>The last position's logits only.</summary>
+    [Benchmark]
+    public void Prompt() => model.Forward(tokens, 1, lastLogits, LogitsFor.LastPosition);
+
+    public static int[] RandomTokens()
     {
         var random = new Random(1);
         var ids = new int[SequenceLength];
@@ -33,22 +45,33 @@ public class ForwardBenchmark
     }
 
     /// <summary>
-    /// Times whole forwards and prints ms, tokens/s and the matrix-product GFLOP/s as a share of peak; returns that
-    /// GFLOP/s.
+    /// Times whole forwards each way and prints ms, tokens/s and the matrix products' GFLOP/s as a share of peak;
+    /// returns the (name, GFLOP/s) rows for the run's sanity check.
     /// </summary>
-    public static double RunQuick(double peakGflops, double budgetSeconds)
+    public static List<(string Name, double Gflops)> RunQuick(double peakGflops, double budgetSeconds)
     {
-        var flops = ForwardFlops.Mamba130M(SequenceLength);
-        Console.WriteLine();
         var benchmark = new ForwardBenchmark();
         benchmark.Setup();
-        var timing = QuickRun.Time(() => benchmark.Forward(), budgetSeconds, minRuns: 3);
-        double gflops = flops.MatrixProducts / timing.Best / 1e9;
-        double allGflops = (flops.MatrixProducts + flops.Convolution + flops.Scan) / timing.Best / 1e9;
-        Console.WriteLine($"Forward 130M, batch 1, L {SequenceLength}: best {timing.Best * 1e3:F1} ms, median {timing.Median * 1e3:F1} ms " +
-                          $"({timing.Runs} runs), {SequenceLength / timing.Best:F0} tokens/s");
-        Console.WriteLine($"  matrix products {flops.MatrixProducts / 1e9:F1} GFLOP -> {gflops:F1} GFLOP/s = {100 * gflops / peakGflops:F1}% of peak; " +
-                          $"counting conv + scan too ({(flops.Convolution + flops.Scan) / 1e9:F2} GFLOP): {allGflops:F1} GFLOP/s");
-        return gflops;
+        var all = ForwardFlops.Mamba130M(SequenceLength, headRows: SequenceLength);
+        var last = ForwardFlops.Mamba130M(SequenceLength, headRows: 1);
+        Console.WriteLine();
+        Console.WriteLine($"Forward 130M, batch 1, L {SequenceLength}; GFLOP/s of the matrix products (all: {all.MatrixProducts / 1e9:F1} GFLOP, " +
+                          $"last position: {last.MatrixProducts / 1e9:F1}), conv + scan ({(all.Convolution + all.Scan) / 1e9:F2} GFLOP) not counted");
+        Console.WriteLine($"{"logits",-34} {"best ms",8} {"median ms",9} {"tokens/s",8} {"GFLOP/s",8} {"% peak",7}");
+        var rows = new List<(string, double)>();
+        foreach (var (name, flops, body) in new (string, ForwardFlops, Action)[]
+                 {
+                     ("every position, caller's buffer", all, benchmark.Forward),
+                     ("every position, new array", all, () => benchmark.ForwardNewArray()),
+                     ("last position only (prompt)", last, benchmark.Prompt),
+                 })
+        {
+            var timing = QuickRun.Time(body, budgetSeconds, minRuns: 3);
+            double gflops = flops.MatrixProducts / timing.Best / 1e9;
+            Console.WriteLine($"{name,-34} {timing.Best * 1e3,8:F1} {timing.Median * 1e3,9:F1} {SequenceLength / timing.Best,8:F0} {gflops,8:F1} {100 * gflops / peakGflops,6:F1}%");
+            rows.Add(($"forward, {name}", gflops));
+        }
+
+        return rows;
     }
 }

@@ -3,14 +3,18 @@ using MambaGen.Cpu;
 
 namespace MambaGen.Benchmarks;
 
-/// <summary>Options of the quick mode: <c>--threads N</c>, <c>--shape TEXT</c> (substring filter), <c>--seconds S</c> per item.</summary>
-public sealed record QuickOptions(int Threads, string? ShapeFilter, double SecondsPerItem)
+/// <summary>
+/// Options of the quick mode: <c>--threads N</c>, <c>--shape TEXT</c> (substring filter; skips the forward),
+/// <c>--seconds S</c> per item, <c>--forward</c> (the whole forward and its stages only, no GEMM table).
+/// </summary>
+public sealed record QuickOptions(int Threads, string? ShapeFilter, double SecondsPerItem, bool ForwardOnly)
 {
     public static QuickOptions Parse(string[] args)
     {
         int threads = Environment.ProcessorCount;
         string? filter = null;
         double seconds = 1.5;
+        bool forwardOnly = false;
         for (int i = 0; i < args.Length; i++)
         {
             string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value.");
@@ -23,12 +27,13 @@ public sealed record QuickOptions(int Threads, string? ShapeFilter, double Secon
                         throw new ArgumentException($"--threads takes 1 to {WorkerPool.Concurrency} (this machine's logical CPUs), not {threads}.");
                     break;
                 case "--shape": filter = Next(); break;
+                case "--forward": forwardOnly = true; break;
                 case "--seconds": seconds = double.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture); break;
-                default: throw new ArgumentException($"Unknown option {args[i]}; quick mode takes --threads N, --shape TEXT, --seconds S.");
+                default: throw new ArgumentException($"Unknown option {args[i]}; quick mode takes --threads N, --shape TEXT, --seconds S, --forward.");
             }
         }
 
-        return new QuickOptions(threads, filter, seconds);
+        return new QuickOptions(threads, filter, seconds, forwardOnly);
     }
 }
 
@@ -59,6 +64,8 @@ public static class QuickRun
         double forwardSeconds = 0, forwardFlops = 0;
         foreach (var shape in GemmShape.Mamba130M)
         {
+            if (options.ForwardOnly)
+                break;
             if (options.ShapeFilter is { } filter && !shape.Name.Contains(filter, StringComparison.OrdinalIgnoreCase))
                 continue;
             var timing = TimeGemm(shape, options.SecondsPerItem);
@@ -70,7 +77,7 @@ public static class QuickRun
             forwardFlops += shape.TimesPerForward * shape.Flops;
         }
 
-        if (options.ShapeFilter is null)
+        if (options.ShapeFilter is null && !options.ForwardOnly)
         {
             double gflops = forwardFlops / forwardSeconds / 1e9;
             Console.WriteLine();
@@ -78,7 +85,11 @@ public static class QuickRun
                               $"{forwardSeconds * 1e3:F1} ms (sum of best times) = {gflops:F1} GFLOP/s, {100 * gflops / peakAll:F1}% of peak");
         }
 
-        measured.Add(("forward's matrix products", ForwardBenchmark.RunQuick(peakAll, options.SecondsPerItem)));
+        if (options.ShapeFilter is null)
+        {
+            measured.AddRange(ForwardBenchmark.RunQuick(peakAll, options.SecondsPerItem));
+            ForwardStages.Run(options.SecondsPerItem);
+        }
         CheckSharesOfPeak(measured, peakAll, options.Threads);
     }
 

@@ -44,8 +44,8 @@ namespace MambaGen.Generators.Emitters
                     }
                     w.Comment("The layer's per-channel constants in the kernels' layout: conv taps, A = −exp(A_log), D, dt bias" + (s.SelectiveB && s.SelectiveC ? "." : ", fixed B/C."));
                     w.Line("_constants.Prepare(p, o);");
-                    w.Comment($"x = SiLU(causal depthwise conv(x){(s.ConvBias ? " + b" : "")}), K = {s.ConvKernel} taps: one task per (sequence, block of {ChannelBlock} channels).");
-                    w.Line($"{Cpu}.WorkerPool.For(batch * ChannelBlocks, _convolveTask);");
+                    w.Comment($"x = SiLU(causal depthwise conv(x){(s.ConvBias ? " + b" : "")}), K = {s.ConvKernel} taps: one task per (sequence, ConvolveBlocksPerTask blocks of {ChannelBlock} channels).");
+                    w.Line($"{Cpu}.WorkerPool.For(batch * ConvolveTasks, _convolveTask);");
                     if (s.XProjRows > 0)
                     {
                         w.Comment("x_dbl = x·W_xᵀ: the input-dependent " + SelectiveParts(s) + ", one row per token.");
@@ -106,14 +106,27 @@ namespace MambaGen.Generators.Emitters
         {
             w.Comment("── Kernel tasks: index → (sequence, channel block), run on the widest native vectors ─────────────");
             string convArgs = "act.XIn, act.XConv, sequence * ws.Length, ws.Length, firstChannel, _constants" + (s.ConvKernel > 1 ? ", history" : "");
+            w.Summary(
+                "Channel blocks one convolution task runs, one after the other. A block's 64 bytes of a row need not be cache-line\n" +
+                "aligned, so tasks of neighbouring blocks running at once on two threads write the same lines: with one block per task\n" +
+                "the convolution ran slower on 2 threads than on 1. Within a task the shared line at its edges is written at different\n" +
+                "times (first and last block), and the convolution is a few per cent of the forward, so coarse tasks cost no balance.");
+            w.Line("private const int ConvolveBlocksPerTask = 4;");
+            w.Summary("Convolution tasks per sequence.");
+            w.Line("private const int ConvolveTasks = (ChannelBlocks + ConvolveBlocksPerTask - 1) / ConvolveBlocksPerTask;");
+            w.Line();
             using (w.Block("private void ConvolveTask(int index)"))
             {
                 w.Line("var ws = _active!;");
                 w.Line("var act = ws.ByLayer[ws.Layer];");
-                w.Line("int sequence = index / ChannelBlocks, firstChannel = index % ChannelBlocks * ChannelBlock;");
+                w.Line("int sequence = index / ConvolveTasks, firstBlock = index % ConvolveTasks * ConvolveBlocksPerTask;");
                 if (s.ConvKernel > 1)
                     w.Line($"{Sys}.Span<float> history = ws.State is null ? default : ws.State.ConvHistoryOf(ws.Layer, sequence);");
-                Dispatch(w, "ConvolveSilu", convArgs);
+                using (w.Block($"for (int block = firstBlock; block < {Sys}.Math.Min(firstBlock + ConvolveBlocksPerTask, ChannelBlocks); block++)"))
+                {
+                    w.Line("int firstChannel = block * ChannelBlock;");
+                    Dispatch(w, "ConvolveSilu", convArgs);
+                }
             }
             w.Line();
             var scanArgs = "act.XConv, " + (s.SelectiveDelta ? "act.DtRaw, " : "") + (s.XProjRows > 0 ? "act.XDbl, " : "") +

@@ -264,7 +264,8 @@ namespace MambaGen.Generators.Emitters
                 w.Line($"private readonly {name} _model;");
                 w.Line($"public CpuBackend({name} model) => _model = model;");
                 w.Line($"public {Runtime}.Device Device => {Runtime}.Device.Cpu;");
-                w.Line($"public void Forward({Sys}.ReadOnlySpan<int> tokens, int batch, {Sys}.Span<float> logits) => _model.CpuForward(tokens, batch, logits);");
+                w.Line($"public void Forward({Sys}.ReadOnlySpan<int> tokens, int batch, {Sys}.Span<float> logits, {Runtime}.LogitsFor logitsFor) =>");
+                w.Line("    _model.CpuForward(tokens, batch, logits, logitsFor);");
                 w.Line($"public float ForwardBackward({Sys}.ReadOnlySpan<int> tokens, {Sys}.ReadOnlySpan<int> targets, int batch, {Sys}.Span<float> gradients) =>");
                 w.Line("    _model.CpuForwardBackward(tokens, targets, batch, gradients);");
                 w.Line($"public {Runtime}.Generation.IDecodeState CreateDecodeState(int batch) => _model.CreateDecodeState(batch);");
@@ -273,14 +274,16 @@ namespace MambaGen.Generators.Emitters
                 w.Line("public void Dispose() { }");
             }
             w.Line();
-            w.Summary("Forward on the CPU; the arguments have been checked.");
-            using (w.Block($"private void CpuForward({Sys}.ReadOnlySpan<int> tokens, int batch, {Sys}.Span<float> logits)"))
+            w.Summary("Forward on the CPU; the arguments have been checked. For the last positions only, the head skips every other row.");
+            using (w.Block($"private void CpuForward({Sys}.ReadOnlySpan<int> tokens, int batch, {Sys}.Span<float> logits, {Runtime}.LogitsFor logitsFor)"))
             {
                 using (w.Block("lock (_sync)"))
                 {
                     w.Line("var workspace = InferenceWorkspaceFor(tokens.Length);");
-                    w.Line("RunLayers(workspace, tokens, batch, tokens.Length / batch, state: null);");
-                    w.Line("HeadForAllRows(workspace, tokens.Length, logits, inverseRms: default);");
+                    w.Line("int length = tokens.Length / batch;");
+                    w.Line("RunLayers(workspace, tokens, batch, length, state: null);");
+                    w.Line($"if (logitsFor == {Runtime}.LogitsFor.LastPosition) HeadForLastRows(workspace, batch, length, logits);");
+                    w.Line("else HeadForAllRows(workspace, tokens.Length, logits, inverseRms: default);");
                 }
             }
             w.Line();
@@ -293,23 +296,42 @@ namespace MambaGen.Generators.Emitters
 
         private static void EmitForwardApi(CodeWriter w, ModelSpec s)
         {
+            var logitsFor = $"{Runtime}.LogitsFor";
             w.Comment("── Forward pass ────────────────────────────────────────────────────────────────────────────────");
             w.Summary("Logits for every position: <paramref name=\"tokens\"/> holds <paramref name=\"batch\"/> sequences of equal length, row-major;\nthe result is batch × length × Vocab, row-major.");
-            using (w.Block("public float[] Forward(int[] tokens, int batch)"))
+            w.Line($"public float[] Forward(int[] tokens, int batch) => Forward(tokens, batch, {logitsFor}.AllPositions);");
+            w.Line();
+            w.Summary(
+                "Logits for the positions <paramref name=\"logitsFor\"/> names: batch × length × Vocab values for every position, or batch × Vocab\n" +
+                "for the last position of each sequence (the next-token distribution after a prompt; the output head then runs on\n" +
+                "batch rows only).");
+            using (w.Block($"public float[] Forward(int[] tokens, int batch, {logitsFor} logitsFor)"))
             {
                 w.Line($"{Sys}.ArgumentNullException.ThrowIfNull(tokens);");
                 w.Line($"{Cpu}.ModelInput.RequireTokenBatch(tokens, batch, Vocab, nameof(tokens));");
-                w.Line("var logits = new float[checked(tokens.Length * Vocab)];");
-                w.Line("Forward(tokens, batch, logits);");
+                w.Comment("Every value is written by the head's product (β = 0) or the copy from the GPU, so the array need not be zeroed.");
+                w.Line($"var logits = {Sys}.GC.AllocateUninitializedArray<float>(checked(LogitRows(tokens.Length, batch, logitsFor) * Vocab));");
+                w.Line("Forward(tokens, batch, logits, logitsFor);");
                 w.Line("return logits;");
             }
             w.Line();
             w.Summary("<see cref=\"Forward(int[], int)\"/> into a caller-owned buffer of tokens.Length × Vocab values.");
-            using (w.Block($"public void Forward({Sys}.ReadOnlySpan<int> tokens, int batch, {Sys}.Span<float> logits)"))
+            w.Line($"public void Forward({Sys}.ReadOnlySpan<int> tokens, int batch, {Sys}.Span<float> logits) => Forward(tokens, batch, logits, {logitsFor}.AllPositions);");
+            w.Line();
+            w.Summary("<see cref=\"Forward(int[], int, MambaGen.LogitsFor)\"/> into a caller-owned buffer of tokens.Length × Vocab values (all positions)\nor batch × Vocab (last positions).");
+            using (w.Block($"public void Forward({Sys}.ReadOnlySpan<int> tokens, int batch, {Sys}.Span<float> logits, {logitsFor} logitsFor)"))
             {
                 w.Line($"{Cpu}.ModelInput.RequireTokenBatch(tokens, batch, Vocab, nameof(tokens));");
-                w.Line($"{Cpu}.ModelInput.RequireLength(logits.Length, checked(tokens.Length * Vocab), nameof(logits));");
-                w.Line("_backend.Forward(tokens, batch, logits);");
+                w.Line($"{Cpu}.ModelInput.RequireLength(logits.Length, checked(LogitRows(tokens.Length, batch, logitsFor) * Vocab), nameof(logits));");
+                w.Line("_backend.Forward(tokens, batch, logits, logitsFor);");
+            }
+            w.Line();
+            w.Summary("Rows of logits a forward pass of <paramref name=\"tokens\"/> tokens in <paramref name=\"batch\"/> sequences writes.");
+            using (w.Block($"private static int LogitRows(int tokens, int batch, {logitsFor} logitsFor) => logitsFor switch", "};"))
+            {
+                w.Line($"{logitsFor}.AllPositions => tokens,");
+                w.Line($"{logitsFor}.LastPosition => batch,");
+                w.Line($"_ => throw new {Sys}.ArgumentOutOfRangeException(nameof(logitsFor), logitsFor, \"Expected LogitsFor.AllPositions or LogitsFor.LastPosition.\"),");
             }
             w.Line();
         }

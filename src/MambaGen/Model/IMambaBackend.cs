@@ -11,8 +11,11 @@ public interface IMambaBackend : IDisposable
     /// <summary>The processor the backend computes on.</summary>
     Device Device { get; }
 
-    /// <summary>Logits for every position into <paramref name="logits"/> (tokens.Length × Vocab).</summary>
-    void Forward(ReadOnlySpan<int> tokens, int batch, Span<float> logits);
+    /// <summary>
+    /// Logits into <paramref name="logits"/>: for every position (tokens.Length × Vocab values) or, with
+    /// <see cref="LogitsFor.LastPosition"/>, for the last position of each sequence (batch × Vocab).
+    /// </summary>
+    void Forward(ReadOnlySpan<int> tokens, int batch, Span<float> logits, LogitsFor logitsFor);
 
     /// <summary>Mean next-token cross-entropy over scored positions; overwrites <paramref name="gradients"/> with its gradient.</summary>
     float ForwardBackward(ReadOnlySpan<int> tokens, ReadOnlySpan<int> targets, int batch, Span<float> gradients);

@@ -59,7 +59,8 @@ namespace Demo
             private readonly Mamba130M _model;
             public CpuBackend(Mamba130M model) => _model = model;
             public global::MambaGen.Device Device => global::MambaGen.Device.Cpu;
-            public void Forward(global::System.ReadOnlySpan<int> tokens, int batch, global::System.Span<float> logits) => _model.CpuForward(tokens, batch, logits);
+            public void Forward(global::System.ReadOnlySpan<int> tokens, int batch, global::System.Span<float> logits, global::MambaGen.LogitsFor logitsFor) =>
+                _model.CpuForward(tokens, batch, logits, logitsFor);
             public float ForwardBackward(global::System.ReadOnlySpan<int> tokens, global::System.ReadOnlySpan<int> targets, int batch, global::System.Span<float> gradients) =>
                 _model.CpuForwardBackward(tokens, targets, batch, gradients);
             public global::MambaGen.Generation.IDecodeState CreateDecodeState(int batch) => _model.CreateDecodeState(batch);
@@ -68,14 +69,16 @@ namespace Demo
             public void Dispose() { }
         }
 
-        /// <summary>Forward on the CPU; the arguments have been checked.</summary>
-        private void CpuForward(global::System.ReadOnlySpan<int> tokens, int batch, global::System.Span<float> logits)
+        /// <summary>Forward on the CPU; the arguments have been checked. For the last positions only, the head skips every other row.</summary>
+        private void CpuForward(global::System.ReadOnlySpan<int> tokens, int batch, global::System.Span<float> logits, global::MambaGen.LogitsFor logitsFor)
         {
             lock (_sync)
             {
                 var workspace = InferenceWorkspaceFor(tokens.Length);
-                RunLayers(workspace, tokens, batch, tokens.Length / batch, state: null);
-                HeadForAllRows(workspace, tokens.Length, logits, inverseRms: default);
+                int length = tokens.Length / batch;
+                RunLayers(workspace, tokens, batch, length, state: null);
+                if (logitsFor == global::MambaGen.LogitsFor.LastPosition) HeadForLastRows(workspace, batch, length, logits);
+                else HeadForAllRows(workspace, tokens.Length, logits, inverseRms: default);
             }
         }
 
@@ -266,8 +269,8 @@ namespace Demo
                 global::MambaGen.Cpu.Gemm.Multiply(false, true, rows, DInner, DModel, 1f, ws.Normed, DModel, p.AsSpan(o.InProj + DInner * DModel, DInner * DModel), DModel, 0f, act.Gate, DInnerStride);
                 // The layer's per-channel constants in the kernels' layout: conv taps, A = −exp(A_log), D, dt bias.
                 _constants.Prepare(p, o);
-                // x = SiLU(causal depthwise conv(x) + b), K = 4 taps: one task per (sequence, block of 16 channels).
-                global::MambaGen.Cpu.WorkerPool.For(batch * ChannelBlocks, _convolveTask);
+                // x = SiLU(causal depthwise conv(x) + b), K = 4 taps: one task per (sequence, ConvolveBlocksPerTask blocks of 16 channels).
+                global::MambaGen.Cpu.WorkerPool.For(batch * ConvolveTasks, _convolveTask);
                 // x_dbl = x·W_xᵀ: the input-dependent columns dt_low [0, R), B_t [XProjB, +N), C_t [XProjC, +N), one row per token.
                 global::MambaGen.Cpu.Gemm.Multiply(false, true, rows, XProjRows, DInner, 1f, act.XConv, DInnerStride, p.AsSpan(o.XProj, XProjRows * DInner), DInner, 0f, act.XDbl, XProjRows);
                 // dt = dt_low·W_dtᵀ (inner dimension R = DtRank); + dt bias and softplus are fused into the scan.
@@ -369,13 +372,27 @@ namespace Demo
         }
 
         // ── Kernel tasks: index → (sequence, channel block), run on the widest native vectors ─────────────
+        /// <summary>
+        /// Channel blocks one convolution task runs, one after the other. A block's 64 bytes of a row need not be cache-line
+        /// aligned, so tasks of neighbouring blocks running at once on two threads write the same lines: with one block per task
+        /// the convolution ran slower on 2 threads than on 1. Within a task the shared line at its edges is written at different
+        /// times (first and last block), and the convolution is a few per cent of the forward, so coarse tasks cost no balance.
+        /// </summary>
+        private const int ConvolveBlocksPerTask = 4;
+        /// <summary>Convolution tasks per sequence.</summary>
+        private const int ConvolveTasks = (ChannelBlocks + ConvolveBlocksPerTask - 1) / ConvolveBlocksPerTask;
+
         private void ConvolveTask(int index)
         {
             var ws = _active!;
             var act = ws.ByLayer[ws.Layer];
-            int sequence = index / ChannelBlocks, firstChannel = index % ChannelBlocks * ChannelBlock;
+            int sequence = index / ConvolveTasks, firstBlock = index % ConvolveTasks * ConvolveBlocksPerTask;
             global::System.Span<float> history = ws.State is null ? default : ws.State.ConvHistoryOf(ws.Layer, sequence);
-            Kernels.Native.ConvolveSilu(act.XIn, act.XConv, sequence * ws.Length, ws.Length, firstChannel, _constants, history);
+            for (int block = firstBlock; block < global::System.Math.Min(firstBlock + ConvolveBlocksPerTask, ChannelBlocks); block++)
+            {
+                int firstChannel = block * ChannelBlock;
+                Kernels.Native.ConvolveSilu(act.XIn, act.XConv, sequence * ws.Length, ws.Length, firstChannel, _constants, history);
+            }
         }
 
         private void ScanTask(int index)

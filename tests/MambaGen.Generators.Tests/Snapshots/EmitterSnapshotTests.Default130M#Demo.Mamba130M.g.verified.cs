@@ -126,22 +126,44 @@ namespace Demo
         /// Logits for every position: <paramref name="tokens"/> holds <paramref name="batch"/> sequences of equal length, row-major;
         /// the result is batch × length × Vocab, row-major.
         /// </summary>
-        public float[] Forward(int[] tokens, int batch)
+        public float[] Forward(int[] tokens, int batch) => Forward(tokens, batch, global::MambaGen.LogitsFor.AllPositions);
+
+        /// <summary>
+        /// Logits for the positions <paramref name="logitsFor"/> names: batch × length × Vocab values for every position, or batch × Vocab
+        /// for the last position of each sequence (the next-token distribution after a prompt; the output head then runs on
+        /// batch rows only).
+        /// </summary>
+        public float[] Forward(int[] tokens, int batch, global::MambaGen.LogitsFor logitsFor)
         {
             global::System.ArgumentNullException.ThrowIfNull(tokens);
             global::MambaGen.Cpu.ModelInput.RequireTokenBatch(tokens, batch, Vocab, nameof(tokens));
-            var logits = new float[checked(tokens.Length * Vocab)];
-            Forward(tokens, batch, logits);
+            // Every value is written by the head's product (β = 0) or the copy from the GPU, so the array need not be zeroed.
+            var logits = global::System.GC.AllocateUninitializedArray<float>(checked(LogitRows(tokens.Length, batch, logitsFor) * Vocab));
+            Forward(tokens, batch, logits, logitsFor);
             return logits;
         }
 
         /// <summary><see cref="Forward(int[], int)"/> into a caller-owned buffer of tokens.Length × Vocab values.</summary>
-        public void Forward(global::System.ReadOnlySpan<int> tokens, int batch, global::System.Span<float> logits)
+        public void Forward(global::System.ReadOnlySpan<int> tokens, int batch, global::System.Span<float> logits) => Forward(tokens, batch, logits, global::MambaGen.LogitsFor.AllPositions);
+
+        /// <summary>
+        /// <see cref="Forward(int[], int, MambaGen.LogitsFor)"/> into a caller-owned buffer of tokens.Length × Vocab values (all positions)
+        /// or batch × Vocab (last positions).
+        /// </summary>
+        public void Forward(global::System.ReadOnlySpan<int> tokens, int batch, global::System.Span<float> logits, global::MambaGen.LogitsFor logitsFor)
         {
             global::MambaGen.Cpu.ModelInput.RequireTokenBatch(tokens, batch, Vocab, nameof(tokens));
-            global::MambaGen.Cpu.ModelInput.RequireLength(logits.Length, checked(tokens.Length * Vocab), nameof(logits));
-            _backend.Forward(tokens, batch, logits);
+            global::MambaGen.Cpu.ModelInput.RequireLength(logits.Length, checked(LogitRows(tokens.Length, batch, logitsFor) * Vocab), nameof(logits));
+            _backend.Forward(tokens, batch, logits, logitsFor);
         }
+
+        /// <summary>Rows of logits a forward pass of <paramref name="tokens"/> tokens in <paramref name="batch"/> sequences writes.</summary>
+        private static int LogitRows(int tokens, int batch, global::MambaGen.LogitsFor logitsFor) => logitsFor switch
+        {
+            global::MambaGen.LogitsFor.AllPositions => tokens,
+            global::MambaGen.LogitsFor.LastPosition => batch,
+            _ => throw new global::System.ArgumentOutOfRangeException(nameof(logitsFor), logitsFor, "Expected LogitsFor.AllPositions or LogitsFor.LastPosition."),
+        };
 
         // ── Training ────────────────────────────────────────────────────────────────────────────────────
         /// <summary>

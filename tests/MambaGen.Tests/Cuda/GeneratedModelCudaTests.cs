@@ -102,6 +102,21 @@ public class GeneratedModelCudaTests
     }
 
     [GpuFact]
+    public void LastPositionLogitsMatchTheCpuPathsLastRows()
+    {
+        // The GPU's head runs on each sequence's last row only, reading the normalised rows with a stride of a whole
+        // sequence; compared with the CPU's last-position logits at the same tolerance as every GPU forward.
+        var model = OddWidthModel.Create(12);
+        using var gpu = model.To(Device.Cuda());
+        const int batch = 3, length = 40, vocab = OddWidthModel.Vocab;
+        var tokens = RandomTokens(batch * length, vocab, seed: 12);
+        var expected = model.Forward(tokens, batch, LogitsFor.LastPosition);
+        var actual = gpu.Forward(tokens, batch, LogitsFor.LastPosition);
+        Assert.Equal(batch * vocab, actual.Length);
+        Assert.Null(WorstError(actual, expected));
+    }
+
+    [GpuFact]
     public void ForwardMatchesTransformersOnTheHfFixture()
     {
         using var fixture = new Fixture("hf-tiny-a");

@@ -67,6 +67,76 @@ public class ForwardTests
         Assert.Equal(model.Forward(tokens, 2), logits);
     }
 
+    /// <summary>
+    /// Forward with <see cref="LogitsFor.LastPosition"/> against the last row of each sequence of the full forward. Both run
+    /// the same layers on the same rows and the same final norm; the head's product differs only in how many rows it
+    /// has. In these small models both products take the matrix product's row-by-row path, which computes a row the
+    /// same way whatever the row count, so the logits must be bit-identical.
+    /// </summary>
+    private static void LastPositionMatchesFullForward(IMambaModel model, Func<int[], int, LogitsFor, float[]> forward, int batch, int length, int seed)
+    {
+        Perturb(model.Parameters, seed);
+        int vocab = model.Shape.Vocab;
+        var tokens = RandomTokens(batch * length, vocab, seed);
+        var all = forward(tokens, batch, LogitsFor.AllPositions);
+        var last = forward(tokens, batch, LogitsFor.LastPosition);
+        Assert.Equal(batch * length * vocab, all.Length);
+        Assert.Equal(batch * vocab, last.Length);
+        for (int b = 0; b < batch; b++)
+            Assert.Equal(all.AsSpan(((b + 1) * length - 1) * vocab, vocab).ToArray(), last.AsSpan(b * vocab, vocab).ToArray());
+    }
+
+    [Fact]
+    public void LastPositionLogitsOfEveryVariant()
+    {
+        var odd = OddWidthModel.Create(21);
+        LastPositionMatchesFullForward(odd, odd.Forward, batch: 3, length: 7, seed: 21);
+        var biased = BiasedUntiedModel.Create(22);
+        LastPositionMatchesFullForward(biased, biased.Forward, batch: 2, length: 9, seed: 22);
+        var delta = DeltaOnlyModel.Create(23);
+        LastPositionMatchesFullForward(delta, delta.Forward, batch: 4, length: 5, seed: 23);
+        var bc = BcOnlyModel.Create(24);
+        LastPositionMatchesFullForward(bc, bc.Forward, batch: 2, length: 6, seed: 24);
+        var lti = LtiModel.Create(25);
+        LastPositionMatchesFullForward(lti, lti.Forward, batch: 3, length: 4, seed: 25);
+        var cOnly = COnlyModel.Create(26);
+        LastPositionMatchesFullForward(cOnly, cOnly.Forward, batch: 2, length: 1, seed: 26);
+    }
+
+    [Fact]
+    public void LastPositionLogitsWhenTheFullHeadIsBlocked()
+    {
+        // 3 × 20 rows make the full head's product (60 × 29 × 40 multiply-adds) big enough for the packed, blocked
+        // path, while the last positions' (3 rows) stay row by row: the two sum each dot product in a different order,
+        // so the logits agree to float rounding of a 40-term dot product (|terms| ≲ 1), not bit for bit.
+        var model = BiasedUntiedModel.Create(28);
+        Perturb(model.Parameters, 28);
+        const int batch = 3, length = 20, vocab = BiasedUntiedModel.Vocab;
+        var tokens = RandomTokens(batch * length, vocab, 28);
+        var all = model.Forward(tokens, batch);
+        var last = model.Forward(tokens, batch, LogitsFor.LastPosition);
+        for (int b = 0; b < batch; b++)
+        {
+            double error = MaxAbsDifference(last.AsSpan(b * vocab, vocab), all.AsSpan(((b + 1) * length - 1) * vocab, vocab));
+            Assert.True(error <= 1e-5, $"sequence {b}: max |last − full| = {error:E3}");
+        }
+    }
+
+    [Fact]
+    public void LastPositionSpanOverloadChecksItsBuffer()
+    {
+        var model = DeltaOnlyModel.Create(27);
+        var tokens = RandomTokens(6, DeltaOnlyModel.Vocab, 27);
+        var logits = new float[2 * DeltaOnlyModel.Vocab];
+        model.Forward(tokens, 2, logits, LogitsFor.LastPosition);
+        Assert.Equal(model.Forward(tokens, 2, LogitsFor.LastPosition), logits);
+        // A buffer sized for every position is the wrong size for the last positions, and the message says so.
+        var wrong = Assert.Throws<ArgumentException>(() => model.Forward(tokens, 2, new float[6 * DeltaOnlyModel.Vocab], LogitsFor.LastPosition));
+        Assert.Contains("logits", wrong.Message);
+        var undefined = Assert.Throws<ArgumentOutOfRangeException>(() => model.Forward(tokens, 2, (LogitsFor)7));
+        Assert.Equal("logitsFor", undefined.ParamName);
+    }
+
     [Fact]
     public void InvalidInputIsRejectedWithClearMessages()
     {

@@ -50,19 +50,13 @@ public sealed partial class CudaMambaModel
         }
     }
 
-    /// <summary>The parallel forward pass from the zero state, then the head on each sequence's last position only.</summary>
+    /// <summary>The parallel forward pass from the zero state, with the head on each sequence's last position only.</summary>
     private void Prefill(CudaDecodeState state, ReadOnlySpan<int> tokens, int length)
     {
-        int batch = state.Batch;
-        var a = ActivationsFor(batch, length, training: false);
+        var a = ActivationsFor(state.Batch, length, training: false);
         a.Tokens.CopyToDevice(tokens);
-        RunForward(a, batch, length, state);
-        // Column-major view: logitsᵀ (V × batch) = head (V × D) · the last rows of normed, one every length rows.
-        var final = a.NormAt(_shape.Layers);
-        _blas.GemmEx(CublasOperation.Transpose, CublasOperation.None, _shape.Vocab, batch, _shape.DModel,
-            1f, Weight(HeadOffset), CudaDataType.Float32, _shape.DModel,
-            final.Normed.DevicePointer + (ulong)(length - 1) * (ulong)_shape.DModel * sizeof(float), CudaDataType.Float32, length * _shape.DModel,
-            0f, state.Logits.DevicePointer, CudaDataType.Float32, _shape.Vocab);
+        RunForward(a, state.Batch, length, LogitsFor.LastPosition, state);
+        state.Logits.CopyFrom(a.Logits, 0, 0, state.Logits.Count);
     }
 
     /// <summary>One token per sequence (column <paramref name="step"/> of the row-major tokens) through every layer.</summary>

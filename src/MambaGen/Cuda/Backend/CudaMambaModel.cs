@@ -112,30 +112,37 @@ public sealed partial class CudaMambaModel : IMambaBackend
         }
     }
 
-    /// <summary>Logits for every position: tokens are batch×len ids row-major; logits batch×len×Vocab.</summary>
-    public void Forward(ReadOnlySpan<int> tokens, int batch, Span<float> logits)
+    /// <summary>
+    /// Logits for every position (batch×len×Vocab) or, with <see cref="LogitsFor.LastPosition"/>, for the last position
+    /// of each sequence (batch×Vocab); tokens are batch×len ids row-major.
+    /// </summary>
+    public void Forward(ReadOnlySpan<int> tokens, int batch, Span<float> logits, LogitsFor logitsFor)
     {
         int length = ModelInput.RequireTokenBatch(tokens, batch, _shape.Vocab);
-        long needed = (long)tokens.Length * _shape.Vocab;
+        bool lastOnly = logitsFor == LogitsFor.LastPosition;
+        long needed = (long)(lastOnly ? batch : tokens.Length) * _shape.Vocab;
         if (logits.Length < needed)
-            throw new ArgumentException($"logits holds {logits.Length} values; batch {batch} × length {length} × vocab {_shape.Vocab} = {needed} are needed.", nameof(logits));
+            throw new ArgumentException(lastOnly
+                ? $"logits holds {logits.Length} values; batch {batch} × vocab {_shape.Vocab} = {needed} are needed for the last positions."
+                : $"logits holds {logits.Length} values; batch {batch} × length {length} × vocab {_shape.Vocab} = {needed} are needed.", nameof(logits));
         lock (_sync)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
             RefreshParametersIfChanged();
             var a = ActivationsFor(batch, length, training: false);
             a.Tokens.CopyToDevice(tokens);
-            RunForward(a, batch, length);
+            RunForward(a, batch, length, logitsFor);
             _stream.Synchronize();
             a.Logits.CopyToHost(logits[..checked((int)needed)]);
         }
     }
 
     /// <summary>
-    /// The forward pass over batch × length tokens already in <c>a.Tokens</c>. With a (zero) decode state it also leaves
-    /// each layer's last conv inputs and final scan state there, which is how a prefill starts decoding.
+    /// The forward pass over batch × length tokens already in <c>a.Tokens</c>, with logits for every position or each
+    /// sequence's last one. With a (zero) decode state it also leaves each layer's last conv inputs and final scan state
+    /// there, which is how a prefill starts decoding.
     /// </summary>
-    private void RunForward(Activations a, int batch, int length, CudaDecodeState? state = null)
+    private void RunForward(Activations a, int batch, int length, LogitsFor logitsFor = LogitsFor.AllPositions, CudaDecodeState? state = null)
     {
         var s = _shape;
         var layout = _parameters.Layout;
@@ -199,11 +206,15 @@ public sealed partial class CudaMambaModel : IMambaBackend
             TokenMajorProduct(a.MixerOut, s.DModel, Weight(o.OutProj), o.OutProjBias < 0 ? 0 : Weight(o.OutProjBias), m.Y, s.DInner, batch, length);
         }
 
-        // Final norm of r + the last mixer output, then the head: logits (tokens×V) = normed·Eᵀ.
+        // Final norm of r + the last mixer output, then the head: logits (rows×V) = normed·Eᵀ over every row, or over
+        // each sequence's last row only (the head GEMM reads normed with a stride of a whole sequence, length·D, and
+        // writes batch rows to the start of Logits).
         var final = a.NormAt(s.Layers);
         LaunchNorm(residualIn, a.MixerOut.DevicePointer, Weight(layout.NormF), final.Residual, final.Normed, final.InverseRms, tokens);
-        _blas.GemmEx(CublasOperation.Transpose, CublasOperation.None, s.Vocab, tokens, s.DModel,
-            1f, Weight(HeadOffset), CudaDataType.Float32, s.DModel, final.Normed.DevicePointer, CudaDataType.Float32, s.DModel,
+        bool lastOnly = logitsFor == LogitsFor.LastPosition;
+        ulong headInput = final.Normed.DevicePointer + (lastOnly ? RowBytes(length - 1, s.DModel) : 0UL);
+        _blas.GemmEx(CublasOperation.Transpose, CublasOperation.None, s.Vocab, lastOnly ? batch : tokens, s.DModel,
+            1f, Weight(HeadOffset), CudaDataType.Float32, s.DModel, headInput, CudaDataType.Float32, lastOnly ? checked(length * s.DModel) : s.DModel,
             0f, a.Logits.DevicePointer, CudaDataType.Float32, s.Vocab);
     }
 
