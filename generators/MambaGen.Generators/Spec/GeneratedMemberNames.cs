@@ -21,7 +21,7 @@ namespace MambaGen.Generators.Spec
             // Public API.
             "ModelShape", "Layout", "Shape", "Parameters", "FromParameters", "Create", "Load", "Save", "Forward",
             "DecodeState", "CreateDecodeState", "Advance", "Generate", "ForwardBackward", "Device", "To", "Dispose",
-            "CudaSource", "GenerateBatch", "GenerateStreamingAsync", "EndOfSequenceId", "VocabularySize",
+            "CudaSource", "LogitRows", "ConvolveBlocksPerTask", "ConvolveTasks", "GenerateBatch", "GenerateStreamingAsync", "EndOfSequenceId", "VocabularySize",
             // Implementation: nested types, fields and helpers.
             "Activations", "Backward", "BackwardBuffers", "LayerConstants", "LayerGradients", "Workspace",
             "InferenceWorkspaceFor", "TrainingWorkspaceFor", "RunLayers", "HeadForAllRows", "HeadForLastRows",
