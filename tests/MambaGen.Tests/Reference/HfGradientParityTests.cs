@@ -3,7 +3,7 @@ namespace MambaGen.Tests.Reference;
 /// <summary>
 /// The generated backward against PyTorch autograd: tests/fixtures' reference.safetensors holds the float64 gradient
 /// of HF's mean cross-entropy (labels −1 ignored) for every parameter, keyed like model.safetensors.
-/// Per tensor we require max|g − g_ref| ≤ 1e-4 · max|g_ref| (the 1e-4 relative bound, taken per tensor
+/// Per tensor we require max|g − g_ref| ≤ 1e-4 · max|g_ref| (the project's 1e-4 relative bound, taken per tensor
 /// against its largest entry so that near-zero entries do not turn fp32 rounding into huge ratios). HF's own fp32
 /// run stays within 1.1e-6 of the fp64 gradients on these fixtures (tests/fixtures/summary.json); a wrong term in
 /// any op (a missing softplus derivative, an unscaled tied-head share) is off by far more than 1e-4.

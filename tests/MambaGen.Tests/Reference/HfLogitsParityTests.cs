@@ -2,7 +2,7 @@ namespace MambaGen.Tests.Reference;
 
 /// <summary>
 /// Logits of types declared from an HF config.json, loaded from HF's own save_pretrained output, against
-/// transformers' float64 forward. Tolerance 1e-4 absolute (the bar): our forward runs in fp32, whose
+/// transformers' float64 forward. Tolerance 1e-4 absolute (the project's bar): our forward runs in fp32, whose
 /// rounding over 2–3 layers of these sizes stays near 1e-6 (HF's own fp32 run differs from fp64 by ≤ 1.3e-6,
 /// tests/fixtures/summary.json), so 1e-4 leaves room for different but valid summation orders while catching
 /// any real formula error (a wrong softplus, eps or residual changes logits by ≥ 1e-3).
