@@ -37,6 +37,14 @@ public class GeneratedModelCudaTests
     private static (string, string, Func<int, IMambaModel>) Variant(string name, string source, Func<int, IMambaModel> create) =>
         (name, source, create);
 
+    /// <summary>Every kernel the backend launches (forward, training, decoding).</summary>
+    private static readonly string[] EntryPoints =
+    [
+        "mamba_embed_fwd", "mamba_embed_bwd", "mamba_fill_broadcast", "mamba_take_last_state", "mamba_rmsnorm_fwd", "mamba_rmsnorm_bwd",
+        "mamba_conv_fwd", "mamba_conv_bwd_pre", "mamba_conv_bwd_dx", "mamba_conv_bwd_dw", "mamba_scan_fwd", "mamba_scan_bwd",
+        "mamba_cross_entropy", "mamba_adamw", "mamba_alog_grad", "mamba_scaled_a", "mg_sum_slices", "mamba_decode_conv", "mamba_decode_ssm",
+    ];
+
     [NvrtcFact]
     public void EveryVariantsKernelsCompileWithNvrtc()
     {
@@ -45,17 +53,43 @@ public class GeneratedModelCudaTests
         var failures = new List<string>();
         foreach (var (name, source, _) in Variants)
         {
-            try
-            {
-                var ptx = System.Text.Encoding.UTF8.GetString(compiler.Compile(source, name + ".cu", 80, CudaImageKind.Ptx, CudaMambaModel.CompileOptions).Image);
-                foreach (var kernel in new[] { "mamba_embed_fwd", "mamba_fill_broadcast", "mamba_rmsnorm_fwd", "mamba_conv_fwd", "mamba_scan_fwd", "mamba_scan_bwd" })
-                    if (!ptx.Contains(".entry " + kernel, StringComparison.Ordinal)) failures.Add($"{name}: no entry {kernel} in the PTX");
-            }
-            catch (NvrtcCompilationException error)
-            {
-                failures.Add($"{name}: {error.Message}");
-            }
+            // Ampere and Hopper: the oldest architecture the kernels target and the one they are tuned for.
+            foreach (int architecture in new[] { 80, 90 })
+                try
+                {
+                    var ptx = System.Text.Encoding.UTF8.GetString(compiler.Compile(source, name + ".cu", architecture, CudaImageKind.Ptx, CudaMambaModel.CompileOptions).Image);
+                    foreach (var kernel in EntryPoints)
+                        if (!ptx.Contains(".entry " + kernel, StringComparison.Ordinal)) failures.Add($"{name}, compute_{architecture}: no entry {kernel} in the PTX");
+                }
+                catch (NvrtcCompilationException error)
+                {
+                    failures.Add($"{name}, compute_{architecture}: {error.Message}");
+                }
         }
+        Assert.True(failures.Count == 0, string.Join("\n", failures));
+    }
+
+    [NvrtcFact]
+    public void EveryTemplateCompilesOnItsOwnWithItsDefaultConstants()
+    {
+        string templates = Path.Combine(Path.GetDirectoryName(typeof(GeneratedModelCudaTests).Assembly.Location)!, "templates");
+        var files = Directory.GetFiles(templates, "*.cu").Order(StringComparer.Ordinal).ToArray();
+        Assert.True(files.Length >= 9, $"expected the kernel templates beside the tests, found {files.Length} in {templates}");
+        using var cache = new TemporaryDirectory();
+        var compiler = new KernelCompiler(cache.Path);
+        var failures = new List<string>();
+        foreach (var file in files)
+            foreach (int architecture in new[] { 80, 90 })
+                try
+                {
+                    // A template includes common.cuh itself when compiled alone; the generator pastes it in front instead.
+                    compiler.Compile(File.ReadAllText(file), Path.GetFileName(file), architecture, CudaImageKind.Ptx,
+                        [.. CudaMambaModel.CompileOptions, $"--include-path={templates}"]);
+                }
+                catch (NvrtcCompilationException error)
+                {
+                    failures.Add($"{Path.GetFileName(file)}, compute_{architecture}: {error.Message}");
+                }
         Assert.True(failures.Count == 0, string.Join("\n", failures));
     }
 
