@@ -16,7 +16,7 @@ dotnet build "$repo/tests/MambaGen.Tests/MambaGen.Tests.csproj" -c Release -v q 
 mkdir -p "$work/bundle"
 cp -r "$repo/tests/MambaGen.Tests/bin/Release/net10.0" "$work/bundle/tests"
 # Satellite resource folders and symbols are not needed to run; they only add size.
-find "$work/bundle/tests" -mindepth 1 -maxdepth 1 -type d -not -name fixtures -not -name runtimes -exec rm -rf {} +
+find "$work/bundle/tests" -mindepth 1 -maxdepth 1 -type d -not -name fixtures -not -name templates -not -name runtimes -exec rm -rf {} +
 
 # 2. The runtime: the host, hostfxr and the newest Microsoft.NETCore.App of the local SDK.
 dotnet_root=$(dirname "$(readlink -f "$(command -v dotnet)")")
