@@ -11,7 +11,12 @@ internal static class KnownShapes
 
     private static readonly Known[] All =
     [
-        new("mamba-130m (state-spaces/mamba-130m-hf)", Mamba130M.ModelShape, (directory, device) => Mamba130M.Load(directory, device)),
+        new("mamba-130m (state-spaces/mamba-130m, -hf)", Mamba130M.ModelShape, (directory, device) => Mamba130M.Load(directory, device)),
+        new("mamba-370m (state-spaces/mamba-370m, -hf)", Mamba370M.ModelShape, (directory, device) => Mamba370M.Load(directory, device)),
+        new("mamba-790m (state-spaces/mamba-790m, -hf)", Mamba790M.ModelShape, (directory, device) => Mamba790M.Load(directory, device)),
+        new("mamba-1.4b (state-spaces/mamba-1.4b, -hf)", Mamba1_4B.ModelShape, (directory, device) => Mamba1_4B.Load(directory, device)),
+        // mamba-2.8b (D 2560, 64 layers) has 2.77 billion parameters, more than the flat float[] parameter vector holds
+        // (MAMBA0010), so it cannot be declared yet.
         new("tiny test shape (D 16, 2 layers, vocabulary 1607 of the tokenizer fixture)", TinyTextModel.ModelShape, (directory, device) => TinyTextModel.Load(directory, device)),
     ];
 
@@ -41,6 +46,21 @@ internal static class KnownShapes
 [MambaModel(DModel = 768, Layers = 24, Vocab = 50277, PadVocabMultiple = 8)]
 [SelectiveSsm(DState = 16, Expand = 2, ConvKernel = 4)]
 internal partial class Mamba130M { }
+
+/// <summary>The published mamba-370m: D 1024, 48 layers.</summary>
+[MambaModel(DModel = 1024, Layers = 48, Vocab = 50277, PadVocabMultiple = 8)]
+[SelectiveSsm(DState = 16, Expand = 2, ConvKernel = 4)]
+internal partial class Mamba370M { }
+
+/// <summary>The published mamba-790m: D 1536, 48 layers.</summary>
+[MambaModel(DModel = 1536, Layers = 48, Vocab = 50277, PadVocabMultiple = 8)]
+[SelectiveSsm(DState = 16, Expand = 2, ConvKernel = 4)]
+internal partial class Mamba790M { }
+
+/// <summary>The published mamba-1.4b: D 2048, 48 layers.</summary>
+[MambaModel(DModel = 2048, Layers = 48, Vocab = 50277, PadVocabMultiple = 8)]
+[SelectiveSsm(DState = 16, Expand = 2, ConvKernel = 4)]
+internal partial class Mamba1_4B { }
 
 /// <summary>The shape of the tests' text checkpoint: random weights over the trained tokenizer fixture's 1,607 ids.</summary>
 [MambaModel(DModel = 16, Layers = 2, Vocab = 1607, PadVocabMultiple = 8)]
