@@ -11,7 +11,7 @@ using Spectre.Console;
 
 var common = new CommonOptions(steps: 2500, batch: 16, learningRate: 3e-3f, evaluationSequences: 256, evaluationEvery: 250);
 var length = CommonOptions.RequireAtLeast(new Option<int>("--length")
-    { Description = "Tokens per sequence, including the markers at the end", DefaultValueFactory = _ => 64 }, 2);
+    { Description = "Tokens per sequence, including the markers at the end", DefaultValueFactory = _ => 128 }, 2);
 var count = CommonOptions.RequireAtLeast(new Option<int>("--count")
     { Description = "Data tokens to memorise (scattered among noise) and recall in order", DefaultValueFactory = _ => 4 }, 1);
 var dataVocab = CommonOptions.RequireVocabulary(new Option<int>("--data-vocab")
