@@ -193,9 +193,8 @@ namespace Demo
         void global::MambaGen.Generation.IDecodingModel.Advance(global::MambaGen.Generation.IDecodeState state, global::System.ReadOnlySpan<int> tokens, global::System.Span<float> lastLogits)
 
         {
+            // Each backend's Advance checks the tokens and the logits buffer against the state it is given.
             global::System.ArgumentNullException.ThrowIfNull(state);
-            global::MambaGen.Cpu.ModelInput.RequireTokenBatch(tokens, state.Batch, Vocab, nameof(tokens));
-            global::MambaGen.Cpu.ModelInput.RequireLength(lastLogits.Length, state.Batch * Vocab, nameof(lastLogits));
             _backend.Advance(state, tokens, lastLogits);
         }
 
