@@ -30,8 +30,9 @@ def main():
                 {"MAMBA_SCAN_THREADS": 32}, {"MAMBA_SCAN_BWD_THREADS": 64}, {"MAMBA_SCAN_BWD_THREADS": 256},
                 {"MAMBA_SCAN_TILE": 16, "MAMBA_SCAN_THREADS": 128}]
     if "--final" in sys.argv:
-        variants = [{}, {"MAMBA_SCAN_BWD_THREADS": 256}, {"MAMBA_SCAN_THREADS": 256}, {"MAMBA_SCAN_TILE": 8},
-                    {"MAMBA_SCAN_TILE": 32}]
+        variants = [{}, {"MAMBA_SCAN_BWD_THREADS": 256}, {"MAMBA_SCAN_BWD_THREADS": 256, "MAMBA_SCAN_CHUNK_TILES": 4},
+                    {"MAMBA_SCAN_CHUNK_TILES": 4}, {"MAMBA_SCAN_BWD_THREADS": 512, "MAMBA_SCAN_CHUNK_TILES": 4},
+                    {"MAMBA_SCAN_BWD_TILE": 8}]
     for bf16 in (1, 0):
         if "--final" in sys.argv and not bf16:
             break
