@@ -16,13 +16,21 @@ from scan import ScanKernels, make_inputs  # noqa: E402
 def main():
     nv = Nvrtc()
     cat.RESULTS_FILE = "variants_progress.json"
-    if "--ncu" in sys.argv:
+    if "--ncu" in sys.argv:  # 4 warm-up pairs, then the pair ncu profiles (--launch-skip 4 --launch-count 2)
         k = ScanKernels(nv, 16, 1536, bf16=1)
         x = make_inputs(k, 8, 2048, 1)
         dout = torch.randn(8, 1536, 2048, device="cuda").to(k.dtype)
-        for _ in range(4):
+        for _ in range(5):
             y, st = k.forward(x)
             k.backward(x, st, dout)
+        torch.cuda.synchronize()
+        return
+    if "--ncu-long" in sys.argv:  # the batch-1 long sequence, forward in bf16 then fp32 (profile the 2nd of each)
+        for bf16 in (1, 0):
+            k = ScanKernels(nv, 16, 1536, bf16=bf16)
+            x = make_inputs(k, 1, 65536, 1)
+            for _ in range(2):
+                k.forward(x)
         torch.cuda.synchronize()
         return
     rows = []
