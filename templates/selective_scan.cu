@@ -44,13 +44,23 @@
 #ifndef MAMBA_HAS_Z
 #define MAMBA_HAS_Z 1
 #endif
-// Threads per block asked for, forward and backward; each block takes as many whole channels (min(N, 64) threads
-// each) as fit, so any N from 1 to 256 works and the actual count is published in mamba_scan_config.
+// Threads per block asked for, forward and backward; each block takes as many whole channels as fit, so any N from
+// 1 to 256 works and the actual count is published in mamba_scan_config. The backward's default is 256 where a
+// channel takes 16 or 32 threads (fewer, larger partial-sum slices; measured faster at N = 16) and 128 otherwise
+// (with fewer threads per channel, 256 would stage more channels than shared memory holds).
 #ifndef MAMBA_SCAN_THREADS
 #define MAMBA_SCAN_THREADS 128
 #endif
 #ifndef MAMBA_SCAN_BWD_THREADS
-#define MAMBA_SCAN_BWD_THREADS 128
+#define MAMBA_SCAN_BWD_THREADS (MAMBA_D_STATE >= 16 && MAMBA_D_STATE <= 32 ? 256 : 128)
+#endif
+// States each thread carries where N is small enough for one per thread (forward N < 64, backward N <= 32): more
+// states per thread means fewer shuffles per state in the sums over states, more registers.
+#ifndef MAMBA_SCAN_FWD_STATES
+#define MAMBA_SCAN_FWD_STATES 1
+#endif
+#ifndef MAMBA_SCAN_BWD_STATES
+#define MAMBA_SCAN_BWD_STATES 1
 #endif
 // 1: the forward sums Σ_n C·h with a reduce-scatter over warp shuffles (no shared buffer, one barrier per
 // tile) where the channel's threads sit in one warp; 0: through shared memory.
@@ -69,7 +79,7 @@ __host__ __device__ constexpr int cmax(int a, int b) { return a > b ? a : b; }
 
 constexpr int N = MAMBA_D_STATE;
 constexpr int ED = MAMBA_D_INNER;
-constexpr int TPC = N < 64 ? N : 64;                // threads per channel
+constexpr int TPC = cmax(1, (N < 64 ? N : 64) / MAMBA_SCAN_FWD_STATES);   // threads per channel
 constexpr int SPT = (N + TPC - 1) / TPC;            // states per thread
 // Tile length: long enough to amortise the barriers, short enough that the staged next tile fits in registers.
 #ifdef MAMBA_SCAN_TILE
@@ -117,8 +127,9 @@ constexpr int F_FLOATS = F_OFF_PARAM + 2 * FWD_CPB;
 // shuffle butterfly and every sum over a warp's channels too; only the sum over the block's warps goes through
 // shared memory.
 __host__ __device__ constexpr int clog2(int x) { return x <= 1 ? 0 : 1 + clog2(x / 2); }
-constexpr int TPCB = 1 << clog2(2 * cmin(N, 32) - 1);
-constexpr int SPTB = (N + TPCB - 1) / TPCB;
+constexpr int TPCB = cmax(1, (1 << clog2(2 * cmin(N, 32) - 1)) / MAMBA_SCAN_BWD_STATES);
+// States per thread: a power of two where a warp holds several channels, so the channel sums below halve evenly.
+constexpr int SPTB = TPCB < 32 ? 1 << clog2(2 * ((N + TPCB - 1) / TPCB) - 1) : (N + TPCB - 1) / TPCB;
 [[maybe_unused]] constexpr bool PADDED = TPCB * SPTB != N;             // lanes whose state index is past N
 #ifdef MAMBA_SCAN_BWD_TILE
 constexpr int TTB = MAMBA_SCAN_BWD_TILE;
@@ -142,6 +153,7 @@ constexpr int LEN_D = SPTB * TTB;
 constexpr int SCAT_D = cmin(clog2(32 / TPCB), clog2(LEN_D));
 [[maybe_unused]] constexpr int O_SD = 32 >> SCAT_D;
 constexpr int LC = LEN_D >> SCAT_D;
+static_assert(TPCB == 32 || (LEN_D & (LEN_D - 1)) == 0, "channel sums halve a power-of-two list");
 constexpr int KINDS = MAMBA_SELECTIVE_B + MAMBA_SELECTIVE_C;   // per-time gradients reduced across channels
 
 // Backward shared memory (floats): the whole chunk staged once (per-channel rows, B/C rows), the warps' dB/dC
@@ -160,6 +172,7 @@ constexpr int B_OFF_RED = B_OFF_C + (MAMBA_SELECTIVE_C ? N * CHP : 0);
 constexpr int B_RED = BWD_WARPS * 32 * LC;          // one kind's warp partials of one tile
 constexpr int B_OFF_HS = B_OFF_RED + 2 * KINDS * B_RED;
 constexpr int B_FLOATS = B_OFF_HS + BWD_TILES * SPTB * BWD_THREADS;
+static_assert(F_FLOATS * 4 <= 232448 && B_FLOATS * 4 <= 232448, "the scan's shared memory exceeds the 227 KB a block may have");
 
 // Butterfly over the lane bits O, O/2, ..., O_LO (powers of two) on LEN values per lane, in a fixed order: while
 // more than one value is left each level scatters (the lane with the bit set keeps the upper half, the other the
@@ -601,17 +614,23 @@ mamba_scan_bwd(const mg_in_t* __restrict__ u, const mg_in_t* __restrict__ dt, co
         for (int i = 0; i < LC; ++i) dst[i] = v[i];
     };
     // dB/dC of one tile: the warps' partials summed in warp order, one store per (state, step) per block.
+    const long long part_base = ((long long)cb * batch + b) * N * (long long)L;
     auto flush = [&](int buf, int t0) {
-        for (int e = tid; e < KINDS * N * TTB; e += BWD_THREADS)
+        constexpr int OUTPUTS = KINDS * N * TTB;
+#pragma unroll
+        for (int k = 0; k < (OUTPUTS + BWD_THREADS - 1) / BWD_THREADS; ++k)
         {
+            const int e = tid + k * BWD_THREADS;
+            if (e >= OUTPUTS) break;
             const int kind = e / (N * TTB), r = e % (N * TTB), n = r / TTB, t = r % TTB;
             const int i = (n / TPCB) * TTB + t;                     // index in a lane's (state, step) list
             const int src = (i / LC) * O_SD + n % TPCB;              // the lane that holds it after lane_reduce
             const float* red = s_red + (buf * KINDS + kind) * B_RED + src * LC + i % LC;
             float acc = 0.f;
+#pragma unroll
             for (int w = 0; w < BWD_WARPS; ++w) acc += red[w * 32 * LC];
             if (t0 + t >= L) continue;
-            const long long at = (((long long)cb * batch + b) * N + n) * L + t0 + t;
+            const long long at = part_base + (long long)n * L + t0 + t;
 #if MAMBA_SELECTIVE_B && MAMBA_SELECTIVE_C
             (kind == 0 ? part_dB : part_dC)[at] = acc;
 #elif MAMBA_SELECTIVE_B
