@@ -10,18 +10,20 @@
 // last one being the final state used to start decoding. They are all the backward needs (it recomputes the rest),
 // so memory grows with N·L/chunk, not N·L.
 //
-// Work split: each thread owns one state n (or several when N > 64) of one channel and walks time sequentially,
-// so all N states of a channel live in registers across the threads of one block and each (element, state) costs
-// one exp. A block holds CPB channels of one batch row and walks time in tiles of TT steps: B_t/C_t for the tile are
-// staged once in shared memory and shared by the block's channels; the next tile's inputs are loaded into
-// registers while the current tile computes. Σ_n C·h is reduced through shared memory in a fixed order; there is
-// one barrier pair per tile and none per state.
+// Work split: each thread owns one state n (or several: MAMBA_SCAN_FWD_STATES, and always when N > 64) of one
+// channel and walks time sequentially, so all N states of a channel live in registers across the threads of one
+// block and each (element, state) costs one exp. A block holds CPB channels of one batch row and walks time in tiles
+// of TT steps: B_t/C_t for the tile are staged once in shared memory and shared by the block's channels; the next
+// tile's inputs are loaded into registers while the current tile computes. Σ_n C·h is a reduce-scatter over warp
+// shuffles in a fixed order (through shared memory where a channel's threads span warps); one barrier per tile.
 //
-// Backward: per chunk (last first) the forward is recomputed from the saved chunk state, keeping the state at each
-// tile start in shared memory; each tile is then recomputed once more (decays and states kept in registers) and
-// walked backwards in time. Per-time dB/dC are summed over the block's channels on chip and stored once per block
-// into a per-block partial buffer; dA, dD, dt_bias and constant dB/dC are summed per (batch, channel). Partials are
-// finished by mg_sum_slices in a fixed order: no atomics, so the backward is bit-identical run to run.
+// Backward: a channel's states sit in one warp (SPTB per thread), and per chunk, last first, the chunk's inputs are
+// staged in shared memory once; pass 1 reruns the forward from the saved chunk state and keeps each tile's start
+// state; pass 2 takes the tiles last to first, recomputes a tile's decays and states in registers and walks it
+// backwards. Sums over states (for y, du, dΔ) are shuffle butterflies; per-time dB/dC are summed over a warp's
+// channels by butterflies, over the block's warps in shared memory, and stored once per block into a per-block
+// partial buffer; dA, dD, dt_bias and constant dB/dC are summed per (batch, channel). Partials are finished by
+// mg_sum_slices in a fixed order: no atomics, so the backward is bit-identical run to run.
 #ifndef MAMBA_COMMON_CUH
 #include "common.cuh"
 #endif
@@ -55,21 +57,25 @@
 #define MAMBA_SCAN_BWD_THREADS (MAMBA_D_STATE >= 16 && MAMBA_D_STATE <= 32 ? 256 : 128)
 #endif
 // States each thread carries where N is small enough for one per thread (forward N < 64, backward N <= 32): more
-// states per thread means fewer shuffles per state in the sums over states, more registers.
+// states per thread means fewer shuffles per state in the sums over states but fewer threads. Defaults from the
+// H200 measurements in docs/gpu-kernels.md: the backward takes 2 for 8 <= N <= 32; the forward 4 at N = 32 only
+// (at N = 16 it is faster at batch·ED = 12288 but far slower at batch 1, where a quarter of the threads cannot fill
+// the chip; at N = 8 it is slower).
 #ifndef MAMBA_SCAN_FWD_STATES
-#define MAMBA_SCAN_FWD_STATES 1
+#define MAMBA_SCAN_FWD_STATES (MAMBA_D_STATE == 32 ? 4 : 1)
 #endif
 #ifndef MAMBA_SCAN_BWD_STATES
-#define MAMBA_SCAN_BWD_STATES 1
+#define MAMBA_SCAN_BWD_STATES (MAMBA_D_STATE >= 8 && MAMBA_D_STATE <= 32 ? 2 : 1)
 #endif
 // 1: the forward sums Σ_n C·h with a reduce-scatter over warp shuffles (no shared buffer, one barrier per
 // tile) where the channel's threads sit in one warp; 0: through shared memory.
 #ifndef MAMBA_SCAN_SHUFFLE_REDUCE
 #define MAMBA_SCAN_SHUFFLE_REDUCE 1
 #endif
-// Forward tiles per saved chunk state.
+// Forward tiles per saved chunk state. The backward stages a whole chunk in shared memory, so a shorter chunk for
+// 8 <= N <= 32 leaves room for its 256-thread blocks (measured faster there); elsewhere 8 tiles.
 #ifndef MAMBA_SCAN_CHUNK_TILES
-#define MAMBA_SCAN_CHUNK_TILES 8
+#define MAMBA_SCAN_CHUNK_TILES (MAMBA_D_STATE >= 8 && MAMBA_D_STATE <= 32 ? 4 : 8)
 #endif
 
 namespace mg_scan {
@@ -122,8 +128,8 @@ constexpr int F_OFF_P = F_OFF_C + (MAMBA_SELECTIVE_C ? 2 * F_ST : 0);
 constexpr int F_OFF_PARAM = F_OFF_P + 2 * F_P;    // dt_bias and D of the block's channels
 constexpr int F_FLOATS = F_OFF_PARAM + 2 * FWD_CPB;
 
-// Backward work split: one thread per (channel, state) as in the forward, but a channel's states always sit in one
-// warp (TPCB lanes, the power of two at or above min(N, 32), SPTB states each), so every sum over states is a
+// Backward work split: as in the forward, but a channel's states always sit in one warp (TPCB lanes: the power of
+// two at or above min(N, 32), divided by MAMBA_SCAN_BWD_STATES; SPTB states each), so every sum over states is a
 // shuffle butterfly and every sum over a warp's channels too; only the sum over the block's warps goes through
 // shared memory.
 __host__ __device__ constexpr int clog2(int x) { return x <= 1 ? 0 : 1 + clog2(x / 2); }

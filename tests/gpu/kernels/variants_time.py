@@ -1,6 +1,10 @@
-"""GPU machine: times compile-time variants of the selective scan (block size, tile, reduction path) at a few
-issue-9 shapes, each checked against the float64 reference first. Prints one line per variant and writes
-variants.json under $OUT. Also the target of the ncu run (--ncu: one shape, few launches)."""
+"""GPU machine: times compile-time variants of the selective scan, each checked against the float64 reference first.
+
+    variants_time.py          a few block-size / tile / reduction variants at 8x1536x2048 N 16 (bf16, fp32)
+    variants_time.py --tune   forward and backward candidates; the fastest checked forward and backward settings are
+                              written together to $OUT/best.json (run_device.sh then reruns every check with them)
+    variants_time.py --ncu    the launches ncu profiles (8x1536x2048 bf16); --ncu-long: the batch-1 long forward
+Prints one line per variant and writes variants.json under $OUT."""
 import json
 import os
 import sys
