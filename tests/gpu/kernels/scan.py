@@ -1,4 +1,7 @@
 """Launch wrapper for templates/selective_scan.cu and its plain PyTorch reference."""
+import json
+import os
+
 import torch
 
 from driver import Module
@@ -11,9 +14,13 @@ class ScanKernels:
     def __init__(self, nvrtc, n, ed, sel_delta=1, sel_b=1, sel_c=1, has_z=1, bf16=0, arch="sm_90", extra=None):
         self.n, self.ed = n, ed
         self.sel_delta, self.sel_b, self.sel_c, self.has_z, self.bf16 = sel_delta, sel_b, sel_c, has_z, bf16
+        # MAMBA_SCAN_DEFINES (JSON) overrides the template's tuning defaults for the kernels built here with
+        # 8 <= N <= 32 (where the candidates were timed), so a whole check run can be repeated with a candidate
+        # setting before it becomes the default.
+        tuning = json.loads(os.environ.get("MAMBA_SCAN_DEFINES") or "{}") if 8 <= n <= 32 else {}
         self.defines = {"MAMBA_D_STATE": n, "MAMBA_D_INNER": ed, "MAMBA_SELECTIVE_DELTA": sel_delta,
                         "MAMBA_SELECTIVE_B": sel_b, "MAMBA_SELECTIVE_C": sel_c, "MAMBA_HAS_Z": has_z,
-                        "MAMBA_INPUT_BF16": bf16, **(extra or {})}
+                        "MAMBA_INPUT_BF16": bf16, **tuning, **(extra or {})}
         try:  # ask ptxas for its resource report (registers, spills) where this NVRTC passes the option on
             image, self.log = nvrtc.compile("selective_scan.cu", self.defines, arch, ("--ptxas-options=-v",))
         except CompileError:
