@@ -754,18 +754,20 @@ mamba_rmsnorm_bwd(const float* __restrict__ r_out, const float* __restrict__ rst
 // last one being the final state used to start decoding. They are all the backward needs (it recomputes the rest),
 // so memory grows with N·L/chunk, not N·L.
 //
-// Work split: each thread owns one state n (or several when N > 64) of one channel and walks time sequentially,
-// so all N states of a channel live in registers across the threads of one block and each (element, state) costs
-// one exp. A block holds CPB channels of one batch row and walks time in tiles of TT steps: B_t/C_t for the tile are
-// staged once in shared memory and shared by the block's channels; the next tile's inputs are loaded into
-// registers while the current tile computes. Σ_n C·h is reduced through shared memory in a fixed order; there is
-// one barrier pair per tile and none per state.
+// Work split: each thread owns one state n (or several: MAMBA_SCAN_FWD_STATES, and always when N > 64) of one
+// channel and walks time sequentially, so all N states of a channel live in registers across the threads of one
+// block and each (element, state) costs one exp. A block holds CPB channels of one batch row and walks time in tiles
+// of TT steps: B_t/C_t for the tile are staged once in shared memory and shared by the block's channels; the next
+// tile's inputs are loaded into registers while the current tile computes. Σ_n C·h is a reduce-scatter over warp
+// shuffles in a fixed order (through shared memory where a channel's threads span warps); one barrier per tile.
 //
-// Backward: per chunk (last first) the forward is recomputed from the saved chunk state, keeping the state at each
-// tile start in shared memory; each tile is then recomputed once more (decays and states kept in registers) and
-// walked backwards in time. Per-time dB/dC are summed over the block's channels on chip and stored once per block
-// into a per-block partial buffer; dA, dD, dt_bias and constant dB/dC are summed per (batch, channel). Partials are
-// finished by mg_sum_slices in a fixed order: no atomics, so the backward is bit-identical run to run.
+// Backward: a channel's states sit in one warp (SPTB per thread), and per chunk, last first, the chunk's inputs are
+// staged in shared memory once; pass 1 reruns the forward from the saved chunk state and keeps each tile's start
+// state; pass 2 takes the tiles last to first, recomputes a tile's decays and states in registers and walks it
+// backwards. Sums over states (for y, du, dΔ) are shuffle butterflies; per-time dB/dC are summed over a warp's
+// channels by butterflies, over the block's warps in shared memory, and stored once per block into a per-block
+// partial buffer; dA, dD, dt_bias and constant dB/dC are summed per (batch, channel). Partials are finished by
+// mg_sum_slices in a fixed order: no atomics, so the backward is bit-identical run to run.
 #ifndef MAMBA_COMMON_CUH
 #include "common.cuh"
 #endif
@@ -788,22 +790,36 @@ mamba_rmsnorm_bwd(const float* __restrict__ r_out, const float* __restrict__ rst
 #ifndef MAMBA_HAS_Z
 #define MAMBA_HAS_Z 1
 #endif
-// Threads per block asked for, forward and backward; each block takes as many whole channels (min(N, 64) threads
-// each) as fit, so any N from 1 to 256 works and the actual count is published in mamba_scan_config.
+// Threads per block asked for, forward and backward; each block takes as many whole channels as fit, so any N from
+// 1 to 256 works and the actual count is published in mamba_scan_config. The backward's default is 256 where a
+// channel takes 16 or 32 threads (fewer, larger partial-sum slices; measured faster at N = 16) and 128 otherwise
+// (with fewer threads per channel, 256 would stage more channels than shared memory holds).
 #ifndef MAMBA_SCAN_THREADS
 #define MAMBA_SCAN_THREADS 128
 #endif
 #ifndef MAMBA_SCAN_BWD_THREADS
-#define MAMBA_SCAN_BWD_THREADS 128
+#define MAMBA_SCAN_BWD_THREADS (MAMBA_D_STATE >= 16 && MAMBA_D_STATE <= 32 ? 256 : 128)
+#endif
+// States each thread carries where N is small enough for one per thread (forward N < 64, backward N <= 32): more
+// states per thread means fewer shuffles per state in the sums over states but fewer threads. Defaults from the
+// H200 measurements in docs/gpu-kernels.md: the backward takes 2 for 8 <= N <= 32; the forward 4 at N = 32 only
+// (at N = 16 it is faster at batch·ED = 12288 but far slower at batch 1, where a quarter of the threads cannot fill
+// the chip; at N = 8 it is slower).
+#ifndef MAMBA_SCAN_FWD_STATES
+#define MAMBA_SCAN_FWD_STATES (MAMBA_D_STATE == 32 ? 4 : 1)
+#endif
+#ifndef MAMBA_SCAN_BWD_STATES
+#define MAMBA_SCAN_BWD_STATES (MAMBA_D_STATE >= 8 && MAMBA_D_STATE <= 32 ? 2 : 1)
 #endif
 // 1: the forward sums Σ_n C·h with a reduce-scatter over warp shuffles (no shared buffer, one barrier per
 // tile) where the channel's threads sit in one warp; 0: through shared memory.
 #ifndef MAMBA_SCAN_SHUFFLE_REDUCE
 #define MAMBA_SCAN_SHUFFLE_REDUCE 1
 #endif
-// Forward tiles per saved chunk state.
+// Forward tiles per saved chunk state. The backward stages a whole chunk in shared memory, so a shorter chunk for
+// 8 <= N <= 32 leaves room for its 256-thread blocks (measured faster there); elsewhere 8 tiles.
 #ifndef MAMBA_SCAN_CHUNK_TILES
-#define MAMBA_SCAN_CHUNK_TILES 8
+#define MAMBA_SCAN_CHUNK_TILES (MAMBA_D_STATE >= 8 && MAMBA_D_STATE <= 32 ? 4 : 8)
 #endif
 
 namespace mg_scan {
@@ -813,7 +829,7 @@ __host__ __device__ constexpr int cmax(int a, int b) { return a > b ? a : b; }
 
 constexpr int N = MAMBA_D_STATE;
 constexpr int ED = MAMBA_D_INNER;
-constexpr int TPC = N < 64 ? N : 64;                // threads per channel
+constexpr int TPC = cmax(1, (N < 64 ? N : 64) / MAMBA_SCAN_FWD_STATES);   // threads per channel
 constexpr int SPT = (N + TPC - 1) / TPC;            // states per thread
 // Tile length: long enough to amortise the barriers, short enough that the staged next tile fits in registers.
 #ifdef MAMBA_SCAN_TILE
@@ -821,28 +837,15 @@ constexpr int TT = MAMBA_SCAN_TILE;
 #else
 constexpr int TT = cmax(4, cmin(4 * TPC, cmin(16, 256 / N)) / 4 * 4);   // whole float4 groups
 #endif
-#ifdef MAMBA_SCAN_BWD_TILE
-constexpr int TTB = MAMBA_SCAN_BWD_TILE;            // must divide CHUNK
-#else
-constexpr int TTB = cmax(4, TT / 8 * 4);            // backward tile: half a forward tile in whole float4 groups (divides CHUNK)
-#endif
 constexpr int CHUNK = TT * MAMBA_SCAN_CHUNK_TILES;  // steps per saved state
 constexpr int ROW = TT + 4;                         // padded shared-memory row (conflict-free float4 reads)
-constexpr int ROWB = TTB + 4;
-[[maybe_unused]] constexpr int ROWD = TTB + 1;                      // odd row for the scalar dB/dC partials: no bank conflicts
-
 constexpr int FWD_THREADS = cmax(1, MAMBA_SCAN_THREADS / TPC) * TPC;
 constexpr bool SHUFFLE = MAMBA_SCAN_SHUFFLE_REDUCE && TPC <= 32 && 32 % TPC == 0 && TT % TPC == 0 &&
                          FWD_THREADS % 32 == 0;
 constexpr int FWD_CPB = FWD_THREADS / TPC;
 constexpr int FWD_BLOCKS_PER_BATCH = (ED + FWD_CPB - 1) / FWD_CPB;
-constexpr int BWD_THREADS = cmax(1, MAMBA_SCAN_BWD_THREADS / TPC) * TPC;
-constexpr int BWD_CPB = BWD_THREADS / TPC;
-constexpr int BWD_BLOCKS_PER_BATCH = (ED + BWD_CPB - 1) / BWD_CPB;
-constexpr int BWD_TILES_PER_CHUNK = CHUNK / TTB;
-
-static_assert(FWD_THREADS % TPC == 0 && BWD_THREADS % TPC == 0, "blocks hold whole channels");
-static_assert(TT % 4 == 0 && TTB % 4 == 0 && CHUNK % TTB == 0, "tiles are whole float4 groups");
+static_assert(FWD_THREADS % TPC == 0, "blocks hold whole channels");
+static_assert(TT % 4 == 0, "tiles are whole float4 groups");
 
 #if MAMBA_SELECTIVE_B
 typedef mg_in_t b_t;
@@ -869,27 +872,85 @@ constexpr int F_OFF_P = F_OFF_C + (MAMBA_SELECTIVE_C ? 2 * F_ST : 0);
 constexpr int F_OFF_PARAM = F_OFF_P + 2 * F_P;    // dt_bias and D of the block's channels
 constexpr int F_FLOATS = F_OFF_PARAM + 2 * FWD_CPB;
 
-// Backward shared memory (floats).
-constexpr int B_CH = BWD_CPB * TTB;
-constexpr int B_ST = N * ROWB;
-constexpr int B_PT = BWD_THREADS * ROWB;            // one per-thread array of one tile
+// Backward work split: as in the forward, but a channel's states always sit in one warp (TPCB lanes: the power of
+// two at or above min(N, 32), divided by MAMBA_SCAN_BWD_STATES; SPTB states each), so every sum over states is a
+// shuffle butterfly and every sum over a warp's channels too; only the sum over the block's warps goes through
+// shared memory.
+__host__ __device__ constexpr int clog2(int x) { return x <= 1 ? 0 : 1 + clog2(x / 2); }
+constexpr int TPCB = cmax(1, (1 << clog2(2 * cmin(N, 32) - 1)) / MAMBA_SCAN_BWD_STATES);
+// States per thread: a power of two where a warp holds several channels, so the channel sums below halve evenly.
+constexpr int SPTB = TPCB < 32 ? 1 << clog2(2 * ((N + TPCB - 1) / TPCB) - 1) : (N + TPCB - 1) / TPCB;
+[[maybe_unused]] constexpr bool PADDED = TPCB * SPTB != N;             // lanes whose state index is past N
+#ifdef MAMBA_SCAN_BWD_TILE
+constexpr int TTB = MAMBA_SCAN_BWD_TILE;
+#else
+constexpr int TTB = cmin(CHUNK, SPTB >= 8 ? 4 : SPTB >= 2 ? 8 : 16);   // steps recomputed and walked in registers
+#endif
+constexpr int BWD_THREADS = cmax(1, MAMBA_SCAN_BWD_THREADS / 32) * 32;
+constexpr int BWD_WARPS = BWD_THREADS / 32;
+constexpr int BWD_CPB = BWD_THREADS / TPCB;
+constexpr int BWD_BLOCKS_PER_BATCH = (ED + BWD_CPB - 1) / BWD_CPB;
+constexpr int BWD_TILES = CHUNK / TTB;
+static_assert(TTB >= 4 && (TTB & (TTB - 1)) == 0 && CHUNK % TTB == 0, "backward tiles: a power of two >= 4 dividing the chunk");
+// Sums over states: butterflies over lane bits TPCB/2 .. 1; the first SCAT_N levels scatter (each lane keeps half the
+// steps), so lane j ends with R steps' totals, steps (j / O_SN)·R ...; lanes with j % O_SN == 0 finish them.
+constexpr int SCAT_N = cmin(clog2(TPCB), clog2(TTB));
+constexpr int O_SN = TPCB >> SCAT_N;
+constexpr int R_STEPS = TTB >> SCAT_N;
+// Per-time dB/dC summed over a warp's channels: butterflies over lane bits 16 .. TPCB on SPTB·TTB values per lane,
+// scattering while values are left; lane l then holds LC of them, the (l / O_SD)-th run of the (state, step) list.
+constexpr int LEN_D = SPTB * TTB;
+constexpr int SCAT_D = cmin(clog2(32 / TPCB), clog2(LEN_D));
+[[maybe_unused]] constexpr int O_SD = 32 >> SCAT_D;
+constexpr int LC = LEN_D >> SCAT_D;
+static_assert(TPCB == 32 || (LEN_D & (LEN_D - 1)) == 0, "channel sums halve a power-of-two list");
+constexpr int KINDS = MAMBA_SELECTIVE_B + MAMBA_SELECTIVE_C;   // per-time gradients reduced across channels
+
+// Backward shared memory (floats): the whole chunk staged once (per-channel rows, B/C rows), the warps' dB/dC
+// partials of a tile (double-buffered: one barrier per tile), each thread's state at every tile start.
+constexpr int CHP = CHUNK + 4;                      // padded row (float4 reads of different rows hit different banks)
+constexpr int BS_ROW = BWD_CPB * CHP;
 constexpr int B_OFF_DELTA = 0;
-constexpr int B_OFF_DU = B_OFF_DELTA + B_CH;
-constexpr int B_OFF_U = B_OFF_DU + B_CH;
-constexpr int B_OFF_V = B_OFF_U + B_CH;             // dt + bias (for the softplus gradient)
-constexpr int B_OFF_Z = B_OFF_V + B_CH;
-constexpr int B_OFF_DOUT = B_OFF_Z + B_CH;
-constexpr int B_OFF_DY = B_OFF_DOUT + B_CH;
-constexpr int B_OFF_B = B_OFF_DY + B_CH;
-constexpr int B_OFF_C = B_OFF_B + (MAMBA_SELECTIVE_B ? B_ST : 0);
-constexpr int B_OFF_P = B_OFF_C + (MAMBA_SELECTIVE_C ? B_ST : 0);   // C·h partials, later dB partials
-constexpr int B_OFF_DC = B_OFF_P + SPT * B_PT;
-constexpr int B_OFF_Q1 = B_OFF_DC + (MAMBA_SELECTIVE_C ? SPT * B_PT : 0);
-constexpr int B_OFF_Q2 = B_OFF_Q1 + B_PT;
-constexpr int B_OFF_HS = B_OFF_Q2 + B_PT;           // state at each tile start of the chunk
-constexpr int B_OFF_RED = B_OFF_HS + BWD_TILES_PER_CHUNK * SPT * BWD_THREADS;
-constexpr int B_OFF_PARAM = B_OFF_RED + 2 * BWD_THREADS;
-constexpr int B_FLOATS = B_OFF_PARAM + 2 * BWD_CPB;
+constexpr int B_OFF_DU = B_OFF_DELTA + BS_ROW;      // Δ·u
+constexpr int B_OFF_DY = B_OFF_DU + BS_ROW;         // dout·silu(z): gradient of y before the gate
+constexpr int B_OFF_U = B_OFF_DY + BS_ROW;
+constexpr int B_OFF_DSP = B_OFF_U + BS_ROW;         // softplus'(dt + bias)
+constexpr int B_OFF_DZF = B_OFF_DSP + BS_ROW;       // dout·silu'(z): dz = this · y before the gate
+constexpr int B_OFF_B = B_OFF_DZF + (MAMBA_HAS_Z ? BS_ROW : 0);
+constexpr int B_OFF_C = B_OFF_B + (MAMBA_SELECTIVE_B ? N * CHP : 0);
+constexpr int B_OFF_RED = B_OFF_C + (MAMBA_SELECTIVE_C ? N * CHP : 0);
+constexpr int B_RED = BWD_WARPS * 32 * LC;          // one kind's warp partials of one tile
+constexpr int B_OFF_HS = B_OFF_RED + 2 * KINDS * B_RED;
+constexpr int B_FLOATS = B_OFF_HS + BWD_TILES * SPTB * BWD_THREADS;
+static_assert(F_FLOATS * 4 <= 232448 && B_FLOATS * 4 <= 232448, "the scan's shared memory exceeds the 227 KB a block may have");
+
+// Butterfly over the lane bits O, O/2, ..., O_LO (powers of two) on LEN values per lane, in a fixed order: while
+// more than one value is left each level scatters (the lane with the bit set keeps the upper half, the other the
+// lower half, each adding its partner's copy), after that it sums the single value.
+template <int O, int O_LO, int LEN>
+__device__ __forceinline__ void lane_reduce(float* v, int lane)
+{
+    if constexpr (O >= O_LO && O >= 1)
+    {
+        if constexpr (LEN >= 2)
+        {
+            const bool upper = (lane & O) != 0;
+#pragma unroll
+            for (int i = 0; i < LEN / 2; ++i)
+            {
+                const float send = upper ? v[i] : v[i + LEN / 2];
+                const float keep = upper ? v[i + LEN / 2] : v[i];
+                v[i] = keep + __shfl_xor_sync(0xffffffffu, send, O);
+            }
+            lane_reduce<O / 2, O_LO, LEN / 2>(v, lane);
+        }
+        else
+        {
+            v[0] += __shfl_xor_sync(0xffffffffu, v[0], O);
+            lane_reduce<O / 2, O_LO, 1>(v, lane);
+        }
+    }
+}
 
 // Reduce-scatter over the TPC lanes of a channel: on entry each lane holds LEN partial sums (one per step), on
 // exit lane j holds the channel's totals for steps j·LEN/TPC ... in pt[0 .. LEN/TPC). Fixed order, no barrier.
@@ -1157,6 +1218,10 @@ mamba_scan_fwd(const mg_in_t* __restrict__ u, const mg_in_t* __restrict__ dt, co
 // partials finished by mg_sum_slices:
 //   part_dB / part_dC: variable → (BWD_BLOCKS_PER_BATCH, batch, N, L), summed over slice 0; constant → (batch, ED, N)
 //   part_dA (batch, ED, N), part_dD (batch, ED), part_dbias (batch, ED): summed over batch.
+// Per chunk, last first: the chunk's inputs are staged in shared memory once; pass 1 runs the forward from the saved
+// chunk state and keeps each tile's start state; pass 2 takes the tiles last to first, recomputes the tile's decays
+// and states in registers and walks it backwards. Every sum (over states, over channels) is a butterfly or a loop in
+// a fixed order and each output has one writer: the backward is bit-identical run to run.
 extern "C" __global__ void __launch_bounds__(mg_scan::BWD_THREADS)
 mamba_scan_bwd(const mg_in_t* __restrict__ u, const mg_in_t* __restrict__ dt, const float* __restrict__ dt_bias,
                const float* __restrict__ A2, const mg_scan::b_t* __restrict__ Bm, const mg_scan::c_t* __restrict__ Cm,
@@ -1168,60 +1233,51 @@ mamba_scan_bwd(const mg_in_t* __restrict__ u, const mg_in_t* __restrict__ dt, co
     using namespace mg_scan;
     extern __shared__ float4 smem4[];
     float* smem = reinterpret_cast<float*>(smem4);
-    constexpr int Q4 = TTB / 4;                         // float4 groups per tile row
-    constexpr int OUT_PER_THREAD = (BWD_CPB * Q4 + BWD_THREADS - 1) / BWD_THREADS;
 
-    const int tid = threadIdx.x;
+    const int tid = threadIdx.x, lane = tid & 31;
+    [[maybe_unused]] const int warp = tid >> 5;
     const int b = blockIdx.x / BWD_BLOCKS_PER_BATCH;
     const int cb = blockIdx.x % BWD_BLOCKS_PER_BATCH;
     const int d0 = cb * BWD_CPB;
-    const int c = tid / TPC, j = tid % TPC;
+    const int c = tid / TPCB, j = tid % TPCB;
     const int d = d0 + c;
     const bool active = d < ED;
     const int rows = cmin(BWD_CPB, ED - d0);
     const long long chan_base = ((long long)b * ED + d0) * L;
-    const long long state_base = (long long)b * N * L;
+    [[maybe_unused]] const long long state_base = (long long)b * N * L;
     const int chunks = (L + CHUNK - 1) / CHUNK;
 
     float* s_delta = smem + B_OFF_DELTA;
     float* s_du = smem + B_OFF_DU;
-    float* s_u = smem + B_OFF_U;
-    float* s_v = smem + B_OFF_V;
-    [[maybe_unused]] float* s_z = smem + B_OFF_Z;
-    float* s_dout = smem + B_OFF_DOUT;
     float* s_dy = smem + B_OFF_DY;
+    float* s_u = smem + B_OFF_U;
+    float* s_dsp = smem + B_OFF_DSP;
+    [[maybe_unused]] float* s_dzf = smem + B_OFF_DZF;
     [[maybe_unused]] float* s_b = smem + B_OFF_B;
     [[maybe_unused]] float* s_c = smem + B_OFF_C;
-    float* s_p = smem + B_OFF_P;
-    [[maybe_unused]] float* s_dc = smem + B_OFF_DC;
-    float* s_q1 = smem + B_OFF_Q1;
-    float* s_q2 = smem + B_OFF_Q2;
+    [[maybe_unused]] float* s_red = smem + B_OFF_RED;
     float* s_hs = smem + B_OFF_HS;
-    float* s_red = smem + B_OFF_RED;
-    float* s_bias = smem + B_OFF_PARAM;
-    float* s_D = s_bias + BWD_CPB;
-    for (int r = tid; r < BWD_CPB; r += BWD_THREADS)
-    {
-        s_bias[r] = r < rows ? dt_bias[d0 + r] : 0.f;
-        s_D[r] = r < rows ? Dv[d0 + r] : 0.f;
-    }
-    __syncthreads();
 
-    float a2[SPT], anat[SPT], acc_dA[SPT];
+    // Per (channel, state) constants and sums. A padded lane (state index past N) gets B = C = 0, so it stays 0.
+    float a2[SPTB], anat[SPTB], acc_dA[SPTB], carry[SPTB];   // carry: a_{t+1}·g_{t+1}, the reverse state into step t
+    [[maybe_unused]] int row_n[SPTB];                                         // the state's row in s_b / s_c (0 for a padded lane)
+    [[maybe_unused]] float live[SPTB];
 #if !MAMBA_SELECTIVE_B
-    float bconst[SPT], acc_dB[SPT];
+    float bconst[SPTB], acc_dB[SPTB];
 #endif
 #if !MAMBA_SELECTIVE_C
-    float cconst[SPT], acc_dC[SPT];
+    float cconst[SPTB], acc_dC[SPTB];
 #endif
 #pragma unroll
-    for (int s = 0; s < SPT; ++s)
+    for (int s = 0; s < SPTB; ++s)
     {
-        const int n = j + s * TPC;
+        const int n = j + s * TPCB;
         const bool ok = active && n < N;
+        row_n[s] = n < N ? n : 0;
+        live[s] = n < N ? 1.f : 0.f;
         a2[s] = ok ? A2[d * N + n] : 0.f;
         anat[s] = a2[s] * MG_LN2;
-        acc_dA[s] = 0.f;
+        acc_dA[s] = carry[s] = 0.f;
 #if !MAMBA_SELECTIVE_B
         bconst[s] = ok ? Bm[d * N + n] : 0.f;
         acc_dB[s] = 0.f;
@@ -1231,18 +1287,38 @@ mamba_scan_bwd(const mg_in_t* __restrict__ u, const mg_in_t* __restrict__ dt, co
         acc_dC[s] = 0.f;
 #endif
     }
-    float acc_dD[OUT_PER_THREAD], acc_dbias[OUT_PER_THREAD];
-#pragma unroll
-    for (int i = 0; i < OUT_PER_THREAD; ++i) acc_dD[i] = acc_dbias[i] = 0.f;
+    const float dd = active ? Dv[d] : 0.f;
+    float acc_dD = 0.f, acc_dbias = 0.f;
 
-    // Stages one tile into shared memory; `full` adds what only the backward walk needs.
-    auto stage = [&](int t0, bool full) {
-        for (int e = tid; e < B_CH; e += BWD_THREADS)
+    // B_t, C_t of state s for four steps from local step lt (constant B/C: the parameter).
+    auto load_b4 = [&](int s, int lt) {
+#if MAMBA_SELECTIVE_B
+        float4 v = *reinterpret_cast<const float4*>(s_b + row_n[s] * CHP + lt);
+        if constexpr (PADDED) { v.x *= live[s]; v.y *= live[s]; v.z *= live[s]; v.w *= live[s]; }
+        return v;
+#else
+        return make_float4(bconst[s], bconst[s], bconst[s], bconst[s]);
+#endif
+    };
+    auto load_c4 = [&](int s, int lt) {
+#if MAMBA_SELECTIVE_C
+        float4 v = *reinterpret_cast<const float4*>(s_c + row_n[s] * CHP + lt);
+        if constexpr (PADDED) { v.x *= live[s]; v.y *= live[s]; v.z *= live[s]; v.w *= live[s]; }
+        return v;
+#else
+        return make_float4(cconst[s], cconst[s], cconst[s], cconst[s]);
+#endif
+    };
+
+    // Stages the chunk from step ts: per channel Δ, Δ·u, dy, u, softplus', dout·silu'(z); per state B, C. Steps past
+    // L and channels past ED get zeros (Δ = 0 leaves the state unchanged, dy = 0 adds nothing).
+    auto stage = [&](int ts) {
+        for (int e = tid; e < BWD_CPB * CHUNK; e += BWD_THREADS)
         {
-            const int row = e / TTB, t = e % TTB;
-            const bool ok = row < rows && t0 + t < L;
-            const long long at = chan_base + (long long)row * L + t0 + t;
-            const float bias = s_bias[row];
+            const int row = e / CHUNK, t = e % CHUNK;
+            const bool ok = row < rows && ts + t < L;
+            const long long at = chan_base + (long long)row * L + ts + t;
+            const float bias = row < rows ? dt_bias[d0 + row] : 0.f;
 #if MAMBA_SELECTIVE_DELTA
             const float v = ok ? mg_load(dt + at) + bias : 0.f;
 #else
@@ -1250,70 +1326,101 @@ mamba_scan_bwd(const mg_in_t* __restrict__ u, const mg_in_t* __restrict__ dt, co
 #endif
             const float delta = ok ? mg_softplus(v) : 0.f;
             const float uu = ok ? mg_load(u + at) : 0.f;
-            s_delta[e] = delta;
-            s_du[e] = delta * uu;
-            if (full)
-            {
-                s_u[e] = uu;
-                s_v[e] = v;
+            const float g_out = ok ? mg_load(dout + at) : 0.f;
+            const int i = row * CHP + t;
 #if MAMBA_HAS_Z
-                s_z[e] = ok ? mg_load(z + at) : 0.f;
+            const float zz = ok ? mg_load(z + at) : 0.f;
+            s_dy[i] = g_out * mg_silu(zz);
+            s_dzf[i] = g_out * mg_silu_grad(zz);
+#else
+            s_dy[i] = g_out;
 #endif
-                s_dout[e] = ok ? mg_load(dout + at) : 0.f;
-            }
+            s_delta[i] = delta;
+            s_du[i] = delta * uu;
+            s_u[i] = uu;
+            s_dsp[i] = ok ? mg_softplus_grad(v) : 0.f;
         }
-        for (int e = tid; e < N * TTB; e += BWD_THREADS)
+#if MAMBA_SELECTIVE_B || MAMBA_SELECTIVE_C
+        for (int e = tid; e < N * CHUNK; e += BWD_THREADS)
         {
-            const int n = e / TTB, t = e % TTB;
-            [[maybe_unused]] const bool ok = t0 + t < L;
-            [[maybe_unused]] const long long at = state_base + (long long)n * L + t0 + t;
+            const int n = e / CHUNK, t = e % CHUNK;
+            const bool ok = ts + t < L;
+            const long long at = state_base + (long long)n * L + ts + t;
 #if MAMBA_SELECTIVE_B
-            s_b[n * ROWB + t] = ok ? mg_load(Bm + at) : 0.f;
+            s_b[n * CHP + t] = ok ? mg_load(Bm + at) : 0.f;
 #endif
 #if MAMBA_SELECTIVE_C
-            if (full) s_c[n * ROWB + t] = ok ? mg_load(Cm + at) : 0.f;
+            s_c[n * CHP + t] = ok ? mg_load(Cm + at) : 0.f;
+#endif
+        }
+#endif
+    };
+
+#if MAMBA_SELECTIVE_B || MAMBA_SELECTIVE_C
+    // A warp's channel-summed partials of one kind (LC values per lane) into buffer `buf`.
+    auto put_red = [&](const float* v, int buf, int kind) {
+        float* dst = s_red + ((buf * KINDS + kind) * BWD_WARPS + warp) * 32 * LC + lane * LC;
+#pragma unroll
+        for (int i = 0; i < LC; ++i) dst[i] = v[i];
+    };
+    // dB/dC of one tile: the warps' partials summed in warp order, one store per (state, step) per block.
+    const long long part_base = ((long long)cb * batch + b) * N * (long long)L;
+    auto flush = [&](int buf, int t0) {
+        constexpr int OUTPUTS = KINDS * N * TTB;
+#pragma unroll
+        for (int k = 0; k < (OUTPUTS + BWD_THREADS - 1) / BWD_THREADS; ++k)
+        {
+            const int e = tid + k * BWD_THREADS;
+            if (e >= OUTPUTS) break;
+            const int kind = e / (N * TTB), r = e % (N * TTB), n = r / TTB, t = r % TTB;
+            const int i = (n / TPCB) * TTB + t;                     // index in a lane's (state, step) list
+            const int src = (i / LC) * O_SD + n % TPCB;              // the lane that holds it after lane_reduce
+            const float* red = s_red + (buf * KINDS + kind) * B_RED + src * LC + i % LC;
+            float acc = 0.f;
+#pragma unroll
+            for (int w = 0; w < BWD_WARPS; ++w) acc += red[w * 32 * LC];
+            if (t0 + t >= L) continue;
+            const long long at = part_base + (long long)n * L + t0 + t;
+#if MAMBA_SELECTIVE_B && MAMBA_SELECTIVE_C
+            (kind == 0 ? part_dB : part_dC)[at] = acc;
+#elif MAMBA_SELECTIVE_B
+            part_dB[at] = acc;
+#else
+            part_dC[at] = acc;
 #endif
         }
     };
-
-    float carry[SPT];   // a_{t+1}·g_{t+1}: the reverse state flowing into step t
-#pragma unroll
-    for (int s = 0; s < SPT; ++s) carry[s] = 0.f;
+    int buf = 0;
+#endif
 
     for (int kc = chunks - 1; kc >= 0; --kc)
     {
         const int ts = kc * CHUNK;
-        const int tiles = (cmin(ts + CHUNK, L) - ts + TTB - 1) / TTB;
+        __syncthreads();   // the previous chunk's reads of the staged rows are done
+        stage(ts);
+        __syncthreads();
 
-        // Pass 1: forward over the chunk from its saved start state, remembering each tile's start state.
-        float h[SPT];
+        // Pass 1: forward over the chunk from its saved start state, keeping each tile's start state.
+        float h[SPTB];
 #pragma unroll
-        for (int s = 0; s < SPT; ++s)
-        {
-            const int n = j + s * TPC;
-            h[s] = (kc > 0 && active && n < N) ? chunk_states[(((long long)b * ED + d) * chunks + kc - 1) * N + n] : 0.f;
-        }
-        for (int q = 0; q < tiles; ++q)
+        for (int s = 0; s < SPTB; ++s)
+            h[s] = (kc > 0 && active && j + s * TPCB < N)
+                       ? chunk_states[(((long long)b * ED + d) * chunks + kc - 1) * N + j + s * TPCB] : 0.f;
+        for (int q = 0; q < BWD_TILES; ++q)
         {
 #pragma unroll
-            for (int s = 0; s < SPT; ++s) s_hs[(q * SPT + s) * BWD_THREADS + tid] = h[s];
-            stage(ts + q * TTB, false);
-            __syncthreads();
+            for (int s = 0; s < SPTB; ++s) s_hs[(q * SPTB + s) * BWD_THREADS + tid] = h[s];
+            if (q + 1 == BWD_TILES) break;
 #pragma unroll
             for (int t4 = 0; t4 < TTB; t4 += 4)
             {
-                const float4 dl = *reinterpret_cast<const float4*>(s_delta + c * TTB + t4);
-                const float4 du = *reinterpret_cast<const float4*>(s_du + c * TTB + t4);
+                const int lt = q * TTB + t4;
+                const float4 dl = *reinterpret_cast<const float4*>(s_delta + c * CHP + lt);
+                const float4 du = *reinterpret_cast<const float4*>(s_du + c * CHP + lt);
 #pragma unroll
-                for (int s = 0; s < SPT; ++s)
+                for (int s = 0; s < SPTB; ++s)
                 {
-                    const int n = j + s * TPC;
-                    if (SPT > 1 && n >= N) continue;
-#if MAMBA_SELECTIVE_B
-                    const float4 bv = *reinterpret_cast<const float4*>(s_b + n * ROWB + t4);
-#else
-                    const float4 bv = make_float4(bconst[s], bconst[s], bconst[s], bconst[s]);
-#endif
+                    const float4 bv = load_b4(s, lt);
                     float hs = h[s];
                     hs = fmaf(mg_exp2(a2[s] * dl.x), hs, du.x * bv.x);
                     hs = fmaf(mg_exp2(a2[s] * dl.y), hs, du.y * bv.y);
@@ -1322,207 +1429,141 @@ mamba_scan_bwd(const mg_in_t* __restrict__ u, const mg_in_t* __restrict__ dt, co
                     h[s] = hs;
                 }
             }
-            __syncthreads();
         }
 
         // Pass 2: tiles last to first.
-        for (int q = tiles - 1; q >= 0; --q)
+        for (int q = BWD_TILES - 1; q >= 0; --q)
         {
-            const int t0 = ts + q * TTB;
-            stage(t0, true);
-            float hprev0[SPT];
+            const int lt0 = q * TTB;
+            [[maybe_unused]] const int t0 = ts + lt0;
+            float hprev0[SPTB];
 #pragma unroll
-            for (int s = 0; s < SPT; ++s) hprev0[s] = s_hs[(q * SPT + s) * BWD_THREADS + tid];
-            __syncthreads();
+            for (int s = 0; s < SPTB; ++s) hprev0[s] = s_hs[(q * SPTB + s) * BWD_THREADS + tid];
 
-            // Recompute the tile's decays and states, and C·h partials for y.
-            float ak[TTB][SPT], hk[TTB][SPT], bk[TTB][SPT], ck[TTB][SPT];   // kept for the backward walk
+            // Recompute the tile's decays and states; C·h partials for y; dy·h for dC.
+            float ak[TTB][SPTB], hk[TTB][SPTB], p[TTB];
+            [[maybe_unused]] float dcv[LEN_D];
 #pragma unroll
             for (int t4 = 0; t4 < TTB; t4 += 4)
             {
-                const float4 dl = *reinterpret_cast<const float4*>(s_delta + c * TTB + t4);
-                const float4 du = *reinterpret_cast<const float4*>(s_du + c * TTB + t4);
-                const float dls[4] = {dl.x, dl.y, dl.z, dl.w}, dus[4] = {du.x, du.y, du.z, du.w};
-                float p[4] = {0.f, 0.f, 0.f, 0.f};
+                const int lt = lt0 + t4;
+                const float4 dl4 = *reinterpret_cast<const float4*>(s_delta + c * CHP + lt);
+                const float4 du4 = *reinterpret_cast<const float4*>(s_du + c * CHP + lt);
+                const float4 dy4 = *reinterpret_cast<const float4*>(s_dy + c * CHP + lt);
+                const float dls[4] = {dl4.x, dl4.y, dl4.z, dl4.w}, dus[4] = {du4.x, du4.y, du4.z, du4.w};
+                const float dys[4] = {dy4.x, dy4.y, dy4.z, dy4.w};
 #pragma unroll
-                for (int s = 0; s < SPT; ++s)
+                for (int qq = 0; qq < 4; ++qq) p[t4 + qq] = 0.f;
+#pragma unroll
+                for (int s = 0; s < SPTB; ++s)
                 {
-                    const int n = j + s * TPC;
-                    if (SPT > 1 && n >= N) { for (int qq = 0; qq < 4; ++qq) { ak[t4 + qq][s] = 1.f; hk[t4 + qq][s] = bk[t4 + qq][s] = ck[t4 + qq][s] = 0.f; } continue; }
-#if MAMBA_SELECTIVE_B
-                    const float4 bv = *reinterpret_cast<const float4*>(s_b + n * ROWB + t4);
-#else
-                    const float4 bv = make_float4(bconst[s], bconst[s], bconst[s], bconst[s]);
-#endif
-#if MAMBA_SELECTIVE_C
-                    const float4 cv = *reinterpret_cast<const float4*>(s_c + n * ROWB + t4);
-#else
-                    const float4 cv = make_float4(cconst[s], cconst[s], cconst[s], cconst[s]);
-#endif
+                    const float4 bv = load_b4(s, lt), cv = load_c4(s, lt);
                     const float bs[4] = {bv.x, bv.y, bv.z, bv.w}, cs[4] = {cv.x, cv.y, cv.z, cv.w};
 #pragma unroll
                     for (int qq = 0; qq < 4; ++qq)
                     {
-                        const float hp = (t4 + qq == 0) ? hprev0[s] : hk[t4 + qq - 1][s];
+                        const int t = t4 + qq;
+                        const float hp = t == 0 ? hprev0[s] : hk[t - 1][s];
                         const float a = mg_exp2(a2[s] * dls[qq]);
-                        ak[t4 + qq][s] = a;
-                        bk[t4 + qq][s] = bs[qq];
-                        ck[t4 + qq][s] = cs[qq];
-                        hk[t4 + qq][s] = fmaf(a, hp, dus[qq] * bs[qq]);
-                        p[qq] = fmaf(cs[qq], hk[t4 + qq][s], p[qq]);
+                        ak[t][s] = a;
+                        hk[t][s] = fmaf(a, hp, dus[qq] * bs[qq]);
+                        p[t] = fmaf(cs[qq], hk[t][s], p[t]);
+#if MAMBA_SELECTIVE_C
+                        dcv[s * TTB + t] = dys[qq] * hk[t][s];
+#else
+                        acc_dC[s] = fmaf(dys[qq], hk[t][s], acc_dC[s]);
+#endif
                     }
                 }
-                *reinterpret_cast<float4*>(s_p + tid * ROWB + t4) = make_float4(p[0], p[1], p[2], p[3]);
             }
-            __syncthreads();
-
-            // y before the gate → dz, dy; dD accumulates dy·u.
-#pragma unroll
-            for (int i = 0; i < OUT_PER_THREAD; ++i)
-            {
-                const int e = tid + i * BWD_THREADS;
-                if (e >= BWD_CPB * Q4) break;
-                const int row = e / Q4, t4 = (e % Q4) * 4;
-                if (row >= rows) continue;
-                float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
-#pragma unroll 8
-                for (int jj = 0; jj < TPC; ++jj)
-                {
-                    const float4 p = *reinterpret_cast<const float4*>(s_p + (row * TPC + jj) * ROWB + t4);
-                    acc.x += p.x; acc.y += p.y; acc.z += p.z; acc.w += p.w;
-                }
-                const float dd = s_D[row];
-                const float ys[4] = {acc.x, acc.y, acc.z, acc.w};
-#pragma unroll
-                for (int qq = 0; qq < 4; ++qq)
-                {
-                    const int t = t4 + qq, at = row * TTB + t;
-                    const float uu = s_u[at];
-                    const float ypre = fmaf(dd, uu, ys[qq]);
-                    const float g_out = s_dout[at];
-#if MAMBA_HAS_Z
-                    const float zz = s_z[at];
-                    const float dy = g_out * mg_silu(zz);
-                    if (t0 + t < L) mg_store(dz_out + chan_base + (long long)row * L + t0 + t, g_out * ypre * mg_silu_grad(zz));
-#else
-                    const float dy = g_out;
-#endif
-                    s_dy[at] = dy;
-                    acc_dD[i] = fmaf(dy, uu, acc_dD[i]);
-                }
-            }
-            __syncthreads();
-
-            // Walk the tile backwards in time.
-            float q1[TTB], q2[TTB];
-#pragma unroll
-            for (int t = TTB - 1; t >= 0; --t)
-            {
-                const int at = c * TTB + t;
-                const float dyt = s_dy[at], dlt = s_delta[at], dut = s_du[at], ut = s_u[at];
-                q1[t] = 0.f; q2[t] = 0.f;
-#pragma unroll
-                for (int s = 0; s < SPT; ++s)
-                {
-                    const int n = j + s * TPC;
-                    if (SPT > 1 && n >= N) continue;
-                    const float bt = bk[t][s], ct = ck[t][s];
-                    const float g = fmaf(ct, dyt, carry[s]);
-                    const float hp = t == 0 ? hprev0[s] : hk[t - 1][s];
-                    const float gah = g * ak[t][s] * hp;
-                    q1[t] = fmaf(g, bt, q1[t]);
-                    q2[t] = fmaf(anat[s], gah, fmaf(g * bt, ut, q2[t]));
-                    acc_dA[s] = fmaf(gah, dlt, acc_dA[s]);
-#if MAMBA_SELECTIVE_B
-                    s_p[(s * BWD_THREADS + tid) * ROWD + t] = g * dut;
-#else
-                    acc_dB[s] = fmaf(g, dut, acc_dB[s]);
-#endif
 #if MAMBA_SELECTIVE_C
-                    s_dc[(s * BWD_THREADS + tid) * ROWD + t] = dyt * hk[t][s];
-#else
-                    acc_dC[s] = fmaf(dyt, hk[t][s], acc_dC[s]);
+            lane_reduce<16, TPCB, LEN_D>(dcv, lane);
+            put_red(dcv, buf, KINDS - 1);
 #endif
-                    carry[s] = ak[t][s] * g;
-                }
-            }
-#pragma unroll
-            for (int t4 = 0; t4 < TTB; t4 += 4)
-            {
-                *reinterpret_cast<float4*>(s_q1 + tid * ROWB + t4) = make_float4(q1[t4], q1[t4 + 1], q1[t4 + 2], q1[t4 + 3]);
-                *reinterpret_cast<float4*>(s_q2 + tid * ROWB + t4) = make_float4(q2[t4], q2[t4 + 1], q2[t4 + 2], q2[t4 + 3]);
-            }
-            __syncthreads();
+            lane_reduce<TPCB / 2, 1, TTB>(p, lane);
 
-            // Per (channel, time): du and dΔ summed over states in index order.
+            // Walk the tile backwards in time: g = ∂loss/∂h_t. Per step, over this lane's states: Σ g·B (→ du),
+            // Σ A·g·a·h_{t−1} (→ dΔ), and g·Δu (→ dB).
+            float q1[TTB], q2[TTB];
+            [[maybe_unused]] float dbv[LEN_D];
 #pragma unroll
-            for (int i = 0; i < OUT_PER_THREAD; ++i)
+            for (int t4 = TTB - 4; t4 >= 0; t4 -= 4)
             {
-                const int e = tid + i * BWD_THREADS;
-                if (e >= BWD_CPB * Q4) break;
-                const int row = e / Q4, t4 = (e % Q4) * 4;
-                if (row >= rows) continue;
-                float4 s1 = make_float4(0.f, 0.f, 0.f, 0.f), s2 = s1;
-#pragma unroll 8
-                for (int jj = 0; jj < TPC; ++jj)
-                {
-                    const float4 a = *reinterpret_cast<const float4*>(s_q1 + (row * TPC + jj) * ROWB + t4);
-                    const float4 bq = *reinterpret_cast<const float4*>(s_q2 + (row * TPC + jj) * ROWB + t4);
-                    s1.x += a.x; s1.y += a.y; s1.z += a.z; s1.w += a.w;
-                    s2.x += bq.x; s2.y += bq.y; s2.z += bq.z; s2.w += bq.w;
-                }
-                const float dd = s_D[row];
-                const float sum1[4] = {s1.x, s1.y, s1.z, s1.w}, sum2[4] = {s2.x, s2.y, s2.z, s2.w};
+                const int lt = lt0 + t4;
+                const float4 dl4 = *reinterpret_cast<const float4*>(s_delta + c * CHP + lt);
+                const float4 du4 = *reinterpret_cast<const float4*>(s_du + c * CHP + lt);
+                const float4 dy4 = *reinterpret_cast<const float4*>(s_dy + c * CHP + lt);
+                const float dls[4] = {dl4.x, dl4.y, dl4.z, dl4.w}, dus[4] = {du4.x, du4.y, du4.z, du4.w};
+                const float dys[4] = {dy4.x, dy4.y, dy4.z, dy4.w};
 #pragma unroll
-                for (int qq = 0; qq < 4; ++qq)
+                for (int qq = 0; qq < 4; ++qq) q1[t4 + qq] = q2[t4 + qq] = 0.f;
+#pragma unroll
+                for (int s = 0; s < SPTB; ++s)
                 {
-                    const int t = t4 + qq, at = row * TTB + t;
-                    if (t0 + t >= L) break;
-                    const long long g_at = chan_base + (long long)row * L + t0 + t;
-                    mg_store(du_out + g_at, fmaf(s_dy[at], dd, s_delta[at] * sum1[qq]));
-                    const float ddelta_in = sum2[qq] * mg_softplus_grad(s_v[at]);
+                    const float4 bv = load_b4(s, lt), cv = load_c4(s, lt);
+                    const float bs[4] = {bv.x, bv.y, bv.z, bv.w}, cs[4] = {cv.x, cv.y, cv.z, cv.w};
+#pragma unroll
+                    for (int qq = 3; qq >= 0; --qq)
+                    {
+                        const int t = t4 + qq;
+                        const float g = fmaf(cs[qq], dys[qq], carry[s]);
+                        const float hp = t == 0 ? hprev0[s] : hk[t - 1][s];
+                        const float gah = g * ak[t][s] * hp;
+                        q1[t] = fmaf(g, bs[qq], q1[t]);
+                        q2[t] = fmaf(anat[s], gah, q2[t]);
+                        acc_dA[s] = fmaf(gah, dls[qq], acc_dA[s]);
+#if MAMBA_SELECTIVE_B
+                        dbv[s * TTB + t] = g * dus[qq];
+#else
+                        acc_dB[s] = fmaf(g, dus[qq], acc_dB[s]);
+#endif
+                        carry[s] = ak[t][s] * g;
+                    }
+                }
+            }
+#if MAMBA_SELECTIVE_B
+            lane_reduce<16, TPCB, LEN_D>(dbv, lane);
+            put_red(dbv, buf, 0);
+#endif
+            lane_reduce<TPCB / 2, 1, TTB>(q1, lane);
+            lane_reduce<TPCB / 2, 1, TTB>(q2, lane);
+
+            // This lane's R_STEPS steps: y before the gate (→ dz), du, dΔ.
+            if (active && j % O_SN == 0)
+            {
+#pragma unroll
+                for (int r = 0; r < R_STEPS; ++r)
+                {
+                    const int lt = lt0 + (j / O_SN) * R_STEPS + r;
+                    if (ts + lt >= L) break;
+                    const int i = c * CHP + lt;
+                    const long long g_at = chan_base + (long long)c * L + ts + lt;
+                    const float uu = s_u[i], dyt = s_dy[i];
+#if MAMBA_HAS_Z
+                    mg_store(dz_out + g_at, s_dzf[i] * fmaf(dd, uu, p[r]));
+#endif
+                    mg_store(du_out + g_at, fmaf(dyt, dd, s_delta[i] * q1[r]));
+                    const float ddelta_in = fmaf(uu, q1[r], q2[r]) * s_dsp[i];
 #if MAMBA_SELECTIVE_DELTA
                     mg_store(ddt_out + g_at, ddelta_in);
 #endif
-                    acc_dbias[i] += ddelta_in;
+                    acc_dD = fmaf(dyt, uu, acc_dD);
+                    acc_dbias += ddelta_in;
                 }
             }
 #if MAMBA_SELECTIVE_B || MAMBA_SELECTIVE_C
-            // Per (state, time): dB, dC summed over the block's channels in index order, one store per block.
-            for (int e = tid; e < N * TTB; e += BWD_THREADS)
-            {
-                const int n = e / TTB, t = e % TTB;
-                const int jn = n % TPC, sn = n / TPC;
-                [[maybe_unused]] float sb = 0.f, sc = 0.f;
-                for (int cc = 0; cc < rows; ++cc)
-                {
-                    const int r = (sn * BWD_THREADS + cc * TPC + jn) * ROWD + t;
-#if MAMBA_SELECTIVE_B
-                    sb += s_p[r];
+            __syncthreads();   // every warp's partials of this tile are in s_red[buf]
+            flush(buf, t0);
+            buf ^= 1;
 #endif
-#if MAMBA_SELECTIVE_C
-                    sc += s_dc[r];
-#endif
-                }
-                if (t0 + t >= L) continue;
-                const long long at = (((long long)cb * batch + b) * N + n) * L + t0 + t;
-#if MAMBA_SELECTIVE_B
-                part_dB[at] = sb;
-#endif
-#if MAMBA_SELECTIVE_C
-                part_dC[at] = sc;
-#endif
-            }
-#endif
-            __syncthreads();
         }
     }
 
     // Per-(batch, channel) sums.
 #pragma unroll
-    for (int s = 0; s < SPT; ++s)
+    for (int s = 0; s < SPTB; ++s)
     {
-        const int n = j + s * TPC;
+        const int n = j + s * TPCB;
         if (!active || n >= N) continue;
         const long long at = ((long long)b * ED + d) * N + n;
         part_dA[at] = acc_dA[s];
@@ -1533,23 +1574,17 @@ mamba_scan_bwd(const mg_in_t* __restrict__ u, const mg_in_t* __restrict__ dt, co
         part_dC[at] = acc_dC[s];
 #endif
     }
-    // dD and dt_bias: each thread holds partials of fixed (channel, slot) pairs; sum the slots of a channel in order.
-    for (int r = 0; r < 2; ++r)
-    {
+    // dD and d dt_bias: the channel's finishing lanes hold them; a butterfly over its lanes gives the total.
 #pragma unroll
-        for (int i = 0; i < OUT_PER_THREAD; ++i)
-        {
-            const int e = tid + i * BWD_THREADS;
-            if (e < BWD_CPB * Q4) s_red[e] = r == 0 ? acc_dD[i] : acc_dbias[i];
-        }
-        __syncthreads();
-        if (tid < rows)
-        {
-            float total = 0.f;
-            for (int sl = 0; sl < Q4; ++sl) total += s_red[tid * Q4 + sl];
-            (r == 0 ? part_dD : part_dbias)[(long long)b * ED + d0 + tid] = total;
-        }
-        __syncthreads();
+    for (int o = TPCB / 2; o >= 1; o >>= 1)
+    {
+        acc_dD += __shfl_xor_sync(0xffffffffu, acc_dD, o);
+        acc_dbias += __shfl_xor_sync(0xffffffffu, acc_dbias, o);
+    }
+    if (active && j == 0)
+    {
+        part_dD[(long long)b * ED + d] = acc_dD;
+        part_dbias[(long long)b * ED + d] = acc_dbias;
     }
 }
 
