@@ -116,7 +116,7 @@ internal static class SampleOutput
             }
             catch (Exception e) when (e is ArgumentException or InvalidOperationException or InvalidDataException
                                           or CheckpointException or IOException or UnauthorizedAccessException or NotImplementedException
-                                          or NotSupportedException or MambaGen.Cuda.CudaException or DllNotFoundException)
+                                          or NotSupportedException or MambaGen.Cuda.CudaException or DllNotFoundException or TimeoutException)
             {
                 AnsiConsole.MarkupLine($"[red]error:[/] {Markup.Escape(e.Message)}");
                 return 1;
