@@ -23,6 +23,12 @@ public interface IDeviceTraining
 
     /// <summary>Copies the device parameters into the host <see cref="MambaParameters"/> (for checkpoints and the CPU path).</summary>
     void DownloadParameters();
+
+    /// <summary>
+    /// Copies the host parameters to the device and derives there what follows from them exactly as after an
+    /// optimizer step, so that a run resumed from a checkpoint computes what the uninterrupted run computed.
+    /// </summary>
+    void UploadParameters();
 }
 
 /// <summary>AdamW whose moments live on the device, updating the device parameters with the device gradient.</summary>

@@ -73,6 +73,9 @@ public sealed class Trainer : IDisposable
         else
         {
             DeviceOptimizer = _device.CreateOptimizer(options.Optimizer);
+            // What the device derives from the parameters comes from the device from the first step on, as after
+            // every update and every resume, so runs that start, resume or broadcast compute the same bits.
+            _device.UploadParameters();
         }
         Schedule = new LearningRateSchedule(options.LearningRate, options.WarmupSteps, options.Steps, options.MinLearningRateRatio);
         int positions = checked(options.BatchSize * task.SequenceLength);
@@ -319,8 +322,15 @@ public sealed class Trainer : IDisposable
         // Marked changed, the host parameters reach a device copy before its next use.
         state.Parameters.CopyTo(Model.Parameters.Values, 0);
         Model.Parameters.MarkChanged();
-        if (_device is null) Optimizer!.Restore(state.Step, state.FirstMoment, state.SecondMoment);
-        else DeviceOptimizer!.Restore(state.Step, state.FirstMoment, state.SecondMoment);
+        if (_device is null)
+        {
+            Optimizer!.Restore(state.Step, state.FirstMoment, state.SecondMoment);
+        }
+        else
+        {
+            _device.UploadParameters();
+            DeviceOptimizer!.Restore(state.Step, state.FirstMoment, state.SecondMoment);
+        }
         _dataRandom = Xoshiro256.FromState(state.DataRandomState);
         Array.Clear(_lossHistory);
         state.LossHistory.CopyTo(_lossHistory, 0);

@@ -49,6 +49,8 @@ internal sealed class FakeDeviceModel : IMambaModel, IDeviceTraining
 
     public void DownloadParameters() => DownloadCount++;
 
+    public void UploadParameters() { } // the "device" shares the host array
+
     /// <summary>How often the trainer asked for the parameters to be copied down.</summary>
     public int DownloadCount { get; private set; }
 

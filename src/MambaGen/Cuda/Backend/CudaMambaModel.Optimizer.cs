@@ -46,6 +46,19 @@ public sealed partial class CudaMambaModel : IDeviceTraining
         }
     }
 
+    void IDeviceTraining.UploadParameters()
+    {
+        lock (_sync)
+        {
+            // The host upload derives the scan's A·log2 e in double; after an optimizer step the device derives it
+            // with its own kernel, whose bits can differ in the last place. A resumed run must continue with the
+            // latter, as the uninterrupted run does.
+            UploadParameters();
+            RecomputeScaledA();
+            _stream.Synchronize();
+        }
+    }
+
     /// <inheritdoc/>
     public IDeviceOptimizer CreateOptimizer(AdamWOptions options) => new CudaAdamW(this, options);
 
