@@ -51,6 +51,8 @@ root.Validators.Add(result =>
 return SampleOutput.Run(root, args, (result, cancellationToken) =>
 {
     var settings = common.Read(result);
+    if (settings.Gpus > 1 && DataParallelLauncher.Rank is null) return DataParallelLauncher.Launch(args, settings.Gpus, cancellationToken);
+    DataParallelLauncher.SilenceOtherRanks();
     var task = new InductionHeadsTask(result.GetValue(length), result.GetValue(vocab));
     var chosen = CommonOptions.SelectedVariants(result, variants, allVariants);
     var lengths = new List<int>();
@@ -60,6 +62,7 @@ return SampleOutput.Run(root, args, (result, cancellationToken) =>
 
     var (outcomes, complete) = VariantTraining.TrainAll(chosen, task, settings, "induction-heads", cancellationToken);
     if (!complete) return false;
+    if (!DataParallelLauncher.IsResultRank) return true; // rank 0 evaluates further and writes the results
 
     // Accuracy per length, each length on its own held-out stream derived from the run's seed.
     var sweeps = new List<LengthAccuracy[]>();

@@ -26,6 +26,8 @@ foreach (var option in new Option[] { length, count, dataVocab, variants }) root
 return SampleOutput.Run(root, args, (result, cancellationToken) =>
 {
     var settings = common.Read(result);
+    if (settings.Gpus > 1 && DataParallelLauncher.Rank is null) return DataParallelLauncher.Launch(args, settings.Gpus, cancellationToken);
+    DataParallelLauncher.SilenceOtherRanks();
     var task = new SelectiveCopyingTask(result.GetValue(length), result.GetValue(count), result.GetValue(dataVocab));
     var chosen = CommonOptions.SelectedVariants(result, variants, Variants.All);
     AnsiConsole.MarkupLine(Markup.Escape(string.Create(CultureInfo.InvariantCulture,
@@ -33,6 +35,7 @@ return SampleOutput.Run(root, args, (result, cancellationToken) =>
 
     var (outcomes, complete) = VariantTraining.TrainAll(chosen, task, settings, "selective-copying", cancellationToken);
     if (!complete) return false;
+    if (!DataParallelLauncher.IsResultRank) return true; // rank 0 evaluates further and writes the results
 
     var table = SampleOutput.VariantTable("Accuracy", "Seq. accuracy", "Steps", "Seconds");
     foreach (var outcome in outcomes)

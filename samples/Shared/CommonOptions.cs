@@ -10,7 +10,7 @@ namespace MambaGen.Samples;
 /// <param name="Resume">Continue each variant from its state file in <paramref name="CheckpointDirectory"/> when there is one.</param>
 internal sealed record CommonSettings(
     int Steps, int Batch, float LearningRate, int Seed, int EvaluationSequences, int EvaluationEvery,
-    string OutputDirectory, string? CheckpointDirectory, int CheckpointEvery, bool Resume, Device Device);
+    string OutputDirectory, string? CheckpointDirectory, int CheckpointEvery, bool Resume, Device Device, int Gpus);
 
 /// <summary>
 /// The flags both training samples share (steps, batch, learning rate, seed, evaluation, output, checkpoints,
@@ -29,6 +29,11 @@ internal sealed class CommonOptions
     private readonly Option<int> _checkpointEvery = new("--checkpoint-every") { Description = "Save training state every this many steps (0: only at the end or on Ctrl+C)", DefaultValueFactory = _ => 100 };
     private readonly Option<bool> _resume = new("--resume") { Description = "Continue each variant from its state in --checkpoint-dir (same flags required)" };
     private readonly Option<string> _device = new("--device") { Description = "Where to train: cpu, cuda or cuda:N (an NVIDIA GPU)", DefaultValueFactory = _ => "cpu" };
+    private readonly Option<int> _gpus = new("--gpus")
+    {
+        Description = "Train data-parallel on this many GPUs of this machine, one process each, through NCCL (needs --device cuda; --batch is the global batch)",
+        DefaultValueFactory = _ => 1,
+    };
 
     public CommonOptions(int steps, int batch, float learningRate, int evaluationSequences, int evaluationEvery)
     {
@@ -44,6 +49,7 @@ internal sealed class CommonOptions
         RequireAtLeast(_evaluationEvery, 0);
         RequireAtLeast(_checkpointEvery, 0);
         RequireAtLeast(_seed, 0);
+        RequireAtLeast(_gpus, 1);
         _learningRate.Validators.Add(result =>
         {
             float value = result.GetValueOrDefault<float>();
@@ -59,10 +65,17 @@ internal sealed class CommonOptions
     /// <summary>Adds the shared flags to <paramref name="command"/>, with the checks that need several of them.</summary>
     public void AddTo(Command command)
     {
-        foreach (var option in new Option[] { _steps, _batch, _learningRate, _seed, _evaluationSequences, _evaluationEvery, _output, _checkpointDirectory, _checkpointEvery, _resume, _device })
+        foreach (var option in new Option[] { _steps, _batch, _learningRate, _seed, _evaluationSequences, _evaluationEvery, _output, _checkpointDirectory, _checkpointEvery, _resume, _device, _gpus })
             command.Options.Add(option);
         command.Validators.Add(result =>
         {
+            if (result.GetValue(_gpus) is > 1 and int gpus)
+            {
+                if (!IsCuda(result.GetValue(_device)))
+                    result.AddError($"--gpus {gpus} trains on GPUs: add --device cuda.");
+                if (result.GetValue(_batch) % gpus != 0)
+                    result.AddError($"--batch ({result.GetValue(_batch)}) is the global batch and must split evenly over --gpus {gpus}.");
+            }
             if (result.GetValue(_resume) && result.GetValue(_checkpointDirectory) is not { } directory)
                 result.AddError("--resume needs --checkpoint-dir (the folder holding the saved training state).");
             else if (result.GetValue(_resume) && ResumeProblem(result.GetValue(_checkpointDirectory)!) is { } problem)
@@ -91,7 +104,13 @@ internal sealed class CommonOptions
     public CommonSettings Read(ParseResult result) => new(
         result.GetValue(_steps), result.GetValue(_batch), result.GetValue(_learningRate), result.GetValue(_seed),
         result.GetValue(_evaluationSequences), result.GetValue(_evaluationEvery), result.GetValue(_output)!,
-        result.GetValue(_checkpointDirectory), result.GetValue(_checkpointEvery), result.GetValue(_resume), Device.Parse(result.GetValue(_device)!));
+        result.GetValue(_checkpointDirectory), result.GetValue(_checkpointEvery), result.GetValue(_resume), Device.Parse(result.GetValue(_device)!), result.GetValue(_gpus));
+
+    private static bool IsCuda(string? device)
+    {
+        try { return device is not null && Device.Parse(device).Kind == DeviceKind.Cuda; }
+        catch (FormatException) { return false; } // the --device validator reports it
+    }
 
     /// <summary>An int flag that must be at least <paramref name="minimum"/>.</summary>
     public static Option<int> RequireAtLeast(Option<int> option, int minimum)

@@ -116,9 +116,11 @@ internal static class SampleOutput
             }
             catch (Exception e) when (e is ArgumentException or InvalidOperationException or InvalidDataException
                                           or CheckpointException or IOException or UnauthorizedAccessException or NotImplementedException
-                                          or NotSupportedException or MambaGen.Cuda.CudaException or DllNotFoundException)
+                                          or NotSupportedException or MambaGen.Cuda.CudaException or DllNotFoundException or TimeoutException)
             {
                 AnsiConsole.MarkupLine($"[red]error:[/] {Markup.Escape(e.Message)}");
+                // A data-parallel rank other than 0 prints nothing else, but its failure must be seen.
+                if (!DataParallelLauncher.IsResultRank) Console.Error.WriteLine($"rank {DataParallelLauncher.Rank!.Rank}: error: {e.Message}");
                 return 1;
             }
         });

@@ -35,10 +35,11 @@ internal static class VariantTraining
     /// </summary>
     public static VariantOutcome Train(Variant variant, ISequenceTask task, CommonSettings settings, string sampleName, CancellationToken cancellationToken)
     {
-        // On a GPU the model computes there; the trainer's optimizer updates the shared host parameters and marks them
-        // changed, so each step's forward and backward see the new values.
+        // On a GPU the model trains there (parameters, gradients and moments on the device); a data-parallel rank
+        // uses the GPU of its local rank.
         var created = variant.Create(settings.Seed);
-        var model = settings.Device == Device.Cpu ? created : created.To(settings.Device);
+        var device = DataParallelLauncher.Rank is { } rank ? Device.Cuda(rank.LocalRank) : settings.Device;
+        var model = device == Device.Cpu ? created : created.To(device);
         if (settings.Steps == 0)
         {
             long start = Stopwatch.GetTimestamp();
@@ -50,7 +51,8 @@ internal static class VariantTraining
         string? statePath = settings.CheckpointDirectory is { } directory
             ? Path.Combine(directory, $"{sampleName}-{variant.Name}{StateFileSuffix}")
             : null;
-        var trainer = new Trainer(model, task, new TrainingOptions
+        using var group = DataParallelLauncher.Join(model);
+        using var trainer = new Trainer(model, task, new TrainingOptions
         {
             Steps = settings.Steps,
             BatchSize = settings.Batch,
@@ -61,7 +63,7 @@ internal static class VariantTraining
             EvaluationSequences = settings.EvaluationSequences,
             CheckpointPath = statePath,
             CheckpointInterval = settings.CheckpointEvery,
-        });
+        }, group);
         if (settings.Resume && File.Exists(statePath))
         {
             trainer.LoadCheckpoint(statePath);
@@ -72,7 +74,9 @@ internal static class VariantTraining
             // Variants after the interrupted one never started; say so rather than look like a silent restart.
             AnsiConsole.MarkupLine($"[yellow]{Markup.Escape(variant.Name)}: no saved state at {Markup.Escape(statePath!)}; starting from step 0[/]");
         }
-        var summary = TrainingConsole.Run(trainer, variant.Name, cancellationToken);
+        var summary = DataParallelLauncher.IsResultRank
+            ? TrainingConsole.Run(trainer, variant.Name, cancellationToken)
+            : trainer.Run(null, cancellationToken);
         return new VariantOutcome(variant, model, summary.Step, summary.Elapsed.TotalSeconds,
             summary.FinalEvaluation?.Score ?? default, trainer.LossHistory.ToArray(), trainer.Evaluations.ToList(), summary.Cancelled);
     }

@@ -206,6 +206,7 @@ namespace MambaGen.Generators.Emitters
                 "later changes to the host parameters reach it only through a new To call. Dispose it to free the GPU memory.");
             w.Line($"public {name} To({Runtime}.Device device) => new {name}(Parameters, device);");
             w.Line($"{Runtime}.IMambaModel {Runtime}.IMambaModel.To({Runtime}.Device device) => To(device);");
+            w.Line($"{Runtime}.Training.IDeviceTraining? {Runtime}.IMambaModel.DeviceTraining => _backend as {Runtime}.Training.IDeviceTraining;");
             w.Line();
             w.Summary("Frees what the backend holds (GPU memory, the compiled module); the CPU backend holds nothing to free.");
             w.Line("public void Dispose() => _backend.Dispose();");

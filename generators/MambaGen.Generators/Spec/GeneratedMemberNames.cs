@@ -20,7 +20,7 @@ namespace MambaGen.Generators.Spec
             "HeadOffset", "ScanChunk", "ChannelBlock", "ChannelBlocks", "ChunkStatesPerBlock", "ChunkStepsPerBlock",
             // Public API.
             "ModelShape", "Layout", "Shape", "Parameters", "FromParameters", "Create", "Load", "Save", "Forward",
-            "DecodeState", "CreateDecodeState", "Advance", "Generate", "ForwardBackward", "Device", "To", "Dispose",
+            "DecodeState", "CreateDecodeState", "Advance", "Generate", "ForwardBackward", "Device", "DeviceTraining", "To", "Dispose",
             "CudaSource", "LogitRows", "ConvolveBlocksPerTask", "ConvolveTasks", "GenerateBatch", "GenerateStreamingAsync", "EndOfSequenceId", "VocabularySize",
             // Implementation: nested types, fields and helpers.
             "Activations", "Backward", "BackwardBuffers", "LayerConstants", "LayerGradients", "Workspace",

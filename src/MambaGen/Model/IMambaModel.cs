@@ -15,6 +15,12 @@ public interface IMambaModel : IDisposable
     /// <summary>The same model (sharing <see cref="Parameters"/>) on <paramref name="device"/>; dispose it when done.</summary>
     IMambaModel To(Device device);
 
+    /// <summary>
+    /// The backend's device-side training (parameters, gradients and optimizer moments kept on a GPU), or null where
+    /// the model trains on the host. The <see cref="Training.Trainer"/> uses it when present.
+    /// </summary>
+    Training.IDeviceTraining? DeviceTraining => null;
+
     /// <summary>Logits for every position: tokens are batch×len ids row-major; the result is batch×len×Vocab.</summary>
     float[] Forward(int[] tokens, int batch);
 

@@ -14,11 +14,21 @@ public static class GradientClipping
     /// </summary>
     public static float ClipByGlobalNorm(Span<float> gradients, float maxNorm)
     {
-        if (!(maxNorm > 0)) throw new ArgumentOutOfRangeException(nameof(maxNorm), maxNorm, $"maxNorm must be > 0 (+∞ disables clipping), was {maxNorm}.");
         double norm = Math.Sqrt(SumOfSquares(gradients));
-        if (double.IsFinite(norm) && norm > maxNorm)
-            TensorPrimitives.Multiply(gradients, (float)(maxNorm / (norm + 1e-6)), gradients);
+        float factor = ScaleFor(norm, maxNorm);
+        if (factor != 1f) TensorPrimitives.Multiply(gradients, factor, gradients);
         return (float)norm;
+    }
+
+    /// <summary>
+    /// The factor clipping multiplies a gradient of global norm <paramref name="norm"/> by: maxNorm/(norm + 1e-6)
+    /// rounded to float when the norm is finite and exceeds <paramref name="maxNorm"/>, otherwise 1. The device
+    /// path hands the same factor to its optimizer, so both clip with the same bits.
+    /// </summary>
+    public static float ScaleFor(double norm, float maxNorm)
+    {
+        if (!(maxNorm > 0)) throw new ArgumentOutOfRangeException(nameof(maxNorm), maxNorm, $"maxNorm must be > 0 (+∞ disables clipping), was {maxNorm}.");
+        return double.IsFinite(norm) && norm > maxNorm ? (float)(maxNorm / (norm + 1e-6)) : 1f;
     }
 
     /// <summary>Σ g² accumulated in double: a float sum over millions of terms would lose several digits.</summary>

@@ -98,6 +98,7 @@ namespace Demo
         /// </summary>
         public Tiny To(global::MambaGen.Device device) => new Tiny(Parameters, device);
         global::MambaGen.IMambaModel global::MambaGen.IMambaModel.To(global::MambaGen.Device device) => To(device);
+        global::MambaGen.Training.IDeviceTraining? global::MambaGen.IMambaModel.DeviceTraining => _backend as global::MambaGen.Training.IDeviceTraining;
 
         /// <summary>Frees what the backend holds (GPU memory, the compiled module); the CPU backend holds nothing to free.</summary>
         public void Dispose() => _backend.Dispose();

@@ -138,9 +138,9 @@ public sealed class TrainerTests : IDisposable
         Assert.Equal(total, finished.Step);
 
         Assert.Equal(straight.Model.Parameters.Values, resumed.Model.Parameters.Values);
-        Assert.Equal(straight.Optimizer.FirstMoment.ToArray(), resumed.Optimizer.FirstMoment.ToArray());
-        Assert.Equal(straight.Optimizer.SecondMoment.ToArray(), resumed.Optimizer.SecondMoment.ToArray());
-        Assert.Equal(straight.Optimizer.StepCount, resumed.Optimizer.StepCount);
+        Assert.Equal(straight.Optimizer!.FirstMoment.ToArray(), resumed.Optimizer!.FirstMoment.ToArray());
+        Assert.Equal(straight.Optimizer!.SecondMoment.ToArray(), resumed.Optimizer!.SecondMoment.ToArray());
+        Assert.Equal(straight.Optimizer!.StepCount, resumed.Optimizer!.StepCount);
         Assert.Equal(straight.LossHistory.ToArray(), resumed.LossHistory.ToArray());
         Assert.Equal(straight.Evaluations[^1].Score, resumed.Evaluations[^1].Score);
     }

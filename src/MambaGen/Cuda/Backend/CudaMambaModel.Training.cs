@@ -321,8 +321,11 @@ public sealed partial class CudaMambaModel
         return _backward;
     }
 
-    /// <summary>Applies one AdamW step to the device parameters with the device gradients; called by <see cref="CudaAdamW"/>.</summary>
-    internal void ApplyAdamW(CudaAdamW optimizer, float decayFactor, float stepSize, float inverseSqrtBiasCorrection2)
+    /// <summary>
+    /// Applies one AdamW step to the device parameters with the device gradients multiplied by
+    /// <paramref name="gradientScale"/> (the clipping factor); called by <see cref="CudaAdamW"/>.
+    /// </summary>
+    internal void ApplyAdamW(CudaAdamW optimizer, float decayFactor, float stepSize, float inverseSqrtBiasCorrection2, float gradientScale)
     {
         lock (_sync)
         {
@@ -338,17 +341,15 @@ public sealed partial class CudaMambaModel
             adam.Launch(_stream, _weights, _gradients, optimizer.FirstMoment, optimizer.SecondMoment, 0UL,
                 optimizer.SegmentStarts, optimizer.SegmentDecays, decayFactor,
                 options.Beta1, 1 - options.Beta1, options.Beta2, 1 - options.Beta2, stepSize, inverseSqrtBiasCorrection2,
-                options.Epsilon, 1f);
-            // The scan reads A·log2 e, which follows A_log.
-            int perLayer = _shape.DInner * _shape.DState;
-            for (int layer = 0; layer < _shape.Layers; layer++)
-                LaunchElementwise(k.ScaledA, perLayer, Weight(_parameters.Layout.LayerOffsets[layer].ALog), ScaledA(layer), (long)perLayer);
+                options.Epsilon, gradientScale);
+            RecomputeScaledA();
             _stream.Synchronize();
         }
     }
 
     private void DisposeTraining()
     {
+        DisposeOptimizer();
         _gradients?.Dispose();
         _gradients = null;
         _backward = null;
@@ -456,7 +457,7 @@ public sealed partial class CudaMambaModel
 /// exact operation order, bias corrections and no-decay rules (the layout's WeightDecay flags): the kernel rounds each
 /// operation explicitly, so a step equals the CPU's bit for bit given the same gradients. Moments live on the device.
 /// </summary>
-public sealed class CudaAdamW : IDisposable
+public sealed class CudaAdamW : IDeviceOptimizer
 {
     private readonly CudaMambaModel _model;
 
@@ -517,11 +518,14 @@ public sealed class CudaAdamW : IDisposable
     internal int Segments { get; }
 
     /// <summary>
-    /// Applies one update to the model's device parameters with the gradients of its last ForwardBackward.
+    /// Applies one update to the model's device parameters with the gradients of its last ForwardBackward,
+    /// multiplied by <paramref name="gradientScale"/> first (the global-norm clipping factor; 1 leaves them as they are).
     /// The host parameters are not touched: <see cref="CudaMambaModel.DownloadParameters"/> fetches them.
     /// </summary>
-    public void Update(float learningRate)
+    public void Update(float learningRate, float gradientScale = 1f)
     {
+        if (!(gradientScale >= 0 && float.IsFinite(gradientScale)))
+            throw new ArgumentOutOfRangeException(nameof(gradientScale), gradientScale, $"gradientScale must be finite and >= 0, was {gradientScale}.");
         if (!(learningRate >= 0 && float.IsFinite(learningRate)))
             throw new ArgumentOutOfRangeException(nameof(learningRate), learningRate, $"learningRate must be finite and >= 0, was {learningRate}.");
         long t = StepCount + 1;
@@ -529,7 +533,7 @@ public sealed class CudaAdamW : IDisposable
         double biasCorrection1 = 1 - Math.Pow(Options.Beta1, t);
         double biasCorrection2 = 1 - Math.Pow(Options.Beta2, t);
         _model.ApplyAdamW(this, 1 - learningRate * Options.WeightDecay, (float)(learningRate / biasCorrection1),
-            (float)(1 / Math.Sqrt(biasCorrection2)));
+            (float)(1 / Math.Sqrt(biasCorrection2)), gradientScale);
         StepCount = t;
     }
 
@@ -538,6 +542,17 @@ public sealed class CudaAdamW : IDisposable
     {
         FirstMoment.CopyToHost(firstMoment);
         SecondMoment.CopyToHost(secondMoment);
+    }
+
+    /// <summary>Replaces the moments and the step count with those of a saved run (laid out like the parameters).</summary>
+    public void Restore(long stepCount, ReadOnlySpan<float> firstMoment, ReadOnlySpan<float> secondMoment)
+    {
+        if (stepCount < 0) throw new ArgumentOutOfRangeException(nameof(stepCount), stepCount, $"stepCount must be >= 0, was {stepCount}.");
+        if (firstMoment.Length != FirstMoment.Count || secondMoment.Length != SecondMoment.Count)
+            throw new ArgumentException($"Expected moments of {FirstMoment.Count} values, got {firstMoment.Length} and {secondMoment.Length}.");
+        FirstMoment.CopyToDevice(firstMoment);
+        SecondMoment.CopyToDevice(secondMoment);
+        StepCount = stepCount;
     }
 
     /// <summary>Frees the moments and the segment tables on the device.</summary>

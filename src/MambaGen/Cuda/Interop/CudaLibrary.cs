@@ -12,6 +12,8 @@ public enum CudaLibraryKind
     Nvrtc,
     /// <summary>The BLAS library (libcublas), from the CUDA toolkit or a redistributable package.</summary>
     Cublas,
+    /// <summary>NVIDIA's collective-communication library (libnccl), for training on several GPUs.</summary>
+    Nccl,
 }
 
 /// <summary>
@@ -24,6 +26,13 @@ public static class CudaLibrary
     internal const string DriverImportName = "mambagen-cuda-driver";
     internal const string NvrtcImportName = "mambagen-nvrtc";
     internal const string CublasImportName = "mambagen-cublas";
+    internal const string NcclImportName = "mambagen-nccl";
+
+    /// <summary>Names a file or a folder holding libnccl.so.2, searched before everything else.</summary>
+    public const string NcclPathVariable = "MAMBAGEN_NCCL_PATH";
+
+    /// <summary>Where pip's nvidia-nccl package puts the library in the GPU image MambaGen is tested on; searched last.</summary>
+    internal const string PythonNcclFolder = "/opt/torch/.venv/lib/python3.12/site-packages/nvidia/nccl/lib";
 
     private static readonly object s_gate = new();
     private static readonly Dictionary<CudaLibraryKind, IntPtr> s_loaded = [];
@@ -36,12 +45,14 @@ public static class CudaLibrary
         {
             CudaLibraryKind.Driver => ["nvcuda.dll"],
             CudaLibraryKind.Nvrtc => ["nvrtc64_130_0.dll", "nvrtc64_120_0.dll", "nvrtc64_112_0.dll"],
+            CudaLibraryKind.Nccl => ["nccl.dll"],
             _ => ["cublas64_13.dll", "cublas64_12.dll"],
         }
         : kind switch
         {
             CudaLibraryKind.Driver => ["libcuda.so.1"],
             CudaLibraryKind.Nvrtc => ["libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so.11.2"],
+            CudaLibraryKind.Nccl => ["libnccl.so.2"],
             _ => ["libcublas.so.13", "libcublas.so.12"],
         };
 
@@ -60,8 +71,25 @@ public static class CudaLibrary
         return LibraryFolders(roots);
     }
 
-    private static IReadOnlyList<string> FallbackDirectories() =>
-        OperatingSystem.IsWindows() ? [] : LibraryFolders(["/usr/local/cuda"]);
+    private static IReadOnlyList<string> FallbackDirectories(CudaLibraryKind kind)
+    {
+        List<string> folders = OperatingSystem.IsWindows() ? [] : LibraryFolders(["/usr/local/cuda"]);
+        if (kind == CudaLibraryKind.Nccl && !OperatingSystem.IsWindows()) folders.Add(PythonNcclFolder);
+        return folders;
+    }
+
+    /// <summary>
+    /// Folders searched first for <paramref name="kind"/>: for NCCL the <see cref="NcclPathVariable"/> folder (or the
+    /// folder of the file it names), then those of <see cref="ToolkitDirectories"/>.
+    /// </summary>
+    public static IReadOnlyList<string> SearchDirectories(CudaLibraryKind kind)
+    {
+        var folders = new List<string>();
+        if (kind == CudaLibraryKind.Nccl && Environment.GetEnvironmentVariable(NcclPathVariable) is { Length: > 0 } path)
+            folders.Add(File.Exists(path) ? Path.GetDirectoryName(Path.GetFullPath(path))! : path);
+        folders.AddRange(ToolkitDirectories());
+        return folders;
+    }
 
     private static List<string> LibraryFolders(IEnumerable<string> roots)
     {
@@ -83,7 +111,7 @@ public static class CudaLibrary
         lock (s_gate)
         {
             if (s_loaded.TryGetValue(kind, out var handle)) return handle;
-            var found = Locate(kind, ToolkitDirectories(), searchLoaderPath: true, FallbackDirectories());
+            var found = Locate(kind, SearchDirectories(kind), searchLoaderPath: true, FallbackDirectories(kind));
             s_loaded[kind] = found.Handle;
             s_loadedNames[kind] = found.Name;
             return found.Handle;
@@ -169,6 +197,7 @@ public static class CudaLibrary
         DriverImportName => Load(CudaLibraryKind.Driver),
         NvrtcImportName => Load(CudaLibraryKind.Nvrtc),
         CublasImportName => Load(CudaLibraryKind.Cublas),
+        NcclImportName => Load(CudaLibraryKind.Nccl),
         _ => IntPtr.Zero, // not ours: the runtime's default probing applies
     };
 }
@@ -195,6 +224,7 @@ public sealed class CudaLibraryNotFoundException : DllNotFoundException
         {
             CudaLibraryKind.Driver => "the CUDA driver library",
             CudaLibraryKind.Nvrtc => "the NVRTC run-time compiler",
+            CudaLibraryKind.Nccl => "the NCCL collective-communication library (needed for training on several GPUs)",
             _ => "the cuBLAS library",
         };
         string howToGet = kind switch
@@ -205,6 +235,9 @@ public sealed class CudaLibraryNotFoundException : DllNotFoundException
             CudaLibraryKind.Nvrtc =>
                 "Install the CUDA toolkit and set CUDA_PATH, or a redistributable NVRTC: Debian's 'libnvrtc11.2' " +
                 "(non-free), or pip 'nvidia-cuda-nvrtc' with its lib folder on LD_LIBRARY_PATH.",
+            CudaLibraryKind.Nccl =>
+                "Install NCCL 2 (NVIDIA's 'libnccl2' package from the CUDA repository), or pip 'nvidia-nccl-cu12' / " +
+                $"'nvidia-nccl-cu13' and set {CudaLibrary.NcclPathVariable} to its nvidia/nccl/lib folder (or put that folder on LD_LIBRARY_PATH).",
             _ =>
                 "Install the CUDA toolkit and set CUDA_PATH, or a redistributable cuBLAS: pip 'nvidia-cublas' with " +
                 "its lib folder on LD_LIBRARY_PATH.",

@@ -36,6 +36,7 @@ internal static unsafe partial class Driver
     // Streams and events
     [LibraryImport(Lib)] internal static partial int cuStreamCreate(IntPtr* stream, uint flags);
     [LibraryImport(Lib)] internal static partial int cuStreamSynchronize(IntPtr stream);
+    [LibraryImport(Lib)] internal static partial int cuStreamQuery(IntPtr stream);
     [LibraryImport(Lib)] internal static partial int cuStreamDestroy_v2(IntPtr stream);
     [LibraryImport(Lib)] internal static partial int cuEventCreate(IntPtr* e, uint flags);
     [LibraryImport(Lib)] internal static partial int cuEventRecord(IntPtr e, IntPtr stream);
@@ -88,6 +89,7 @@ internal static class CudaResult
     internal const int OutOfMemory = 2;
     internal const int Deinitialized = 4;
     internal const int NoDevice = 100;
+    internal const int NotReady = 600;
 }
 
 /// <summary>CUdevice_attribute values used by <see cref="CudaContext"/>.</summary>
