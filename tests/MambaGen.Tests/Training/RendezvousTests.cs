@@ -27,7 +27,7 @@ public sealed class RendezvousTests
     };
 
     [Fact]
-    public void EveryRankReceivesRankZerosPayloadWhateverTheOrderTheyStartIn()
+    public async Task EveryRankReceivesRankZerosPayloadWhateverTheOrderTheyStartIn()
     {
         const int worldSize = 4;
         int port = FreePort();
@@ -37,10 +37,10 @@ public sealed class RendezvousTests
         var tasks = Enumerable.Range(1, worldSize - 1)
             .Select(rank => Task.Run(() => TcpRendezvous.Exchange(Rank(rank, worldSize, port), () => throw new InvalidOperationException("only rank 0 creates"))))
             .ToList();
-        Thread.Sleep(300);
+        await Task.Delay(300);
         tasks.Insert(0, Task.Run(() => TcpRendezvous.Exchange(Rank(0, worldSize, port), () => { Interlocked.Increment(ref created); return payload; })));
-        Assert.True(Task.WaitAll([.. tasks], TimeSpan.FromSeconds(60)), "the rendezvous did not complete");
-        Assert.All(tasks, task => Assert.Equal(payload, task.Result));
+        var payloads = await Task.WhenAll(tasks).WaitAsync(TimeSpan.FromSeconds(60));
+        Assert.All(payloads, received => Assert.Equal(payload, received));
         Assert.Equal(1, created);
     }
 
@@ -54,27 +54,27 @@ public sealed class RendezvousTests
     }
 
     [Fact]
-    public void RankZeroTimesOutNamingTheRanksThatNeverJoined()
+    public async Task RankZeroTimesOutNamingTheRanksThatNeverJoined()
     {
         int port = FreePort();
         var joined = Task.Run(() => Record.Exception(() => TcpRendezvous.Exchange(Rank(2, 3, port, timeoutSeconds: 20), () => [])));
         var error = Assert.Throws<TimeoutException>(() => TcpRendezvous.Exchange(Rank(0, 3, port, timeoutSeconds: 2), () => [1, 2, 3]));
         Assert.Contains("rank(s) 1 of 3 never joined", error.Message);
         // The rank that did join is told why rather than left waiting.
-        Assert.True(joined.Wait(TimeSpan.FromSeconds(30)));
-        Assert.Contains("never joined", joined.Result!.Message);
+        var joinedError = await joined.WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.Contains("never joined", joinedError!.Message);
     }
 
     [Fact]
-    public void RanksThatDisagreeAboutTheWorldSizeAreRefused()
+    public async Task RanksThatDisagreeAboutTheWorldSizeAreRefused()
     {
         int port = FreePort();
         var peer = Task.Run(() => Record.Exception(() => TcpRendezvous.Exchange(Rank(1, 3, port), () => [])));
         var error = Assert.Throws<InvalidDataException>(() => TcpRendezvous.Exchange(Rank(0, 2, port), () => [9]));
         Assert.Contains("world size 3, rank 0 with 2", error.Message);
-        Assert.True(peer.Wait(TimeSpan.FromSeconds(30)));
-        Assert.IsType<InvalidDataException>(peer.Result);
-        Assert.Contains("refused", peer.Result!.Message);
+        var peerError = await peer.WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.IsType<InvalidDataException>(peerError);
+        Assert.Contains("refused", peerError!.Message);
     }
 
     [Fact]
