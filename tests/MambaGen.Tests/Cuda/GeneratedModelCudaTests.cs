@@ -43,6 +43,7 @@ public class GeneratedModelCudaTests
         "mamba_embed_fwd", "mamba_embed_bwd", "mamba_fill_broadcast", "mamba_take_last_state", "mamba_rmsnorm_fwd", "mamba_rmsnorm_bwd",
         "mamba_conv_fwd", "mamba_conv_bwd_pre", "mamba_conv_bwd_dx", "mamba_conv_bwd_dw", "mamba_scan_fwd", "mamba_scan_bwd",
         "mamba_cross_entropy", "mamba_adamw", "mamba_alog_grad", "mamba_scaled_a", "mg_sum_slices", "mamba_decode_conv", "mamba_decode_ssm",
+        "mamba_to_activation", "mamba_sum_slices_to_activation",
     ];
 
     [NvrtcFact]
@@ -53,18 +54,20 @@ public class GeneratedModelCudaTests
         var failures = new List<string>();
         foreach (var (name, source, _) in Variants)
         {
-            // Ampere and Hopper: the oldest architecture the kernels target and the one they are tuned for.
+            // Ampere and Hopper: the oldest architecture the kernels target and the one they are tuned for; the fp32
+            // build and the bf16 compute build.
             foreach (int architecture in new[] { 80, 90 })
-                try
-                {
-                    var ptx = System.Text.Encoding.UTF8.GetString(compiler.Compile(source, name + ".cu", architecture, CudaImageKind.Ptx, CudaMambaModel.CompileOptions).Image);
-                    foreach (var kernel in EntryPoints)
-                        if (!ptx.Contains(".entry " + kernel, StringComparison.Ordinal)) failures.Add($"{name}, compute_{architecture}: no entry {kernel} in the PTX");
-                }
-                catch (NvrtcCompilationException error)
-                {
-                    failures.Add($"{name}, compute_{architecture}: {error.Message}");
-                }
+                foreach (var (build, options) in new[] { ("fp32", CudaMambaModel.CompileOptions), ("bf16", CudaMambaModel.BFloat16CompileOptions) })
+                    try
+                    {
+                        var ptx = System.Text.Encoding.UTF8.GetString(compiler.Compile(source, name + ".cu", architecture, CudaImageKind.Ptx, options).Image);
+                        foreach (var kernel in EntryPoints)
+                            if (!ptx.Contains(".entry " + kernel, StringComparison.Ordinal)) failures.Add($"{name} ({build}), compute_{architecture}: no entry {kernel} in the PTX");
+                    }
+                    catch (NvrtcCompilationException error)
+                    {
+                        failures.Add($"{name} ({build}), compute_{architecture}: {error.Message}");
+                    }
         }
         Assert.True(failures.Count == 0, string.Join("\n", failures));
     }

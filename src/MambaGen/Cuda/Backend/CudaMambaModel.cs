@@ -28,8 +28,8 @@ public sealed partial class CudaMambaModel : IMambaBackend
     /// <summary>NVRTC options every variant's kernels are compiled with (the templates use C++17).</summary>
     public static IReadOnlyList<string> CompileOptions { get; } = ["-std=c++17"];
 
-    /// <summary>The extra option of the bf16 compute build: the templates' activation type becomes raw bf16.</summary>
-    private const string BFloat16Option = "-DMAMBA_INPUT_BF16=1";
+    /// <summary>The options of the bf16 compute build: <see cref="CompileOptions"/> with the templates' activation type set to raw bf16.</summary>
+    public static IReadOnlyList<string> BFloat16CompileOptions { get; } = [.. CompileOptions, "-DMAMBA_INPUT_BF16=1"];
 
     private readonly object _sync = new();
     private readonly MambaShape _shape;
@@ -78,7 +78,7 @@ public sealed partial class CudaMambaModel : IMambaBackend
             _kernels = new KernelSet(_module);
             if (_precision == GpuPrecision.BFloat16)
             {
-                _computeModule = Own(_context.LoadModule(compiler.CompileFor(_context, cudaSource, sourceName, [.. CompileOptions, BFloat16Option]).Image));
+                _computeModule = Own(_context.LoadModule(compiler.CompileFor(_context, cudaSource, sourceName, BFloat16CompileOptions).Image));
                 _compute = new KernelSet(_computeModule);
                 _computeWeights = Own(new CudaDeviceVariable<ushort>(_context, parameters.Values.Length));
             }
