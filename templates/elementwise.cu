@@ -35,6 +35,18 @@ extern "C" __global__ void mamba_sum_slices_to_activation(const float* __restric
     }
 }
 
+// out[0] = Σ in[0 … count) with one block: each thread sums its grid-stride share in order, then the block's fixed-order
+// reduction (mg_block_sum) adds the threads' sums, so the result is the same bits every run. For the batch loss (one
+// value per token), where a single-thread sum over tens of thousands of rows would be one long chain of loads.
+extern "C" __global__ void mamba_sum_all(const float* __restrict__ in, float* __restrict__ out, long long count)
+{
+    __shared__ float scratch[32];
+    float acc = 0.f;
+    for (long long i = threadIdx.x; i < count; i += blockDim.x) acc += in[i];
+    const float total = mg_block_sum(acc, scratch);
+    if (threadIdx.x == 0) out[0] = total;
+}
+
 // ssm_state[i, :] = chunk_states[i, chunks − 1, :] for each of `rows` (batch × channel) rows of N states: the scan's
 // final state, which a prefill hands to the one-token decode steps.
 extern "C" __global__ void mamba_take_last_state(const float* __restrict__ chunk_states, float* __restrict__ ssm_state,

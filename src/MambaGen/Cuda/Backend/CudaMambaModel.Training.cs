@@ -140,7 +140,10 @@ public sealed partial class CudaMambaModel
         crossEntropy.GridDimensions = new Dim3((uint)tokens);
         crossEntropy.BlockDimensions = new Dim3(ElementwiseThreads);
         crossEntropy.Launch(_stream, a.Logits, bw.Targets, bw.RowLoss, a.Logits, s.Vocab, scored == 0 ? 0f : 1f / scored);
-        SumSlices(bw.RowLoss.DevicePointer, bw.LossSum.DevicePointer, tokens, 1);
+        var sumAll = _compute.SumAll;
+        sumAll.GridDimensions = new Dim3(1);
+        sumAll.BlockDimensions = new Dim3(1024);
+        sumAll.Launch(_stream, bw.RowLoss, bw.LossSum, (long)tokens);
 
         // Head, logits = normed·Hᵀ: dH (V×D) = dlogitsᵀ·normed, d normed = dlogits·H. A tied head's gradient is
         // written here and the embedding's scatter-add accumulates onto it at the end.
@@ -254,8 +257,8 @@ public sealed partial class CudaMambaModel
         _stages.Mark(GpuStage.Convolution);
         long sb = (long)ed * length, sc = length, st = 1;
         ulong convBias = o.ConvBias < 0 ? 0UL : Weight(o.ConvBias);
-        LaunchElementwise(k.ConvBackwardPre, tokens * ed, m.X, sb, sc, st, Weight(o.ConvWeight), convBias, 0UL, bw.DU, bw.DPre, batch, length);
-        LaunchElementwise(k.ConvBackwardDx, tokens * ed, bw.DPre, Weight(o.ConvWeight), bw.DX, sb, sc, st, batch, length);
+        LaunchConvolution(k.ConvBackwardPre, batch, length, m.X, sb, sc, st, Weight(o.ConvWeight), convBias, 0UL, bw.DU, bw.DPre, batch, length);
+        LaunchConvolution(k.ConvBackwardDx, batch, length, bw.DPre, Weight(o.ConvWeight), bw.DX, sb, sc, st, batch, length);
         var convWeights = k.ConvBackwardDw;
         convWeights.GridDimensions = new Dim3((uint)ed);
         convWeights.BlockDimensions = new Dim3(ElementwiseThreads);
@@ -327,7 +330,7 @@ public sealed partial class CudaMambaModel
         int blocks = (rows + k.NormBackwardRows - 1) / k.NormBackwardRows;
         var kernel = k.NormBackward;
         kernel.GridDimensions = new Dim3((uint)blocks);
-        kernel.BlockDimensions = new Dim3((uint)_scan.NormThreads);
+        kernel.BlockDimensions = new Dim3((uint)_launch.NormThreads);
         kernel.Launch(_stream, norm.Residual, norm.InverseRms, Weight(weightOffset), dNormed, dResidualOut, dr, bw.NormPartials, rows);
         LaunchElementwise(k.SumSlices, _shape.DModel, bw.NormPartials, Gradient(weightOffset), blocks, (long)_shape.DModel);
     }

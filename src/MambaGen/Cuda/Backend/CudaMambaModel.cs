@@ -48,7 +48,7 @@ public sealed partial class CudaMambaModel : IMambaBackend
     private readonly CudaDeviceVariable<float> _scaledA;
     private readonly KernelSet _kernels;
     private readonly KernelSet _compute;
-    private readonly ScanLaunch _scan;
+    private readonly LaunchFacts _launch;
     private readonly StageClock _stages;
     private Activations? _activations;
     private bool _disposed;
@@ -87,7 +87,7 @@ public sealed partial class CudaMambaModel : IMambaBackend
                 _computeModule = _module;
                 _compute = _kernels;
             }
-            _scan = ScanLaunch.Read(_computeModule, _compute.ScanForward, _context);
+            _launch = LaunchFacts.Read(_computeModule, _compute.ScanForward, _context);
             _weights = Own(new CudaDeviceVariable<float>(_context, parameters.Values.Length));
             _scaledA = Own(new CudaDeviceVariable<float>(_context, (long)_shape.Layers * _shape.DInner * _shape.DState));
             _stages = new StageClock(_context, _stream);
@@ -254,7 +254,7 @@ public sealed partial class CudaMambaModel : IMambaBackend
 
             // Causal depthwise conv + SiLU over time.
             _stages.Mark(GpuStage.Convolution);
-            LaunchElementwise(_compute.Convolution, (long)tokens * s.DInner,
+            LaunchConvolution(_compute.Convolution, batch, length,
                 m.X, (long)s.DInner * length, (long)length, 1L, Weight(o.ConvWeight), o.ConvBias < 0 ? 0UL : Weight(o.ConvBias),
                 0UL, m.U, state?.ConvOf(layer) ?? 0UL, batch, length);
 
@@ -278,9 +278,9 @@ public sealed partial class CudaMambaModel : IMambaBackend
             // The selective scan with Δ = softplus(dt + bias), D skip and the SiLU(z) gate fused in.
             _stages.Mark(GpuStage.Scan);
             var scan = _compute.ScanForward;
-            scan.GridDimensions = new Dim3((uint)(batch * _scan.ForwardBlocksPerSequence));
-            scan.BlockDimensions = new Dim3((uint)_scan.ForwardThreads);
-            scan.DynamicSharedMemory = _scan.ForwardSharedBytes;
+            scan.GridDimensions = new Dim3((uint)(batch * _launch.ForwardBlocksPerSequence));
+            scan.BlockDimensions = new Dim3((uint)_launch.ForwardThreads);
+            scan.DynamicSharedMemory = _launch.ForwardSharedBytes;
             scan.Launch(_stream,
                 m.U, s.SelectiveDelta ? m.Dt.DevicePointer : 0UL, Weight(o.DtProjBias), ScaledA(layer),
                 s.SelectiveB ? m.B.DevicePointer : Weight(o.B), s.SelectiveC ? m.C.DevicePointer : Weight(o.C),
@@ -288,7 +288,7 @@ public sealed partial class CudaMambaModel : IMambaBackend
             if (state is not null)
             {
                 long rows = (long)batch * s.DInner;
-                int chunks = (length + _scan.ChunkLength - 1) / _scan.ChunkLength;
+                int chunks = (length + _launch.ChunkLength - 1) / _launch.ChunkLength;
                 LaunchElementwise(_compute.TakeLastState, rows * s.DState, m.ChunkStates, state.SsmOf(layer), rows, chunks, s.DState);
             }
 
@@ -389,8 +389,18 @@ public sealed partial class CudaMambaModel : IMambaBackend
         ulong normed, CudaDeviceVariable<float> inverseRms, int rows)
     {
         norm.GridDimensions = new Dim3((uint)rows);
-        norm.BlockDimensions = new Dim3((uint)_scan.NormThreads);
+        norm.BlockDimensions = new Dim3((uint)_launch.NormThreads);
         norm.Launch(_stream, residualIn, addend, weight, residualOut, normed, inverseRms, rows);
+    }
+
+    /// <summary>Launches one of the convolution's tiled kernels with one block per block-sized run of time steps of each (sequence, channel) row.</summary>
+    private void LaunchConvolution(CudaKernel kernel, int batch, int length, params ReadOnlySpan<KernelArgument> arguments)
+    {
+        long stepsPerBlock = (long)_launch.ConvThreads * _launch.ConvStepsPerThread;
+        long blocks = (long)batch * _shape.DInner * ((length + stepsPerBlock - 1) / stepsPerBlock);
+        kernel.GridDimensions = new Dim3((uint)Math.Min(blocks, int.MaxValue));
+        kernel.BlockDimensions = new Dim3((uint)_launch.ConvThreads);
+        kernel.Launch(_stream, arguments);
     }
 
     /// <summary>Launches a grid-stride kernel with enough blocks to cover <paramref name="work"/> items once.</summary>
@@ -412,7 +422,7 @@ public sealed partial class CudaMambaModel : IMambaBackend
             return current;
         _activations?.Dispose();
         _activations = null;
-        _activations = new Activations(_context, _shape, batch, length, _scan.ChunkLength, training, ActivationBytes);
+        _activations = new Activations(_context, _shape, batch, length, _launch.ChunkLength, training, ActivationBytes);
         return _activations;
     }
 
@@ -450,19 +460,22 @@ public sealed partial class CudaMambaModel : IMambaBackend
         public CudaKernel DecodeScan { get; } = module.GetKernel("mamba_decode_ssm");
         public CudaKernel ToActivation { get; } = module.GetKernel("mamba_to_activation");
         public CudaKernel SumSlicesToActivation { get; } = module.GetKernel("mamba_sum_slices_to_activation");
+        public CudaKernel SumAll { get; } = module.GetKernel("mamba_sum_all");
     }
 
     /// <summary>
     /// Launch facts the kernels publish in constant memory: they follow from the variant's constants through the
     /// kernels' own tiling, so they are read from the compiled module rather than computed a second time here.
     /// </summary>
-    private sealed record ScanLaunch(int ForwardThreads, int ForwardBlocksPerSequence, int ForwardSharedBytes, int ChunkLength, int NormThreads)
+    private sealed record LaunchFacts(int ForwardThreads, int ForwardBlocksPerSequence, int ForwardSharedBytes, int ChunkLength, int NormThreads,
+        int ConvThreads, int ConvStepsPerThread)
     {
-        public static ScanLaunch Read(CudaModule module, CudaKernel scanForward, CudaContext context)
+        public static LaunchFacts Read(CudaModule module, CudaKernel scanForward, CudaContext context)
         {
             var scan = module.ReadConstant<int>("mamba_scan_config", 8);
             var norm = module.ReadConstant<int>("mamba_norm_config", 3);
-            var launch = new ScanLaunch(scan[0], scan[1], scan[2], scan[3], norm[0]);
+            var conv = module.ReadConstant<int>("mamba_conv_config", 2);
+            var launch = new LaunchFacts(scan[0], scan[1], scan[2], scan[3], norm[0], conv[0], conv[1]);
             if (launch.ForwardSharedBytes > scanForward.MaxDynamicSharedMemory)
             {
                 if (launch.ForwardSharedBytes > context.MaxSharedMemoryPerBlockOptin)
