@@ -11,13 +11,13 @@ namespace MambaGen.Generators.Tests.Snapshots;
 public class EmitterSnapshotTests
 {
     /// <summary>
-    /// A model's backend-neutral half and its CPU backend; the CUDA backend (the templates with the constants as
-    /// #defines) only where <paramref name="withCuda"/>, since the template text is the same for every model.
+    /// A model's three generated files: the backend-neutral half, the CPU backend and the CUDA backend (its kernels as
+    /// CUDA C with the variant's constants as #defines, and the C# that hands them to the runtime).
     /// </summary>
-    private static void VerifyAll(string declaration, string type, bool withCuda = false, AdditionalText[]? files = null,
+    private static void VerifyAll(string declaration, string type, AdditionalText[]? files = null,
         [System.Runtime.CompilerServices.CallerMemberName] string test = "")
     {
-        foreach (var part in withCuda ? new[] { "", ".Cpu", ".Cuda" } : new[] { "", ".Cpu" })
+        foreach (var part in new[] { "", ".Cpu", ".Cuda" })
             Snapshot.Verify(Generate(declaration, $"{type}{part}.g.cs", files ?? []), $"{type}{part}.g", testMethod: test);
     }
 
@@ -45,7 +45,7 @@ public class EmitterSnapshotTests
     public void FromHuggingFaceConfigFile() => VerifyAll("""
             [MambaModel(ConfigFile = "checkpoints/tiny/config.json")]
             public partial class Tiny { }
-            """, "Demo.Tiny", withCuda: false, files: [
+            """, "Demo.Tiny", files: [
             new InMemoryAdditionalText("/repo/app/checkpoints/tiny/config.json", """
                 {
                   "model_type": "mamba", "hidden_size": 40, "intermediate_size": 80, "expand": 2, "state_size": 6,
@@ -60,5 +60,5 @@ public class EmitterSnapshotTests
             [MambaModel(DModel = 64, Layers = 2, Vocab = 32)]
             [SelectiveSsm(DState = 8, SelectiveDelta = false, SelectiveB = false, SelectiveC = false)]
             public partial class Lti { }
-            """, "Demo.Lti", withCuda: true);
+            """, "Demo.Lti");
 }

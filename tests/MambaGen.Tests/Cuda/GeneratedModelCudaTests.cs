@@ -37,38 +37,15 @@ public class GeneratedModelCudaTests
     private static (string, string, Func<int, IMambaModel>) Variant(string name, string source, Func<int, IMambaModel> create) =>
         (name, source, create);
 
-    /// <summary>Every kernel the backend launches (forward, training, decoding).</summary>
-    private static readonly string[] EntryPoints =
-    [
-        "mamba_embed_fwd", "mamba_embed_bwd", "mamba_fill_broadcast", "mamba_take_last_state", "mamba_rmsnorm_fwd", "mamba_rmsnorm_bwd",
-        "mamba_conv_fwd", "mamba_conv_bwd_pre", "mamba_conv_bwd_dx", "mamba_conv_bwd_dw", "mamba_scan_fwd", "mamba_scan_bwd",
-        "mamba_cross_entropy", "mamba_adamw", "mamba_alog_grad", "mamba_scaled_a", "mg_sum_slices", "mamba_decode_conv", "mamba_decode_ssm",
-        "mamba_to_activation", "mamba_sum_slices_to_activation", "mamba_sum_all",
-    ];
-
     [NvrtcFact]
-    public void EveryVariantsKernelsCompileWithNvrtc()
+    public void EveryDeclaredTestVariantsKernelsCompileWithNvrtc()
     {
-        using var cache = new TemporaryDirectory();
-        var compiler = new KernelCompiler(cache.Path);
-        var failures = new List<string>();
+        var variants = DeclaredVariantKernels.Find([typeof(GeneratedModelCudaTests).Assembly]);
+        // Guards the reflection itself: the test models above and the fixture-config types must all be found.
+        Assert.True(variants.Count >= Variants.Length, $"found {variants.Count} generated types, expected at least {Variants.Length}");
         foreach (var (name, source, _) in Variants)
-        {
-            // Ampere and Hopper: the oldest architecture the kernels target and the one they are tuned for; the fp32
-            // build and the bf16 compute build.
-            foreach (int architecture in new[] { 80, 90 })
-                foreach (var (build, options) in new[] { ("fp32", CudaMambaModel.CompileOptions), ("bf16", CudaMambaModel.BFloat16CompileOptions) })
-                    try
-                    {
-                        var ptx = System.Text.Encoding.UTF8.GetString(compiler.Compile(source, name + ".cu", architecture, CudaImageKind.Ptx, options).Image);
-                        foreach (var kernel in EntryPoints)
-                            if (!ptx.Contains(".entry " + kernel, StringComparison.Ordinal)) failures.Add($"{name} ({build}), compute_{architecture}: no entry {kernel} in the PTX");
-                    }
-                    catch (NvrtcCompilationException error)
-                    {
-                        failures.Add($"{name} ({build}), compute_{architecture}: {error.Message}");
-                    }
-        }
+            Assert.Contains(variants, v => v.Source == source);
+        var failures = DeclaredVariantKernels.CompileAll(variants);
         Assert.True(failures.Count == 0, string.Join("\n", failures));
     }
 
@@ -82,7 +59,7 @@ public class GeneratedModelCudaTests
         var compiler = new KernelCompiler(cache.Path);
         var failures = new List<string>();
         foreach (var file in files)
-            foreach (int architecture in new[] { 80, 90 })
+            foreach (int architecture in DeclaredVariantKernels.Architectures)
                 try
                 {
                     // A template includes common.cuh itself when compiled alone; the generator pastes it in front instead.
