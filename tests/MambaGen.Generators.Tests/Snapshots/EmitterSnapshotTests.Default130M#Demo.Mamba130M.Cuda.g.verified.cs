@@ -243,6 +243,11 @@ extern "C" __global__ void mamba_sumsq_partial(const float* __restrict__ g, long
 // x is read through runtime strides (so it can be the x half of in_proj's (batch, L, 2·ED) output); out, dout,
 // dx are (batch, ED, L) contiguous. conv_state is (batch, ED, K), newest input last; conv_state_out gets the last
 // K inputs after this call. w is (ED, K), bias (ED), fp32.
+//
+// Work split: a thread takes MAMBA_CONV_ITEMS consecutive time steps of one (batch, channel) row, keeps their inputs
+// and the K − 1 before them in registers, and reads the row's K weights once; a block covers blockDim.x of those runs
+// of one row. Blocks walk the (row, time tile) pairs with a grid stride, so any grid and block size work; the
+// division into row and tile is done once per block-sized tile, not per element.
 #ifndef MAMBA_COMMON_CUH
 #include "common.cuh"
 #endif
@@ -257,10 +262,42 @@ extern "C" __global__ void mamba_sumsq_partial(const float* __restrict__ g, long
 #define MAMBA_HAS_CONV_BIAS 1
 #endif
 
+// Time steps per thread.
+#ifndef MAMBA_CONV_ITEMS
+#define MAMBA_CONV_ITEMS 8
+#endif
+
 namespace mg_conv {
 constexpr int ED = MAMBA_D_INNER;
 constexpr int K = MAMBA_CONV_K;
+constexpr int ITEMS = MAMBA_CONV_ITEMS;
+
+// The (row, first time step) of this thread's run in work tile `tile` of `tiles_per_row` per row.
+struct Run
+{
+    int row;
+    int t0;
+};
+
+__device__ __forceinline__ Run mg_conv_run(long long tile, long long tiles_per_row)
+{
+    Run r;
+    r.row = (int)(tile / tiles_per_row);
+    r.t0 = (int)(tile - (long long)r.row * tiles_per_row) * (blockDim.x * ITEMS) + threadIdx.x * ITEMS;
+    return r;
 }
+
+__device__ __forceinline__ long long mg_conv_tiles_per_row(int L) { return (L + (long long)blockDim.x * ITEMS - 1) / ((long long)blockDim.x * ITEMS); }
+__device__ __forceinline__ long long mg_conv_first_tile() { return (long long)blockIdx.y * gridDim.x + blockIdx.x; }
+__device__ __forceinline__ long long mg_conv_tile_stride() { return (long long)gridDim.x * gridDim.y; }
+}
+
+// For the host: [0] the block size it launches with, [1] time steps per thread, so one block covers [0]·[1] steps of
+// a row and a grid of batch·ED·ceil(L / ([0]·[1])) blocks covers everything once. (Any grid and block size work.)
+#ifndef MAMBA_CONV_THREADS
+#define MAMBA_CONV_THREADS 128
+#endif
+extern "C" __constant__ int mamba_conv_config[2] = {MAMBA_CONV_THREADS, MAMBA_CONV_ITEMS};
 
 // Input at time t (may be negative) of channel c, batch b.
 __device__ __forceinline__ float mg_conv_input(const mg_in_t* x, long long sb, long long sc, long long st,
@@ -272,35 +309,58 @@ __device__ __forceinline__ float mg_conv_input(const mg_in_t* x, long long sb, l
     return state_in[((long long)b * ED + c) * K + K + t];
 }
 
-__device__ __forceinline__ float mg_conv_pre(const mg_in_t* x, long long sb, long long sc, long long st,
-                                             const float* state_in, const float* w, const float* bias,
-                                             int b, int c, int t)
+// Inputs t0 − K + 1 … t0 + ITEMS − 1 of row (b, c): the run's own inputs and the K − 1 before them (0 past L).
+__device__ __forceinline__ void mg_conv_window(const mg_in_t* x, long long sb, long long sc, long long st, const float* state_in,
+                                               int b, int c, int t0, int L, float* in)
 {
     using namespace mg_conv;
-    float acc = MAMBA_HAS_CONV_BIAS ? bias[c] : 0.f;
 #pragma unroll
-    for (int k = 0; k < K; ++k) acc = fmaf(w[c * K + k], mg_conv_input(x, sb, sc, st, state_in, b, c, t - K + 1 + k), acc);
+    for (int j = 0; j < ITEMS + K - 1; ++j)
+    {
+        const int t = t0 - (K - 1) + j;
+        in[j] = t < L ? mg_conv_input(x, sb, sc, st, state_in, b, c, t) : 0.f;
+    }
+}
+
+// pre at the run's step j from its window: bias, then the taps oldest first.
+__device__ __forceinline__ float mg_conv_pre_at(const float* in, const float* wk, float b0, int j)
+{
+    using namespace mg_conv;
+    float acc = b0;
+#pragma unroll
+    for (int k = 0; k < K; ++k) acc = fmaf(wk[k], in[j + k], acc);
     return acc;
 }
 
-// One thread per output element; grid-stride. conv_state_out (may be null) receives the last K inputs.
+// Forward: out = silu(pre). conv_state_out (may be null) receives the last K inputs.
 extern "C" __global__ void mamba_conv_fwd(const mg_in_t* __restrict__ x, long long sb, long long sc, long long st,
                                           const float* __restrict__ w, const float* __restrict__ bias,
                                           const float* __restrict__ state_in, mg_in_t* __restrict__ out,
                                           float* __restrict__ state_out, int batch, int L)
 {
     using namespace mg_conv;
-    const long long total = (long long)batch * ED * L;
-    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (long long)gridDim.x * blockDim.x)
+    const long long tiles_per_row = mg_conv_tiles_per_row(L);
+    const long long tiles = (long long)batch * ED * tiles_per_row;
+    for (long long tile = mg_conv_first_tile(); tile < tiles; tile += mg_conv_tile_stride())
     {
-        const int t = (int)(i % L);
-        const long long bc = i / L;
-        const int c = (int)(bc % ED), b = (int)(bc / ED);
-        mg_store(out + i, mg_silu(mg_conv_pre(x, sb, sc, st, state_in, w, bias, b, c, t)));
+        const Run r = mg_conv_run(tile, tiles_per_row);
+        if (r.t0 >= L) continue;
+        const int b = r.row / ED, c = r.row % ED;
+        float wk[K];
+#pragma unroll
+        for (int k = 0; k < K; ++k) wk[k] = w[c * K + k];
+        const float b0 = MAMBA_HAS_CONV_BIAS ? bias[c] : 0.f;
+        float in[ITEMS + K - 1];
+        mg_conv_window(x, sb, sc, st, state_in, b, c, r.t0, L, in);
+        mg_in_t* o = out + (long long)r.row * L + r.t0;
+#pragma unroll
+        for (int j = 0; j < ITEMS; ++j)
+            if (r.t0 + j < L) mg_store(o + j, mg_silu(mg_conv_pre_at(in, wk, b0, j)));
     }
     if (state_out == nullptr) return;
     const long long states = (long long)batch * ED * K;
-    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < states; i += (long long)gridDim.x * blockDim.x)
+    const long long first = mg_conv_first_tile() * blockDim.x + threadIdx.x, stride = mg_conv_tile_stride() * blockDim.x;
+    for (long long i = first; i < states; i += stride)
     {
         const int k = (int)(i % K);
         const long long bc = i / K;
@@ -316,13 +376,23 @@ extern "C" __global__ void mamba_conv_bwd_pre(const mg_in_t* __restrict__ x, lon
                                               float* __restrict__ dpre, int batch, int L)
 {
     using namespace mg_conv;
-    const long long total = (long long)batch * ED * L;
-    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (long long)gridDim.x * blockDim.x)
+    const long long tiles_per_row = mg_conv_tiles_per_row(L);
+    const long long tiles = (long long)batch * ED * tiles_per_row;
+    for (long long tile = mg_conv_first_tile(); tile < tiles; tile += mg_conv_tile_stride())
     {
-        const int t = (int)(i % L);
-        const long long bc = i / L;
-        const int c = (int)(bc % ED), b = (int)(bc / ED);
-        dpre[i] = mg_load(dout + i) * mg_silu_grad(mg_conv_pre(x, sb, sc, st, state_in, w, bias, b, c, t));
+        const Run r = mg_conv_run(tile, tiles_per_row);
+        if (r.t0 >= L) continue;
+        const int b = r.row / ED, c = r.row % ED;
+        float wk[K];
+#pragma unroll
+        for (int k = 0; k < K; ++k) wk[k] = w[c * K + k];
+        const float b0 = MAMBA_HAS_CONV_BIAS ? bias[c] : 0.f;
+        float in[ITEMS + K - 1];
+        mg_conv_window(x, sb, sc, st, state_in, b, c, r.t0, L, in);
+        const long long base = (long long)r.row * L + r.t0;
+#pragma unroll
+        for (int j = 0; j < ITEMS; ++j)
+            if (r.t0 + j < L) dpre[base + j] = mg_load(dout + base + j) * mg_silu_grad(mg_conv_pre_at(in, wk, b0, j));
     }
 }
 
@@ -332,20 +402,32 @@ extern "C" __global__ void mamba_conv_bwd_dx(const float* __restrict__ dpre, con
                                              int batch, int L)
 {
     using namespace mg_conv;
-    const long long total = (long long)batch * ED * L;
-    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (long long)gridDim.x * blockDim.x)
+    const long long tiles_per_row = mg_conv_tiles_per_row(L);
+    const long long tiles = (long long)batch * ED * tiles_per_row;
+    for (long long tile = mg_conv_first_tile(); tile < tiles; tile += mg_conv_tile_stride())
     {
-        const int t = (int)(i % L);
-        const long long bc = i / L;
-        const int c = (int)(bc % ED), b = (int)(bc / ED);
-        float acc = 0.f;
+        const Run r = mg_conv_run(tile, tiles_per_row);
+        if (r.t0 >= L) continue;
+        const int b = r.row / ED, c = r.row % ED;
+        float wk[K];
 #pragma unroll
-        for (int k = 0; k < K; ++k)
+        for (int k = 0; k < K; ++k) wk[k] = w[c * K + k];
+        // dpre at t0 … t0 + ITEMS + K − 2 (0 past L).
+        const float* g = dpre + (long long)r.row * L;
+        float ahead[ITEMS + K - 1];
+#pragma unroll
+        for (int j = 0; j < ITEMS + K - 1; ++j) ahead[j] = r.t0 + j < L ? g[r.t0 + j] : 0.f;
+#pragma unroll
+        for (int j = 0; j < ITEMS; ++j)
         {
-            const int tt = t + K - 1 - k;
-            if (tt < L) acc = fmaf(w[c * K + k], dpre[i - t + tt], acc);
+            const int t = r.t0 + j;
+            if (t >= L) break;
+            float acc = 0.f;
+#pragma unroll
+            for (int k = 0; k < K; ++k)
+                if (t + K - 1 - k < L) acc = fmaf(wk[k], ahead[j + K - 1 - k], acc);
+            mg_store(dx + b * sb + c * sc + t * st, acc);
         }
-        mg_store(dx + b * sb + c * sc + t * st, acc);
     }
 }
 
@@ -361,14 +443,16 @@ extern "C" __global__ void mamba_conv_bwd_dw(const mg_in_t* __restrict__ x, long
     float acc[K + 1];
 #pragma unroll
     for (int k = 0; k <= K; ++k) acc[k] = 0.f;
-    const long long per = (long long)batch * L;
-    for (long long i = threadIdx.x; i < per; i += blockDim.x)
+    for (int b = 0; b < batch; ++b)
     {
-        const int b = (int)(i / L), t = (int)(i % L);
-        const float g = dpre[((long long)b * ED + c) * L + t];
+        const float* g_row = dpre + ((long long)b * ED + c) * L;
+        for (int t = threadIdx.x; t < L; t += blockDim.x)
+        {
+            const float g = g_row[t];
 #pragma unroll
-        for (int k = 0; k < K; ++k) acc[k] = fmaf(g, mg_conv_input(x, sb, sc, st, state_in, b, c, t - K + 1 + k), acc[k]);
-        acc[K] += g;
+            for (int k = 0; k < K; ++k) acc[k] = fmaf(g, mg_conv_input(x, sb, sc, st, state_in, b, c, t - K + 1 + k), acc[k]);
+            acc[K] += g;
+        }
     }
 #pragma unroll
     for (int k = 0; k <= K; ++k)
@@ -387,7 +471,7 @@ extern "C" __global__ void mamba_conv_bwd_dw(const mg_in_t* __restrict__ x, long
 // logits (rows, VOCAB_PADDED) in the activation type; columns ≥ valid_vocab are left out of the softmax (pass
 // VOCAB_PADDED to include them, as mamba_ssm and HF do); targets (rows) int, a negative target is ignored (loss 0,
 // gradient 0). Writes loss[row] (fp32) and dlogits = (softmax − onehot)·grad_scale in the activation type (may
-// alias logits; padded columns left out get 0). The mean loss: mg_sum_slices(loss, out, rows, 1) / valid rows,
+// alias logits; padded columns left out get 0). The mean loss: mamba_sum_all(loss, out, rows) / valid rows,
 // with grad_scale = 1 / valid rows. All reductions in a fixed order.
 #ifndef MAMBA_COMMON_CUH
 #include "common.cuh"
@@ -407,12 +491,21 @@ extern "C" __global__ void mamba_cross_entropy(const mg_in_t* __restrict__ logit
     const mg_in_t* x = logits + row * V;
     mg_in_t* dx = dlogits + row * V;
     const int target = targets[row];
-    float mx = -3.402823466e38f;
-    for (int col = threadIdx.x; col < valid_vocab; col += blockDim.x) mx = fmaxf(mx, mg_load(x + col));
-    mx = mg_block_max(mx, scratch);
-    float sum = 0.f;
-    for (int col = threadIdx.x; col < valid_vocab; col += blockDim.x) sum += mg_exp2((mg_load(x + col) - mx) * MG_LOG2E);
-    sum = mg_block_sum(sum, scratch);
+    // One pass for the maximum and the sum of exponentials (each thread rescales its running sum when its maximum
+    // grows), then the block combines the threads' pairs in a fixed order: the row is read twice in all, not three times.
+    float run_max = -3.402823466e38f, run_sum = 0.f;
+    for (int col = threadIdx.x; col < valid_vocab; col += blockDim.x)
+    {
+        const float v = mg_load(x + col);
+        if (v > run_max)
+        {
+            run_sum = run_sum * mg_exp2((run_max - v) * MG_LOG2E) + 1.f;
+            run_max = v;
+        }
+        else run_sum += mg_exp2((v - run_max) * MG_LOG2E);
+    }
+    const float mx = mg_block_max(run_max, scratch);
+    float sum = mg_block_sum(run_sum * mg_exp2((run_max - mx) * MG_LOG2E), scratch);
     const float log_sum = mg_log2(sum) * MG_LN2;
     if (threadIdx.x == 0) loss[row] = target >= 0 ? log_sum + mx - mg_load(x + target) : 0.f;
     const float inv_sum = 1.f / sum;
@@ -548,18 +641,53 @@ extern "C" __global__ void mamba_decode_ssm(const mg_in_t* __restrict__ xc, cons
 }
 
 // ─── templates/elementwise.cu ───
-// The broadcast of a bias into a product's output, which cuBLAS then accumulates onto with beta = 1.
+// Small element-wise kernels around the matrix products: the broadcast of a bias into a product's output (cuBLAS
+// then accumulates onto it with beta = 1), the conversions of fp32 values into the activation type where an fp32
+// tensor feeds a product (cuBLAS needs both operands of one type), and the hand-over of the scan's final state.
 #ifndef MAMBA_COMMON_CUH
 #include "common.cuh"
 #endif
 
 // out[i] = bias[(i / inner) % channels] for i < total: a per-channel bias laid out channel-major ((batch, channels,
 // inner) with inner = L) or token-major ((tokens, channels) with inner = 1).
-extern "C" __global__ void mamba_fill_broadcast(float* __restrict__ out, const float* __restrict__ bias, int channels,
+extern "C" __global__ void mamba_fill_broadcast(mg_in_t* __restrict__ out, const float* __restrict__ bias, int channels,
                                                 long long inner, long long total)
 {
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (long long)gridDim.x * blockDim.x)
-        out[i] = bias[(i / inner) % channels];
+        mg_store(out + i, bias[(i / inner) % channels]);
+}
+
+// out[i] = in[i] rounded to the activation type: the bf16 copy of the fp32 weights, or of the fp32 residual
+// gradient where it meets bf16 activations in a product. (With fp32 activations it is a plain copy.)
+extern "C" __global__ void mamba_to_activation(const float* __restrict__ in, mg_in_t* __restrict__ out, long long count)
+{
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < count; i += (long long)gridDim.x * blockDim.x)
+        mg_store(out + i, in[i]);
+}
+
+// mg_sum_slices with the sum rounded to the activation type once at the end: per-block partials of the scan's
+// per-time dB/dC, finished in slice order into the tensor the x_proj products read.
+extern "C" __global__ void mamba_sum_slices_to_activation(const float* __restrict__ in, mg_in_t* __restrict__ out, int parts,
+                                                          long long count)
+{
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < count; i += (long long)gridDim.x * blockDim.x)
+    {
+        float acc = 0.f;
+        for (int j = 0; j < parts; ++j) acc += in[(long long)j * count + i];
+        mg_store(out + i, acc);
+    }
+}
+
+// out[0] = Σ in[0 … count) with one block: each thread sums its grid-stride share in order, then the block's fixed-order
+// reduction (mg_block_sum) adds the threads' sums, so the result is the same bits every run. For the batch loss (one
+// value per token), where a single-thread sum over tens of thousands of rows would be one long chain of loads.
+extern "C" __global__ void mamba_sum_all(const float* __restrict__ in, float* __restrict__ out, long long count)
+{
+    __shared__ float scratch[32];
+    float acc = 0.f;
+    for (long long i = threadIdx.x; i < count; i += blockDim.x) acc += in[i];
+    const float total = mg_block_sum(acc, scratch);
+    if (threadIdx.x == 0) out[0] = total;
 }
 
 // ssm_state[i, :] = chunk_states[i, chunks − 1, :] for each of `rows` (batch × channel) rows of N states: the scan's

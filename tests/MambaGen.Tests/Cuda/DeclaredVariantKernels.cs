@@ -21,7 +21,12 @@ internal static class DeclaredVariantKernels
         "mamba_embed_fwd", "mamba_embed_bwd", "mamba_fill_broadcast", "mamba_take_last_state", "mamba_rmsnorm_fwd", "mamba_rmsnorm_bwd",
         "mamba_conv_fwd", "mamba_conv_bwd_pre", "mamba_conv_bwd_dx", "mamba_conv_bwd_dw", "mamba_scan_fwd", "mamba_scan_bwd",
         "mamba_cross_entropy", "mamba_adamw", "mamba_alog_grad", "mamba_scaled_a", "mg_sum_slices", "mamba_decode_conv", "mamba_decode_ssm",
+        "mamba_to_activation", "mamba_sum_slices_to_activation", "mamba_sum_all",
     ];
+
+    /// <summary>The two builds of every variant: fp32 activations, and bf16 activations (the bf16 compute mode).</summary>
+    public static readonly (string Name, IReadOnlyList<string> Options)[] Builds =
+        [("fp32", CudaMambaModel.CompileOptions), ("bf16", CudaMambaModel.BFloat16CompileOptions)];
 
     /// <summary>
     /// Each generated type (as <c>Assembly:Namespace.Type</c>) and its CUDA C, from the types declaring a constant
@@ -37,7 +42,8 @@ internal static class DeclaredVariantKernels
             select (name, (string)field.GetRawConstantValue()!)];
 
     /// <summary>
-    /// Compiles each distinct source for every architecture in <see cref="Architectures"/> and checks its entry points.
+    /// Compiles each distinct source for every architecture in <see cref="Architectures"/> in both <see cref="Builds"/> and
+    /// checks its entry points.
     /// Returns one line per failure (empty when all compile); types whose kernels are textually identical compile once.
     /// </summary>
     public static List<string> CompileAll(IReadOnlyList<(string Type, string Source)> variants)
@@ -51,18 +57,19 @@ internal static class DeclaredVariantKernels
             {
                 string names = string.Join(", ", group.Select(v => v.Type));
                 foreach (int architecture in Architectures)
-                    try
-                    {
-                        var image = compiler.Compile(group.Key, group.First().Type.Replace(':', '.') + ".cu", architecture, CudaImageKind.Ptx, CudaMambaModel.CompileOptions);
-                        string ptx = Encoding.UTF8.GetString(image.Image);
-                        foreach (var kernel in EntryPoints)
-                            if (!ptx.Contains(".entry " + kernel, StringComparison.Ordinal))
-                                failures.Add($"{names}, compute_{architecture}: no entry {kernel} in the PTX");
-                    }
-                    catch (NvrtcCompilationException error)
-                    {
-                        failures.Add($"{names}, compute_{architecture}: {error.Message}");
-                    }
+                    foreach (var (build, options) in Builds)
+                        try
+                        {
+                            var image = compiler.Compile(group.Key, group.First().Type.Replace(':', '.') + ".cu", architecture, CudaImageKind.Ptx, options);
+                            string ptx = Encoding.UTF8.GetString(image.Image);
+                            foreach (var kernel in EntryPoints)
+                                if (!ptx.Contains(".entry " + kernel, StringComparison.Ordinal))
+                                    failures.Add($"{names} ({build}), compute_{architecture}: no entry {kernel} in the PTX");
+                        }
+                        catch (NvrtcCompilationException error)
+                        {
+                            failures.Add($"{names} ({build}), compute_{architecture}: {error.Message}");
+                        }
             }
             return failures;
         }

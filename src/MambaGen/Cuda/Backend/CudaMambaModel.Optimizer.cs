@@ -102,13 +102,14 @@ public sealed partial class CudaMambaModel : IDeviceTraining
 
     /// <summary>
     /// After something other than this model wrote the device parameters (a broadcast from another rank): derives
-    /// the scan's scaled A again and copies the parameters down so the host agrees.
+    /// the scan's scaled A and the bf16 weight copy again and copies the parameters down so the host agrees.
     /// </summary>
     internal void OnDeviceParametersReplaced()
     {
         lock (_sync)
         {
             RecomputeScaledA();
+            RefreshComputeWeights();
             DownloadParameters();
         }
     }

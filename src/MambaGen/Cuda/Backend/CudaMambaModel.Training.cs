@@ -77,7 +77,7 @@ public sealed partial class CudaMambaModel
     /// <summary>Where each parameter lives in the flat vector (shared by parameters, gradients and moments).</summary>
     public ParameterLayout Layout => _parameters.Layout;
 
-    private TrainingKernels Training => _trainingKernels ??= new TrainingKernels(_module, _context);
+    private TrainingKernels Training => _trainingKernels ??= new TrainingKernels(_computeModule, _context);
 
     private ulong Gradient(int offset) => _gradients!.DevicePointer + (ulong)offset * sizeof(float);
 
@@ -102,6 +102,7 @@ public sealed partial class CudaMambaModel
 
         RunForward(a, batch, length);
         RunBackward(a, bw, k, batch, length, scored);
+        _stages.End();
 
         _stream.Synchronize();
         Span<float> lossSum = stackalloc float[1];
@@ -131,23 +132,29 @@ public sealed partial class CudaMambaModel
         var s = _shape;
         var layout = _parameters.Layout;
         int tokens = batch * length;
+        var act = ActivationType;
 
         // Cross-entropy over the padded vocabulary: per-row losses, and dlogits (scaled by 1/scored) in place of the logits.
+        _stages.Mark(GpuStage.CrossEntropy);
         var crossEntropy = k.CrossEntropy;
         crossEntropy.GridDimensions = new Dim3((uint)tokens);
         crossEntropy.BlockDimensions = new Dim3(ElementwiseThreads);
         crossEntropy.Launch(_stream, a.Logits, bw.Targets, bw.RowLoss, a.Logits, s.Vocab, scored == 0 ? 0f : 1f / scored);
-        SumSlices(bw.RowLoss.DevicePointer, bw.LossSum.DevicePointer, tokens, 1);
+        var sumAll = _compute.SumAll;
+        sumAll.GridDimensions = new Dim3(1);
+        sumAll.BlockDimensions = new Dim3(1024);
+        sumAll.Launch(_stream, bw.RowLoss, bw.LossSum, (long)tokens);
 
         // Head, logits = normed·Hᵀ: dH (V×D) = dlogitsᵀ·normed, d normed = dlogits·H. A tied head's gradient is
         // written here and the embedding's scatter-add accumulates onto it at the end.
         var final = a.NormAt(s.Layers);
+        _stages.Mark(GpuStage.MatrixProducts);
         _blas.GemmEx(CublasOperation.None, CublasOperation.Transpose, s.DModel, s.Vocab, tokens,
-            1f, final.Normed.DevicePointer, CudaDataType.Float32, s.DModel, a.Logits.DevicePointer, CudaDataType.Float32, s.Vocab,
+            1f, final.Normed.DevicePointer, act, s.DModel, a.Logits.DevicePointer, act, s.Vocab,
             0f, Gradient(HeadOffset), CudaDataType.Float32, s.DModel);
         _blas.GemmEx(CublasOperation.None, CublasOperation.None, s.DModel, tokens, s.Vocab,
-            1f, Weight(HeadOffset), CudaDataType.Float32, s.DModel, a.Logits.DevicePointer, CudaDataType.Float32, s.Vocab,
-            0f, bw.DNormed.DevicePointer, CudaDataType.Float32, s.DModel);
+            1f, ComputeWeight(HeadOffset), act, s.DModel, a.Logits.DevicePointer, act, s.Vocab,
+            0f, bw.DNormed.DevicePointer, act, s.DModel);
         NormBackward(final, layout.NormF, bw.DNormed, 0, bw.DResidual[0], bw, tokens);
 
         // Layers, last first. DResidual[current] is the gradient of the layer's residual output, which is also the
@@ -162,6 +169,7 @@ public sealed partial class CudaMambaModel
         }
 
         // The first layer's residual input is the embedding: scatter-add its gradient per token, in position order.
+        _stages.Mark(GpuStage.Embedding);
         var embed = k.EmbedBackward;
         embed.GridDimensions = new Dim3((uint)Math.Min(s.Vocab, 65_535));
         embed.BlockDimensions = new Dim3((uint)Math.Min(ElementwiseThreads, (s.DModel + 31) / 32 * 32));
@@ -177,25 +185,37 @@ public sealed partial class CudaMambaModel
         var s = _shape;
         var o = _parameters.Layout.LayerOffsets[layer];
         var k = Training;
+        var act = ActivationType;
         int ed = s.DInner, n = s.DState, d = s.DModel;
         long tokens = (long)batch * length;
 
+        // The residual gradient is fp32; the products pair it with activations, so in bf16 mode they read a bf16 copy.
+        ulong dOutOperand = dOut.DevicePointer;
+        if (bw.DOutCopy is { } copy)
+        {
+            _stages.Mark(GpuStage.Reductions);
+            LaunchElementwise(_compute.ToActivation, tokens * d, dOut, copy, tokens * d);
+            dOutOperand = copy.DevicePointer;
+        }
+
         // out_proj, out_b (L×D) = y_bᵀ·Wᵀ: dW (D×ED) = Σ_b dout_bᵀ·y_bᵀ, d bias = Σ_t dout, dy_b (ED×L) = Wᵀ·dout_bᵀ.
+        _stages.Mark(GpuStage.MatrixProducts);
         _blas.GemmStridedBatchedEx(CublasOperation.Transpose, CublasOperation.Transpose, ed, d, length,
-            1f, m.Y.DevicePointer, CudaDataType.Float32, length, (long)ed * length,
-            dOut.DevicePointer, CudaDataType.Float32, d, (long)length * d,
+            1f, m.Y.DevicePointer, act, length, (long)ed * length,
+            dOutOperand, act, d, (long)length * d,
             0f, bw.WeightPartials.DevicePointer, CudaDataType.Float32, ed, (long)ed * d, batch);
-        SumSlices(bw.WeightPartials.DevicePointer, Gradient(o.OutProj), batch, (long)d * ed);
         if (o.OutProjBias >= 0)
             _blas.GemmEx(CublasOperation.None, CublasOperation.None, d, 1, (int)tokens,
                 1f, dOut.DevicePointer, CudaDataType.Float32, d, bw.Ones.DevicePointer, CudaDataType.Float32, (int)tokens,
                 0f, Gradient(o.OutProjBias), CudaDataType.Float32, d);
         _blas.GemmStridedBatchedEx(CublasOperation.Transpose, CublasOperation.Transpose, length, ed, d,
-            1f, dOut.DevicePointer, CudaDataType.Float32, d, (long)length * d,
-            Weight(o.OutProj), CudaDataType.Float32, ed, 0,
-            0f, bw.DY.DevicePointer, CudaDataType.Float32, length, (long)ed * length, batch);
+            1f, dOutOperand, act, d, (long)length * d,
+            ComputeWeight(o.OutProj), act, ed, 0,
+            0f, bw.DY.DevicePointer, act, length, (long)ed * length, batch);
+        SumSlices(bw.WeightPartials.DevicePointer, Gradient(o.OutProj), batch, (long)d * ed);
 
         // The scan: du, d(dt before the softplus), dz, and partials of dA, dB, dC, dD, d dt_bias.
+        _stages.Mark(GpuStage.Scan);
         var scan = k.ScanBackward;
         scan.GridDimensions = new Dim3((uint)(batch * k.BackwardBlocksPerSequence));
         scan.BlockDimensions = new Dim3((uint)k.BackwardThreads);
@@ -206,14 +226,15 @@ public sealed partial class CudaMambaModel
             Weight(o.D), m.Z, bw.DY, m.ChunkStates,
             bw.DU, s.SelectiveDelta ? bw.DDt.DevicePointer : 0UL, bw.DZ,
             bw.PartDA, bw.PartDB, bw.PartDC, bw.PartDD, bw.PartDBias, batch, length);
+        _stages.Mark(GpuStage.Reductions);
         LaunchElementwise(k.ALogGradient, (long)ed * n, bw.PartDA, Weight(o.ALog), Gradient(o.ALog), batch, (long)ed * n);
         SumSlices(bw.PartDD.DevicePointer, Gradient(o.D), batch, ed);
         SumSlices(bw.PartDBias.DevicePointer, Gradient(o.DtProjBias), batch, ed);
-        // Variable B/C: partials per channel block of (batch, N, L) → the activations' gradients; constant: per
-        // sequence of (ED, N) → the parameters' gradients.
-        if (s.SelectiveB) SumSlices(bw.PartDB.DevicePointer, bw.DB.DevicePointer, k.BackwardBlocksPerSequence, tokens * n);
+        // Variable B/C: partials per channel block of (batch, N, L) → the activations' gradients (in the activation
+        // type, for the x_proj products); constant: per sequence of (ED, N) → the parameters' gradients.
+        if (s.SelectiveB) LaunchElementwise(_compute.SumSlicesToActivation, tokens * n, bw.PartDB, bw.DB, k.BackwardBlocksPerSequence, tokens * n);
         else SumSlices(bw.PartDB.DevicePointer, Gradient(o.B), batch, (long)ed * n);
-        if (s.SelectiveC) SumSlices(bw.PartDC.DevicePointer, bw.DC.DevicePointer, k.BackwardBlocksPerSequence, tokens * n);
+        if (s.SelectiveC) LaunchElementwise(_compute.SumSlicesToActivation, tokens * n, bw.PartDC, bw.DC, k.BackwardBlocksPerSequence, tokens * n);
         else SumSlices(bw.PartDC.DevicePointer, Gradient(o.C), batch, (long)ed * n);
 
         // dt_proj, then x_proj's rows (dt_low, B, C): each adds its input gradient onto du, in that fixed order.
@@ -233,37 +254,39 @@ public sealed partial class CudaMambaModel
             TokenMixBackward(bw.DC, n, o.XProj + row * ed, m.U, ed, bw.DU, accumulate: true, bw, batch, length);
 
         // Causal conv + SiLU: dpre = du·silu'(pre), then dx, and dw/dbias (one block per channel, fixed order).
+        _stages.Mark(GpuStage.Convolution);
         long sb = (long)ed * length, sc = length, st = 1;
         ulong convBias = o.ConvBias < 0 ? 0UL : Weight(o.ConvBias);
-        LaunchElementwise(k.ConvBackwardPre, tokens * ed, m.X, sb, sc, st, Weight(o.ConvWeight), convBias, 0UL, bw.DU, bw.DPre, batch, length);
-        LaunchElementwise(k.ConvBackwardDx, tokens * ed, bw.DPre, Weight(o.ConvWeight), bw.DX, sb, sc, st, batch, length);
+        LaunchConvolution(k.ConvBackwardPre, batch, length, m.X, sb, sc, st, Weight(o.ConvWeight), convBias, 0UL, bw.DU, bw.DPre, batch, length);
+        LaunchConvolution(k.ConvBackwardDx, batch, length, bw.DPre, Weight(o.ConvWeight), bw.DX, sb, sc, st, batch, length);
         var convWeights = k.ConvBackwardDw;
         convWeights.GridDimensions = new Dim3((uint)ed);
         convWeights.BlockDimensions = new Dim3(ElementwiseThreads);
         convWeights.Launch(_stream, m.X, sb, sc, st, 0UL, bw.DPre, Gradient(o.ConvWeight), o.ConvBias < 0 ? 0UL : Gradient(o.ConvBias), batch, length);
 
         // in_proj, x_b / z_b (ED×L) = W_x / W_z · normed_bᵀ (+ bias): dW = Σ_b dx_b·normed_b, d normed_b = dx_bᵀ·W_x + dz_bᵀ·W_z.
-        ulong zRows = Weight(o.InProj) + RowBytes(ed, d);
+        _stages.Mark(GpuStage.MatrixProducts);
         foreach (var (grad, partial) in new[] { (bw.DX, 0L), (bw.DZ, (long)ed * d) })
             _blas.GemmStridedBatchedEx(CublasOperation.None, CublasOperation.None, d, ed, length,
-                1f, norm.Normed.DevicePointer, CudaDataType.Float32, d, (long)length * d,
-                grad.DevicePointer, CudaDataType.Float32, length, (long)ed * length,
+                1f, norm.Normed.DevicePointer, act, d, (long)length * d,
+                grad.DevicePointer, act, length, (long)ed * length,
                 0f, bw.WeightPartials.DevicePointer + (ulong)partial * sizeof(float), CudaDataType.Float32, d, 2L * ed * d, batch);
+        _blas.GemmStridedBatchedEx(CublasOperation.None, CublasOperation.Transpose, d, length, ed,
+            1f, ComputeWeight(o.InProj), act, d, 0, bw.DX.DevicePointer, act, length, (long)ed * length,
+            0f, bw.DNormed.DevicePointer, act, d, (long)length * d, batch);
+        _blas.GemmStridedBatchedEx(CublasOperation.None, CublasOperation.Transpose, d, length, ed,
+            1f, ComputeWeight(o.InProj, ed * d), act, d, 0, bw.DZ.DevicePointer, act, length, (long)ed * length,
+            1f, bw.DNormed.DevicePointer, act, d, (long)length * d, batch);
         SumSlices(bw.WeightPartials.DevicePointer, Gradient(o.InProj), batch, 2L * ed * d);
-        _blas.GemmStridedBatchedEx(CublasOperation.None, CublasOperation.Transpose, d, length, ed,
-            1f, Weight(o.InProj), CudaDataType.Float32, d, 0, bw.DX.DevicePointer, CudaDataType.Float32, length, (long)ed * length,
-            0f, bw.DNormed.DevicePointer, CudaDataType.Float32, d, (long)length * d, batch);
-        _blas.GemmStridedBatchedEx(CublasOperation.None, CublasOperation.Transpose, d, length, ed,
-            1f, zRows, CudaDataType.Float32, d, 0, bw.DZ.DevicePointer, CudaDataType.Float32, length, (long)ed * length,
-            1f, bw.DNormed.DevicePointer, CudaDataType.Float32, d, (long)length * d, batch);
         if (o.InProjBias >= 0)
         {
             // Per (sequence, channel) sums over time as one product with a ones vector, then summed over sequences.
+            _stages.Mark(GpuStage.MatrixProducts);
             int half = 0;
             foreach (var grad in new[] { bw.DX, bw.DZ })
             {
                 _blas.GemmEx(CublasOperation.Transpose, CublasOperation.None, 1, batch * ed, length,
-                    1f, bw.Ones.DevicePointer, CudaDataType.Float32, length, grad.DevicePointer, CudaDataType.Float32, length,
+                    1f, bw.ActivationOnes.DevicePointer, act, length, grad.DevicePointer, act, length,
                     0f, bw.WeightPartials.DevicePointer, CudaDataType.Float32, 1);
                 SumSlices(bw.WeightPartials.DevicePointer, Gradient(o.InProjBias + half), batch, ed);
                 half += ed;
@@ -276,20 +299,22 @@ public sealed partial class CudaMambaModel
     /// dW = Σ_b dout_b·in_bᵀ into the gradient at <paramref name="weightOffset"/>, and d in_b = Wᵀ·dout_b written to
     /// (or, with <paramref name="accumulate"/>, added onto) <paramref name="dInput"/>.
     /// </summary>
-    private void TokenMixBackward(CudaDeviceVariable<float> dOut, int rows, int weightOffset, CudaDeviceVariable<float> input, int width,
-        CudaDeviceVariable<float> dInput, bool accumulate, BackwardBuffers bw, int batch, int length)
+    private void TokenMixBackward(ActivationBuffer dOut, int rows, int weightOffset, ActivationBuffer input, int width,
+        ActivationBuffer dInput, bool accumulate, BackwardBuffers bw, int batch, int length)
     {
+        var act = ActivationType;
+        _stages.Mark(GpuStage.MatrixProducts);
         // Column-major view: dWᵀ (width×rows) = in_b (width×L) · dout_bᵀ (L×rows), per sequence, then summed.
         _blas.GemmStridedBatchedEx(CublasOperation.Transpose, CublasOperation.None, width, rows, length,
-            1f, input.DevicePointer, CudaDataType.Float32, length, (long)width * length,
-            dOut.DevicePointer, CudaDataType.Float32, length, (long)rows * length,
+            1f, input.DevicePointer, act, length, (long)width * length,
+            dOut.DevicePointer, act, length, (long)rows * length,
             0f, bw.WeightPartials.DevicePointer, CudaDataType.Float32, width, (long)rows * width, batch);
-        SumSlices(bw.WeightPartials.DevicePointer, Gradient(weightOffset), batch, (long)rows * width);
         // d in_bᵀ (L×width) = dout_bᵀ (L×rows) · W (rows×width).
         _blas.GemmStridedBatchedEx(CublasOperation.None, CublasOperation.Transpose, length, width, rows,
-            1f, dOut.DevicePointer, CudaDataType.Float32, length, (long)rows * length,
-            Weight(weightOffset), CudaDataType.Float32, width, 0,
-            accumulate ? 1f : 0f, dInput.DevicePointer, CudaDataType.Float32, length, (long)width * length, batch);
+            1f, dOut.DevicePointer, act, length, (long)rows * length,
+            ComputeWeight(weightOffset), act, width, 0,
+            accumulate ? 1f : 0f, dInput.DevicePointer, act, length, (long)width * length, batch);
+        SumSlices(bw.WeightPartials.DevicePointer, Gradient(weightOffset), batch, (long)rows * width);
     }
 
     /// <summary>
@@ -297,27 +322,33 @@ public sealed partial class CudaMambaModel
     /// (and of the mixer output it added), the weight's gradient goes to <paramref name="weightOffset"/>.
     /// <paramref name="dResidualOut"/> is the gradient reaching the residual output from above (0: none).
     /// </summary>
-    private void NormBackward(NormBuffers norm, int weightOffset, CudaDeviceVariable<float> dNormed, ulong dResidualOut,
+    private void NormBackward(NormBuffers norm, int weightOffset, ActivationBuffer dNormed, ulong dResidualOut,
         CudaDeviceVariable<float> dr, BackwardBuffers bw, int rows)
     {
         var k = Training;
+        _stages.Mark(GpuStage.Norms);
         int blocks = (rows + k.NormBackwardRows - 1) / k.NormBackwardRows;
         var kernel = k.NormBackward;
         kernel.GridDimensions = new Dim3((uint)blocks);
-        kernel.BlockDimensions = new Dim3((uint)_scan.NormThreads);
+        kernel.BlockDimensions = new Dim3((uint)_launch.NormThreads);
         kernel.Launch(_stream, norm.Residual, norm.InverseRms, Weight(weightOffset), dNormed, dResidualOut, dr, bw.NormPartials, rows);
-        SumSlices(bw.NormPartials.DevicePointer, Gradient(weightOffset), blocks, _shape.DModel);
+        LaunchElementwise(k.SumSlices, _shape.DModel, bw.NormPartials, Gradient(weightOffset), blocks, (long)_shape.DModel);
     }
 
     /// <summary>out[i] = Σ_j in[j·count + i] over <paramref name="parts"/> slices, in slice order.</summary>
-    private void SumSlices(ulong input, ulong output, int parts, long count) =>
+    private void SumSlices(ulong input, ulong output, int parts, long count)
+    {
+        _stages.Mark(GpuStage.Reductions);
         LaunchElementwise(Training.SumSlices, count, input, output, parts, count);
+    }
 
     private BackwardBuffers BackwardFor(Activations a)
     {
         if (_backward is { } current && ReferenceEquals(current.Owner, a)) return current;
         var k = Training;
         _backward = new BackwardBuffers(a, _context, _shape, k.BackwardBlocksPerSequence, k.NormBackwardRows);
+        long tokens = (long)a.Batch * a.Length;
+        LaunchElementwise(_compute.ToActivation, tokens, _backward.Ones, _backward.ActivationOnes, tokens);
         return _backward;
     }
 
@@ -338,12 +369,15 @@ public sealed partial class CudaMambaModel
             long perSegmentBlocks = Math.Clamp((_parameters.Layout.TotalLength / optimizer.Segments + ElementwiseThreads - 1) / ElementwiseThreads, 1, 4096);
             adam.GridDimensions = new Dim3((uint)perSegmentBlocks, (uint)optimizer.Segments);
             adam.BlockDimensions = new Dim3(ElementwiseThreads);
-            adam.Launch(_stream, _weights, _gradients, optimizer.FirstMoment, optimizer.SecondMoment, 0UL,
+            _stages.Mark(GpuStage.Optimizer);
+            // In bf16 mode the kernel also writes the products' bf16 copy of each updated weight.
+            adam.Launch(_stream, _weights, _gradients, optimizer.FirstMoment, optimizer.SecondMoment, _computeWeights?.DevicePointer ?? 0UL,
                 optimizer.SegmentStarts, optimizer.SegmentDecays, decayFactor,
                 options.Beta1, 1 - options.Beta1, options.Beta2, 1 - options.Beta2, stepSize, inverseSqrtBiasCorrection2,
                 options.Epsilon, gradientScale);
             RecomputeScaledA();
-            _stream.Synchronize();
+            // No wait here: the next call's copies and launches queue behind the update on the same (blocking) stream.
+            _stages.End();
         }
     }
 
@@ -418,18 +452,20 @@ public sealed partial class CudaMambaModel
             LossSum = Floats(1);
             Ones = Floats(tokens);
             Ones.CopyToDevice(Enumerable.Repeat(1f, checked((int)tokens)).ToArray());
+            ActivationOnes = Values(tokens);
             DResidual = [Floats(tokens * s.DModel), Floats(tokens * s.DModel)];
-            DNormed = Floats(tokens * s.DModel);
+            DOutCopy = owner.ActivationBytes == sizeof(float) ? null : Values(tokens * s.DModel);
+            DNormed = Values(tokens * s.DModel);
             NormPartials = Floats((tokens + normRowsPerBlock - 1) / normRowsPerBlock * s.DModel);
-            DY = Floats(channels);
-            DU = Floats(channels);
-            DZ = Floats(channels);
-            DX = Floats(channels);
+            DY = Values(channels);
+            DU = Values(channels);
+            DZ = Values(channels);
+            DX = Values(channels);
             DPre = Floats(channels);
-            DDt = Floats(s.SelectiveDelta ? channels : 1);
-            DDtLow = Floats(s.SelectiveDelta ? tokens * s.DtRank : 1);
-            DB = Floats(s.SelectiveB ? tokens * s.DState : 1);
-            DC = Floats(s.SelectiveC ? tokens * s.DState : 1);
+            DDt = Values(s.SelectiveDelta ? channels : 1);
+            DDtLow = Values(s.SelectiveDelta ? tokens * s.DtRank : 1);
+            DB = Values(s.SelectiveB ? tokens * s.DState : 1);
+            DC = Values(s.SelectiveC ? tokens * s.DState : 1);
             PartDA = Floats(stateParameters);
             PartDB = Floats(s.SelectiveB ? scanBlocksPerSequence * tokens * s.DState : stateParameters);
             PartDC = Floats(s.SelectiveC ? scanBlocksPerSequence * tokens * s.DState : stateParameters);
@@ -439,15 +475,20 @@ public sealed partial class CudaMambaModel
             long largestWeight = Math.Max(Math.Max(2L * s.DInner * s.DModel, (long)s.XProjRows * s.DInner), Math.Max((long)s.DInner * s.DtRank, s.DInner));
             WeightPartials = Floats(batch * largestWeight);
 
+            ActivationBuffer Values(long count) => owner.Add(new ActivationBuffer(context, count, owner.ActivationBytes));
             CudaDeviceVariable<float> Floats(long count) => owner.Add(new CudaDeviceVariable<float>(context, count));
         }
 
         /// <summary>The activations these buffers belong to (and are freed with).</summary>
         public Activations Owner { get; }
         public readonly CudaDeviceVariable<int> Targets, Order, Offsets;
-        public readonly CudaDeviceVariable<float> RowLoss, LossSum, Ones, DNormed, NormPartials;
+        public readonly CudaDeviceVariable<float> RowLoss, LossSum, Ones, NormPartials, DPre;
         public readonly CudaDeviceVariable<float>[] DResidual;
-        public readonly CudaDeviceVariable<float> DY, DU, DZ, DX, DPre, DDt, DDtLow, DB, DC;
+        /// <summary>bf16 mode: the residual gradient rounded to bf16 for the out_proj products; null in fp32 mode.</summary>
+        public readonly ActivationBuffer? DOutCopy;
+        /// <summary>Ones in the activation type (the in_proj bias gradient's sums over time).</summary>
+        public readonly ActivationBuffer ActivationOnes;
+        public readonly ActivationBuffer DNormed, DY, DU, DZ, DX, DDt, DDtLow, DB, DC;
         public readonly CudaDeviceVariable<float> PartDA, PartDB, PartDC, PartDD, PartDBias, WeightPartials;
     }
 }

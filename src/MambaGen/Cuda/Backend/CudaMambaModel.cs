@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using MambaGen.Cpu;
 
 namespace MambaGen.Cuda.Backend;
@@ -5,13 +6,20 @@ namespace MambaGen.Cuda.Backend;
 /// <summary>
 /// A generated model's forward pass on one NVIDIA GPU. The variant's kernels arrive as CUDA C with its constants
 /// baked in (the generator renders them from <c>templates/</c>); they are compiled here by NVRTC for the device's
-/// architecture (cached on disk), and launched on one stream between cuBLAS products. Activations are fp32; the mixer
-/// works channel-major, (batch, channels, L) per tensor, as the scan and convolution kernels read them, while the
-/// residual stream stays token-major, (tokens, D), for the norms and the head.
+/// architecture (cached on disk), and launched on one stream between cuBLAS products. The mixer works channel-major,
+/// (batch, channels, L) per tensor, as the scan and convolution kernels read them, while the residual stream stays
+/// token-major, (tokens, D), for the norms and the head.
 /// </summary>
 /// <remarks>
-/// The parameters are copied to the device when the model is made; <see cref="UploadParameters"/> copies them again
-/// after they change on the host. Calls on one instance run one at a time.
+/// <para>The device's <see cref="GpuPrecision"/> picks the compute type. fp32: every activation and product is fp32.
+/// bf16: the same source is compiled a second time with <c>MAMBA_INPUT_BF16</c>, so the activations the products and
+/// the scan read (normed rows, x, z, u, Δ, B, C, y, the mixer output, the logits and their gradients) are bf16; the
+/// products run on tensor cores with bf16 operands (a bf16 copy of the fp32 weights, refreshed on upload and by
+/// AdamW) and fp32 accumulation; the residual stream, norm statistics, scan states, partial sums, weights and their
+/// gradients stay fp32. The one-token decode steps keep the fp32 kernels in either mode (the prefill hands them fp32
+/// states).</para>
+/// <para>The parameters are copied to the device when the model is made; <see cref="UploadParameters"/> copies them
+/// again after they change on the host. Calls on one instance run one at a time.</para>
 /// </remarks>
 public sealed partial class CudaMambaModel : IMambaBackend
 {
@@ -20,23 +28,34 @@ public sealed partial class CudaMambaModel : IMambaBackend
     /// <summary>NVRTC options every variant's kernels are compiled with (the templates use C++17).</summary>
     public static IReadOnlyList<string> CompileOptions { get; } = ["-std=c++17"];
 
+    /// <summary>The options of the bf16 compute build: <see cref="CompileOptions"/> with the templates' activation type set to raw bf16.</summary>
+    public static IReadOnlyList<string> BFloat16CompileOptions { get; } = [.. CompileOptions, "-DMAMBA_INPUT_BF16=1"];
+
     private readonly object _sync = new();
     private readonly MambaShape _shape;
     private readonly MambaParameters _parameters;
+    private readonly GpuPrecision _precision;
     private readonly CudaContext _context;
     private readonly CudaStream _stream;
     private readonly CublasHandle _blas;
+    /// <summary>The fp32 build: the decode steps' kernels (<see cref="_kernels"/>), in either precision.</summary>
     private readonly CudaModule _module;
+    /// <summary>The build the forward and backward run: <see cref="_module"/> in fp32, the bf16 build in bf16.</summary>
+    private readonly CudaModule _computeModule;
     private readonly CudaDeviceVariable<float> _weights;
+    /// <summary>bf16 mode: the weights rounded to bf16, which the products read. Null in fp32 mode.</summary>
+    private readonly CudaDeviceVariable<ushort>? _computeWeights;
     private readonly CudaDeviceVariable<float> _scaledA;
     private readonly KernelSet _kernels;
-    private readonly ScanLaunch _scan;
+    private readonly KernelSet _compute;
+    private readonly LaunchFacts _launch;
+    private readonly StageClock _stages;
     private Activations? _activations;
     private bool _disposed;
 
     /// <summary>
-    /// Compiles <paramref name="cudaSource"/> (the variant's rendered kernels) for <paramref name="device"/>, copies the
-    /// parameters there and prepares the launches.
+    /// Compiles <paramref name="cudaSource"/> (the variant's rendered kernels) for <paramref name="device"/> in its
+    /// <see cref="Device.Precision"/>, copies the parameters there and prepares the launches.
     /// </summary>
     public CudaMambaModel(MambaParameters parameters, string cudaSource, string sourceName, Device device, KernelCompiler? compiler = null)
     {
@@ -45,6 +64,7 @@ public sealed partial class CudaMambaModel : IMambaBackend
         if (device.Kind != DeviceKind.Cuda) throw new ArgumentException($"A CUDA model needs a CUDA device, not '{device}'.", nameof(device));
         _parameters = parameters;
         _shape = parameters.Shape;
+        _precision = device.Precision;
         var owned = new List<IDisposable>();
         try
         {
@@ -53,12 +73,24 @@ public sealed partial class CudaMambaModel : IMambaBackend
             // parameters, tokens and decode states run, so kernels never race those copies.
             _stream = Own(new CudaStream(_context, nonBlocking: false));
             _blas = Own(new CublasHandle(_context, _stream));
-            var image = (compiler ?? new KernelCompiler()).CompileFor(_context, cudaSource, sourceName, CompileOptions);
-            _module = Own(_context.LoadModule(image.Image));
+            compiler ??= new KernelCompiler();
+            _module = Own(_context.LoadModule(compiler.CompileFor(_context, cudaSource, sourceName, CompileOptions).Image));
             _kernels = new KernelSet(_module);
-            _scan = ScanLaunch.Read(_module, _kernels.ScanForward, _context);
+            if (_precision == GpuPrecision.BFloat16)
+            {
+                _computeModule = Own(_context.LoadModule(compiler.CompileFor(_context, cudaSource, sourceName, BFloat16CompileOptions).Image));
+                _compute = new KernelSet(_computeModule);
+                _computeWeights = Own(new CudaDeviceVariable<ushort>(_context, parameters.Values.Length));
+            }
+            else
+            {
+                _computeModule = _module;
+                _compute = _kernels;
+            }
+            _launch = LaunchFacts.Read(_computeModule, _compute.ScanForward, _context);
             _weights = Own(new CudaDeviceVariable<float>(_context, parameters.Values.Length));
             _scaledA = Own(new CudaDeviceVariable<float>(_context, (long)_shape.Layers * _shape.DInner * _shape.DState));
+            _stages = new StageClock(_context, _stream);
             UploadParameters();
         }
         catch
@@ -74,6 +106,25 @@ public sealed partial class CudaMambaModel : IMambaBackend
         }
     }
 
+    /// <summary>The arithmetic the forward and backward compute in (the device's <see cref="Device.Precision"/>).</summary>
+    public GpuPrecision Precision => _precision;
+
+    /// <summary>
+    /// When true, the forward, backward and AdamW record a CUDA event at each stage boundary (a small cost per launch),
+    /// and <see cref="TakeStageTimes"/> reports the GPU time spent per <see cref="GpuStage"/>.
+    /// </summary>
+    public bool MeasureStages
+    {
+        get => _stages.Enabled;
+        set { lock (_sync) _stages.Enabled = value; }
+    }
+
+    /// <summary>GPU milliseconds per stage accumulated since the last call (while <see cref="MeasureStages"/>), then resets them.</summary>
+    public IReadOnlyDictionary<GpuStage, double> TakeStageTimes()
+    {
+        lock (_sync) return _stages.Take();
+    }
+
     /// <summary>The host parameters' <see cref="MambaParameters.Version"/> when they were last copied here.</summary>
     private long _uploadedVersion;
 
@@ -87,11 +138,11 @@ public sealed partial class CudaMambaModel : IMambaBackend
     public CudaContext Context => _context;
 
     /// <inheritdoc/>
-    public Device Device => Device.Cuda(_context.DeviceOrdinal);
+    public Device Device => Device.Cuda(_context.DeviceOrdinal, _precision);
 
     /// <summary>
     /// Copies the host parameters to the device, with A = −exp(A_log) pre-scaled by log2 e for the scan (each decay
-    /// is then one hardware exp2).
+    /// is then one hardware exp2), and in bf16 mode their bf16 copy.
     /// </summary>
     public void UploadParameters()
     {
@@ -109,7 +160,15 @@ public sealed partial class CudaMambaModel : IMambaBackend
                     scaled[layer * perLayer + i] = (float)(-Math.Exp(aLog[i]) * 1.4426950408889634);
             }
             _scaledA.CopyToDevice(scaled);
+            RefreshComputeWeights();
         }
+    }
+
+    /// <summary>In bf16 mode the products read a bf16 copy of the weights: rewritten whenever the fp32 weights are replaced.</summary>
+    private void RefreshComputeWeights()
+    {
+        if (_computeWeights is not null)
+            LaunchElementwise(_compute.ToActivation, _weights.Count, _weights, _computeWeights, _weights.Count);
     }
 
     /// <summary>
@@ -132,10 +191,41 @@ public sealed partial class CudaMambaModel : IMambaBackend
             var a = ActivationsFor(batch, length, training: false);
             a.Tokens.CopyToDevice(tokens);
             RunForward(a, batch, length, logitsFor);
+            _stages.End();
             _stream.Synchronize();
-            a.Logits.CopyToHost(logits[..checked((int)needed)]);
+            var destination = logits[..checked((int)needed)];
+            if (HeadOutputType(logitsFor) == CudaDataType.Float32) a.Logits.CopyToHost(destination);
+            else CopyBFloat16ToHost(a.Logits, destination);
         }
     }
+
+    /// <summary>
+    /// The head's output type: fp32 for the last positions (few rows, and what the decode steps continue from); the
+    /// activation type for every position, which is what the cross-entropy reads and halves the largest buffer in bf16.
+    /// </summary>
+    private CudaDataType HeadOutputType(LogitsFor logitsFor) =>
+        logitsFor == LogitsFor.LastPosition ? CudaDataType.Float32 : ActivationType;
+
+    /// <summary>Copies the first <c>destination.Length</c> bf16 values of <paramref name="source"/> to the host as floats.</summary>
+    private static void CopyBFloat16ToHost(CudaDeviceVariable<float> source, Span<float> destination)
+    {
+        // The bf16 values sit two to a float slot; fetch their bytes, then widen each (a bf16 is an fp32's top half).
+        var raw = new ushort[destination.Length];
+        source.CopyToHost(MemoryMarshal.Cast<ushort, float>(raw.AsSpan(0, destination.Length & ~1)));
+        if ((destination.Length & 1) != 0)
+        {
+            Span<float> last = stackalloc float[1];
+            source.CopyToHost(last, destination.Length / 2);
+            raw[^1] = (ushort)BitConverter.SingleToUInt32Bits(last[0]);
+        }
+        for (int i = 0; i < raw.Length; i++) destination[i] = BitConverter.UInt32BitsToSingle((uint)raw[i] << 16);
+    }
+
+    /// <summary>The type of the activations the products and the scan read: fp32, or bf16 in bf16 mode.</summary>
+    private CudaDataType ActivationType => _precision == GpuPrecision.BFloat16 ? CudaDataType.BFloat16 : CudaDataType.Float32;
+
+    /// <summary>Bytes per activation element.</summary>
+    private int ActivationBytes => _precision == GpuPrecision.BFloat16 ? 2 : 4;
 
     /// <summary>
     /// The forward pass over batch × length tokens already in <c>a.Tokens</c>, with logits for every position or each
@@ -147,8 +237,9 @@ public sealed partial class CudaMambaModel : IMambaBackend
         var s = _shape;
         var layout = _parameters.Layout;
         int tokens = batch * length;
-        LaunchElementwise(_kernels.Embed, (long)tokens * s.DModel,
-            a.Tokens, Weight(layout.Embedding), a.Embedded, tokens, s.Vocab);
+        _stages.Mark(GpuStage.Embedding);
+        LaunchElementwise(_compute.Embed, (long)tokens * s.DModel,
+            a.Tokens, ComputeWeight(layout.Embedding), a.Embedded, tokens, s.Vocab);
 
         var residualIn = a.Embedded;
         for (int layer = 0; layer < s.Layers; layer++)
@@ -157,40 +248,45 @@ public sealed partial class CudaMambaModel : IMambaBackend
             var norm = a.NormAt(layer);
             var m = a.MixerAt(layer);
             // r = r + mixer output of the previous layer (nothing to add before the first), then RMSNorm.
-            LaunchNorm(residualIn, layer == 0 ? 0 : a.MixerOut.DevicePointer, Weight(o.Norm), norm.Residual, norm.Normed, norm.InverseRms, tokens);
+            _stages.Mark(GpuStage.Norms);
+            LaunchNorm(_compute.NormForward, residualIn, layer == 0 ? 0 : a.MixerOut.DevicePointer, Weight(o.Norm), norm.Residual, norm.Normed.DevicePointer, norm.InverseRms, tokens);
             residualIn = norm.Residual;
 
             // in_proj, per sequence: x and z (ED×L each, channel-major) = W_in[rows]·normedᵀ (+ bias).
-            ChannelMajorProduct(m.X, s.DInner, Weight(o.InProj), o.InProjBias < 0 ? 0 : Weight(o.InProjBias), norm.Normed.DevicePointer, s.DModel, batch, length);
-            ChannelMajorProduct(m.Z, s.DInner, Weight(o.InProj) + RowBytes(s.DInner, s.DModel),
-                o.InProjBias < 0 ? 0 : Weight(o.InProjBias) + (ulong)s.DInner * sizeof(float), norm.Normed.DevicePointer, s.DModel, batch, length);
+            _stages.Mark(GpuStage.MatrixProducts);
+            ChannelMajorProduct(m.X, s.DInner, ComputeWeight(o.InProj), o.InProjBias < 0 ? 0 : Weight(o.InProjBias), norm.Normed.DevicePointer, s.DModel, batch, length);
+            ChannelMajorProduct(m.Z, s.DInner, ComputeWeight(o.InProj, s.DInner * s.DModel),
+                o.InProjBias < 0 ? 0 : Weight(o.InProjBias + s.DInner), norm.Normed.DevicePointer, s.DModel, batch, length);
 
             // Causal depthwise conv + SiLU over time.
-            LaunchElementwise(_kernels.Convolution, (long)tokens * s.DInner,
+            _stages.Mark(GpuStage.Convolution);
+            LaunchConvolution(_compute.Convolution, batch, length,
                 m.X, (long)s.DInner * length, (long)length, 1L, Weight(o.ConvWeight), o.ConvBias < 0 ? 0UL : Weight(o.ConvBias),
                 0UL, m.U, state?.ConvOf(layer) ?? 0UL, batch, length);
 
             // x_proj's selective rows (dt_low, B, C) and dt_proj, per sequence, channel-major.
+            _stages.Mark(GpuStage.MatrixProducts);
             int row = 0;
             if (s.SelectiveDelta)
             {
-                TokenMixProduct(m.DtLow, s.DtRank, Weight(o.XProj), m.U, s.DInner, batch, length);
-                TokenMixProduct(m.Dt, s.DInner, Weight(o.DtProjWeight), m.DtLow, s.DtRank, batch, length);
+                TokenMixProduct(m.DtLow, s.DtRank, ComputeWeight(o.XProj), m.U, s.DInner, batch, length);
+                TokenMixProduct(m.Dt, s.DInner, ComputeWeight(o.DtProjWeight), m.DtLow, s.DtRank, batch, length);
                 row += s.DtRank;
             }
             if (s.SelectiveB)
             {
-                TokenMixProduct(m.B, s.DState, Weight(o.XProj) + RowBytes(row, s.DInner), m.U, s.DInner, batch, length);
+                TokenMixProduct(m.B, s.DState, ComputeWeight(o.XProj, row * s.DInner), m.U, s.DInner, batch, length);
                 row += s.DState;
             }
             if (s.SelectiveC)
-                TokenMixProduct(m.C, s.DState, Weight(o.XProj) + RowBytes(row, s.DInner), m.U, s.DInner, batch, length);
+                TokenMixProduct(m.C, s.DState, ComputeWeight(o.XProj, row * s.DInner), m.U, s.DInner, batch, length);
 
             // The selective scan with Δ = softplus(dt + bias), D skip and the SiLU(z) gate fused in.
-            var scan = _kernels.ScanForward;
-            scan.GridDimensions = new Dim3((uint)(batch * _scan.ForwardBlocksPerSequence));
-            scan.BlockDimensions = new Dim3((uint)_scan.ForwardThreads);
-            scan.DynamicSharedMemory = _scan.ForwardSharedBytes;
+            _stages.Mark(GpuStage.Scan);
+            var scan = _compute.ScanForward;
+            scan.GridDimensions = new Dim3((uint)(batch * _launch.ForwardBlocksPerSequence));
+            scan.BlockDimensions = new Dim3((uint)_launch.ForwardThreads);
+            scan.DynamicSharedMemory = _launch.ForwardSharedBytes;
             scan.Launch(_stream,
                 m.U, s.SelectiveDelta ? m.Dt.DevicePointer : 0UL, Weight(o.DtProjBias), ScaledA(layer),
                 s.SelectiveB ? m.B.DevicePointer : Weight(o.B), s.SelectiveC ? m.C.DevicePointer : Weight(o.C),
@@ -198,27 +294,39 @@ public sealed partial class CudaMambaModel : IMambaBackend
             if (state is not null)
             {
                 long rows = (long)batch * s.DInner;
-                int chunks = (length + _scan.ChunkLength - 1) / _scan.ChunkLength;
-                LaunchElementwise(_kernels.TakeLastState, rows * s.DState, m.ChunkStates, state.SsmOf(layer), rows, chunks, s.DState);
+                int chunks = (length + _launch.ChunkLength - 1) / _launch.ChunkLength;
+                LaunchElementwise(_compute.TakeLastState, rows * s.DState, m.ChunkStates, state.SsmOf(layer), rows, chunks, s.DState);
             }
 
             // out_proj back to the token-major residual stream: mixer_out (tokens×D) = yᵀ·W_outᵀ (+ bias).
-            TokenMajorProduct(a.MixerOut, s.DModel, Weight(o.OutProj), o.OutProjBias < 0 ? 0 : Weight(o.OutProjBias), m.Y, s.DInner, batch, length);
+            _stages.Mark(GpuStage.MatrixProducts);
+            TokenMajorProduct(a.MixerOut, s.DModel, ComputeWeight(o.OutProj), o.OutProjBias < 0 ? 0 : Weight(o.OutProjBias), m.Y, s.DInner, batch, length);
         }
 
         // Final norm of r + the last mixer output, then the head: logits (rows×V) = normed·Eᵀ over every row, or over
         // each sequence's last row only (the head GEMM reads normed with a stride of a whole sequence, length·D, and
         // writes batch rows to the start of Logits).
         var final = a.NormAt(s.Layers);
-        LaunchNorm(residualIn, a.MixerOut.DevicePointer, Weight(layout.NormF), final.Residual, final.Normed, final.InverseRms, tokens);
+        _stages.Mark(GpuStage.Norms);
+        LaunchNorm(_compute.NormForward, residualIn, a.MixerOut.DevicePointer, Weight(layout.NormF), final.Residual, final.Normed.DevicePointer, final.InverseRms, tokens);
         bool lastOnly = logitsFor == LogitsFor.LastPosition;
-        ulong headInput = final.Normed.DevicePointer + (lastOnly ? RowBytes(length - 1, s.DModel) : 0UL);
+        ulong headInput = final.Normed.At(lastOnly ? (long)(length - 1) * s.DModel : 0);
+        _stages.Mark(GpuStage.MatrixProducts);
         _blas.GemmEx(CublasOperation.Transpose, CublasOperation.None, s.Vocab, lastOnly ? batch : tokens, s.DModel,
-            1f, Weight(HeadOffset), CudaDataType.Float32, s.DModel, headInput, CudaDataType.Float32, lastOnly ? checked(length * s.DModel) : s.DModel,
-            0f, a.Logits.DevicePointer, CudaDataType.Float32, s.Vocab);
+            1f, ComputeWeight(HeadOffset), ActivationType, s.DModel, headInput, ActivationType, lastOnly ? checked(length * s.DModel) : s.DModel,
+            0f, a.Logits.DevicePointer, HeadOutputType(logitsFor), s.Vocab);
     }
 
+    /// <summary>The fp32 (master) value of the parameter at <paramref name="offset"/>.</summary>
     private ulong Weight(int offset) => _weights.DevicePointer + (ulong)offset * sizeof(float);
+
+    /// <summary>
+    /// The weight a product reads, <paramref name="skip"/> elements after the parameter at <paramref name="offset"/>:
+    /// the bf16 copy in bf16 mode, the fp32 value otherwise.
+    /// </summary>
+    private ulong ComputeWeight(int offset, int skip = 0) => _computeWeights is null
+        ? Weight(offset + skip)
+        : _computeWeights.DevicePointer + (ulong)(offset + skip) * sizeof(ushort);
 
     /// <summary>The output head's offset: the untied head, or the embedding it is tied to.</summary>
     private int HeadOffset => _parameters.Layout.LmHead >= 0 ? _parameters.Layout.LmHead : _parameters.Layout.Embedding;
@@ -227,58 +335,78 @@ public sealed partial class CudaMambaModel : IMambaBackend
     private ulong ScaledA(int layer) =>
         _scaledA.DevicePointer + (ulong)layer * (ulong)(_shape.DInner * _shape.DState) * sizeof(float);
 
-    private static ulong RowBytes(int rows, int width) => (ulong)rows * (ulong)width * sizeof(float);
-
     /// <summary>
     /// Per sequence b: out_b (rows×L, channel-major) = W (rows×width, row-major) · in_bᵀ where in_b is token-major
-    /// (L×width); with an optional per-row bias broadcast first.
+    /// (L×width); with an optional per-row bias broadcast first. Operands and output in the activation type.
     /// </summary>
-    private void ChannelMajorProduct(CudaDeviceVariable<float> output, int rows, ulong weight, ulong bias, ulong input, int width, int batch, int length)
+    private void ChannelMajorProduct(ActivationBuffer output, int rows, ulong weight, ulong bias, ulong input, int width, int batch, int length)
     {
         float beta = FillBias(output, bias, rows, length, (long)batch * rows * length);
         // Column-major view: out_bᵀ (L×rows) = in_b (L×width) · Wᵀ (width×rows).
         _blas.GemmStridedBatchedEx(CublasOperation.Transpose, CublasOperation.None, length, rows, width,
-            1f, input, CudaDataType.Float32, width, (long)length * width,
-            weight, CudaDataType.Float32, width, 0,
-            beta, output.DevicePointer, CudaDataType.Float32, length, (long)rows * length, batch);
+            1f, input, ActivationType, width, (long)length * width,
+            weight, ActivationType, width, 0,
+            beta, output.DevicePointer, ActivationType, length, (long)rows * length, batch);
     }
 
     /// <summary>Per sequence b: out_b (rows×L) = W (rows×width) · in_b (width×L), both channel-major.</summary>
-    private void TokenMixProduct(CudaDeviceVariable<float> output, int rows, ulong weight, CudaDeviceVariable<float> input, int width, int batch, int length)
+    private void TokenMixProduct(ActivationBuffer output, int rows, ulong weight, ActivationBuffer input, int width, int batch, int length)
     {
         // Column-major view: out_bᵀ (L×rows) = in_bᵀ (L×width) · Wᵀ (width×rows).
         _blas.GemmStridedBatchedEx(CublasOperation.None, CublasOperation.None, length, rows, width,
-            1f, input.DevicePointer, CudaDataType.Float32, length, (long)width * length,
-            weight, CudaDataType.Float32, width, 0,
-            0f, output.DevicePointer, CudaDataType.Float32, length, (long)rows * length, batch);
+            1f, input.DevicePointer, ActivationType, length, (long)width * length,
+            weight, ActivationType, width, 0,
+            0f, output.DevicePointer, ActivationType, length, (long)rows * length, batch);
     }
 
     /// <summary>Per sequence b: out_b (L×rows, token-major) = in_bᵀ · Wᵀ with in_b channel-major (width×L).</summary>
-    private void TokenMajorProduct(CudaDeviceVariable<float> output, int rows, ulong weight, ulong bias, CudaDeviceVariable<float> input, int width, int batch, int length)
+    private void TokenMajorProduct(ActivationBuffer output, int rows, ulong weight, ulong bias, ActivationBuffer input, int width, int batch, int length)
     {
         float beta = FillBias(output, bias, rows, 1, (long)batch * length * rows);
         // Column-major view: out_bᵀ (rows×L) = W (rows×width) · in_b (width×L).
         _blas.GemmStridedBatchedEx(CublasOperation.Transpose, CublasOperation.Transpose, rows, length, width,
-            1f, weight, CudaDataType.Float32, width, 0,
-            input.DevicePointer, CudaDataType.Float32, length, (long)width * length,
-            beta, output.DevicePointer, CudaDataType.Float32, rows, (long)rows * length, batch);
+            1f, weight, ActivationType, width, 0,
+            input.DevicePointer, ActivationType, length, (long)width * length,
+            beta, output.DevicePointer, ActivationType, rows, (long)rows * length, batch);
     }
 
-    /// <summary>Broadcasts a per-channel bias into <paramref name="output"/>; returns the β the product then uses.</summary>
-    private float FillBias(CudaDeviceVariable<float> output, ulong bias, int channels, long inner, long total)
+    /// <summary>Broadcasts a per-channel bias into <paramref name="output"/> (activation type); returns the β the product then uses.</summary>
+    private float FillBias(ActivationBuffer output, ulong bias, int channels, long inner, long total) =>
+        FillBias(_compute.FillBroadcast, output.DevicePointer, bias, channels, inner, total);
+
+    /// <summary>As above into an fp32 output, with the fp32 build (what the decode steps use).</summary>
+    private float FillBias(CudaDeviceVariable<float> output, ulong bias, int channels, long inner, long total) =>
+        FillBias(_kernels.FillBroadcast, output.DevicePointer, bias, channels, inner, total);
+
+    private float FillBias(CudaKernel fill, ulong output, ulong bias, int channels, long inner, long total)
     {
         if (bias == 0) return 0f;
-        LaunchElementwise(_kernels.FillBroadcast, total, output, bias, channels, inner, total);
+        LaunchElementwise(fill, total, output, bias, channels, inner, total);
         return 1f;
     }
 
+    /// <summary>The fp32 build's fused residual add + RMSNorm (what the decode steps use).</summary>
     private void LaunchNorm(CudaDeviceVariable<float> residualIn, ulong addend, ulong weight, CudaDeviceVariable<float> residualOut,
-        CudaDeviceVariable<float> normed, CudaDeviceVariable<float> inverseRms, int rows)
+        CudaDeviceVariable<float> normed, CudaDeviceVariable<float> inverseRms, int rows) =>
+        LaunchNorm(_kernels.NormForward, residualIn, addend, weight, residualOut, normed.DevicePointer, inverseRms, rows);
+
+    /// <summary>The fused residual add + RMSNorm: one block per row; the addend and the normed rows are in <paramref name="norm"/>'s build's activation type.</summary>
+    private void LaunchNorm(CudaKernel norm, CudaDeviceVariable<float> residualIn, ulong addend, ulong weight, CudaDeviceVariable<float> residualOut,
+        ulong normed, CudaDeviceVariable<float> inverseRms, int rows)
     {
-        var norm = _kernels.NormForward;
         norm.GridDimensions = new Dim3((uint)rows);
-        norm.BlockDimensions = new Dim3((uint)_scan.NormThreads);
+        norm.BlockDimensions = new Dim3((uint)_launch.NormThreads);
         norm.Launch(_stream, residualIn, addend, weight, residualOut, normed, inverseRms, rows);
+    }
+
+    /// <summary>Launches one of the convolution's tiled kernels with one block per block-sized run of time steps of each (sequence, channel) row.</summary>
+    private void LaunchConvolution(CudaKernel kernel, int batch, int length, params ReadOnlySpan<KernelArgument> arguments)
+    {
+        long stepsPerBlock = (long)_launch.ConvThreads * _launch.ConvStepsPerThread;
+        long blocks = (long)batch * _shape.DInner * ((length + stepsPerBlock - 1) / stepsPerBlock);
+        kernel.GridDimensions = new Dim3((uint)Math.Min(blocks, int.MaxValue));
+        kernel.BlockDimensions = new Dim3((uint)_launch.ConvThreads);
+        kernel.Launch(_stream, arguments);
     }
 
     /// <summary>Launches a grid-stride kernel with enough blocks to cover <paramref name="work"/> items once.</summary>
@@ -300,7 +428,7 @@ public sealed partial class CudaMambaModel : IMambaBackend
             return current;
         _activations?.Dispose();
         _activations = null;
-        _activations = new Activations(_context, _shape, batch, length, _scan.ChunkLength, training);
+        _activations = new Activations(_context, _shape, batch, length, _launch.ChunkLength, training, ActivationBytes);
         return _activations;
     }
 
@@ -313,8 +441,11 @@ public sealed partial class CudaMambaModel : IMambaBackend
             _disposed = true;
             _activations?.Dispose();
             DisposeTraining();
+            _stages.Dispose();
             _scaledA.Dispose();
             _weights.Dispose();
+            _computeWeights?.Dispose();
+            if (_computeModule != _module) _computeModule.Dispose();
             _module.Dispose();
             _blas.Dispose();
             _stream.Dispose();
@@ -333,19 +464,24 @@ public sealed partial class CudaMambaModel : IMambaBackend
         public CudaKernel TakeLastState { get; } = module.GetKernel("mamba_take_last_state");
         public CudaKernel DecodeConvolution { get; } = module.GetKernel("mamba_decode_conv");
         public CudaKernel DecodeScan { get; } = module.GetKernel("mamba_decode_ssm");
+        public CudaKernel ToActivation { get; } = module.GetKernel("mamba_to_activation");
+        public CudaKernel SumSlicesToActivation { get; } = module.GetKernel("mamba_sum_slices_to_activation");
+        public CudaKernel SumAll { get; } = module.GetKernel("mamba_sum_all");
     }
 
     /// <summary>
     /// Launch facts the kernels publish in constant memory: they follow from the variant's constants through the
     /// kernels' own tiling, so they are read from the compiled module rather than computed a second time here.
     /// </summary>
-    private sealed record ScanLaunch(int ForwardThreads, int ForwardBlocksPerSequence, int ForwardSharedBytes, int ChunkLength, int NormThreads)
+    private sealed record LaunchFacts(int ForwardThreads, int ForwardBlocksPerSequence, int ForwardSharedBytes, int ChunkLength, int NormThreads,
+        int ConvThreads, int ConvStepsPerThread)
     {
-        public static ScanLaunch Read(CudaModule module, CudaKernel scanForward, CudaContext context)
+        public static LaunchFacts Read(CudaModule module, CudaKernel scanForward, CudaContext context)
         {
             var scan = module.ReadConstant<int>("mamba_scan_config", 8);
             var norm = module.ReadConstant<int>("mamba_norm_config", 3);
-            var launch = new ScanLaunch(scan[0], scan[1], scan[2], scan[3], norm[0]);
+            var conv = module.ReadConstant<int>("mamba_conv_config", 2);
+            var launch = new LaunchFacts(scan[0], scan[1], scan[2], scan[3], norm[0], conv[0], conv[1]);
             if (launch.ForwardSharedBytes > scanForward.MaxDynamicSharedMemory)
             {
                 if (launch.ForwardSharedBytes > context.MaxSharedMemoryPerBlockOptin)
@@ -361,7 +497,8 @@ public sealed partial class CudaMambaModel : IMambaBackend
     /// Device buffers for one (batch, length), reused while calls keep that shape. The residual stream after each
     /// norm's add, the normed rows and their inverse RMS live in <see cref="NormBuffers"/> (one per layer plus the
     /// final norm when training; two that alternate otherwise); the mixer's tensors in <see cref="MixerBuffers"/>
-    /// (one per layer when training, one shared otherwise).
+    /// (one per layer when training, one shared otherwise). Tensors the products and the scan read are
+    /// <see cref="ActivationBuffer"/>s in the compute type; the residual stream, statistics and states are fp32.
     /// </summary>
     private sealed class Activations : IDisposable
     {
@@ -369,33 +506,35 @@ public sealed partial class CudaMambaModel : IMambaBackend
         private readonly NormBuffers[] _norms;
         private readonly MixerBuffers[] _mixers;
 
-        public Activations(CudaContext context, MambaShape s, int batch, int length, int chunkLength, bool keepEveryLayer)
+        public Activations(CudaContext context, MambaShape s, int batch, int length, int chunkLength, bool keepEveryLayer, int activationBytes)
         {
             Batch = batch;
             Length = length;
             KeepsEveryLayer = keepEveryLayer;
+            ActivationBytes = activationBytes;
             long tokens = (long)batch * length;
             int chunks = (length + chunkLength - 1) / chunkLength;
             try
             {
                 Tokens = Add(new CudaDeviceVariable<int>(context, tokens));
                 Embedded = Floats(tokens * s.DModel);
-                MixerOut = Floats(tokens * s.DModel);
-                Logits = Floats(tokens * s.Vocab);
+                MixerOut = Values(tokens * s.DModel);
+                // Every position's logits in the activation type, or (at least as large) the last positions' in fp32.
+                Logits = Floats(Math.Max((tokens * s.Vocab * activationBytes + 3) / 4, (long)batch * s.Vocab));
                 _norms = new NormBuffers[keepEveryLayer ? s.Layers + 1 : 2];
                 for (int i = 0; i < _norms.Length; i++)
-                    _norms[i] = new NormBuffers(Floats(tokens * s.DModel), Floats(tokens * s.DModel), Floats(tokens));
+                    _norms[i] = new NormBuffers(Floats(tokens * s.DModel), Values(tokens * s.DModel), Floats(tokens));
                 _mixers = new MixerBuffers[keepEveryLayer ? s.Layers : 1];
                 for (int i = 0; i < _mixers.Length; i++)
                     _mixers[i] = new MixerBuffers(
-                        X: Floats(tokens * s.DInner),
-                        Z: Floats(tokens * s.DInner),
-                        U: Floats(tokens * s.DInner),
-                        Y: Floats(tokens * s.DInner),
-                        DtLow: Floats(tokens * (s.SelectiveDelta ? s.DtRank : 1)),
-                        Dt: Floats(tokens * (s.SelectiveDelta ? s.DInner : 1)),
-                        B: Floats(tokens * (s.SelectiveB ? s.DState : 1)),
-                        C: Floats(tokens * (s.SelectiveC ? s.DState : 1)),
+                        X: Values(tokens * s.DInner),
+                        Z: Values(tokens * s.DInner),
+                        U: Values(tokens * s.DInner),
+                        Y: Values(tokens * s.DInner),
+                        DtLow: Values(tokens * (s.SelectiveDelta ? s.DtRank : 1)),
+                        Dt: Values(tokens * (s.SelectiveDelta ? s.DInner : 1)),
+                        B: Values(tokens * (s.SelectiveB ? s.DState : 1)),
+                        C: Values(tokens * (s.SelectiveC ? s.DState : 1)),
                         ChunkStates: Floats((long)batch * s.DInner * chunks * s.DState));
             }
             catch
@@ -405,16 +544,21 @@ public sealed partial class CudaMambaModel : IMambaBackend
             }
 
             CudaDeviceVariable<float> Floats(long count) => Add(new CudaDeviceVariable<float>(context, count));
+            ActivationBuffer Values(long count) => Add(new ActivationBuffer(context, count, activationBytes));
         }
 
         public int Batch { get; }
         public int Length { get; }
 
+        /// <summary>Bytes per element of the <see cref="ActivationBuffer"/>s (4 or 2).</summary>
+        public int ActivationBytes { get; }
+
         /// <summary>True when every layer has its own buffers (what the backward needs).</summary>
         public bool KeepsEveryLayer { get; }
 
         public readonly CudaDeviceVariable<int> Tokens;
-        public readonly CudaDeviceVariable<float> Embedded, MixerOut, Logits;
+        public readonly CudaDeviceVariable<float> Embedded, Logits;
+        public readonly ActivationBuffer MixerOut;
 
         /// <summary>The norm of layer <paramref name="layer"/>; <c>Layers</c> is the final norm.</summary>
         public NormBuffers NormAt(int layer) => _norms[KeepsEveryLayer ? layer : layer % 2];
@@ -435,12 +579,35 @@ public sealed partial class CudaMambaModel : IMambaBackend
         }
     }
 
-    /// <summary>One norm's outputs: the residual stream after the add, the normed rows, 1/rms per row.</summary>
-    private sealed record NormBuffers(CudaDeviceVariable<float> Residual, CudaDeviceVariable<float> Normed, CudaDeviceVariable<float> InverseRms);
+    /// <summary>A device tensor in the compute type: fp32, or raw bf16 (two bytes per element) in bf16 mode.</summary>
+    private sealed class ActivationBuffer : IDisposable
+    {
+        private readonly CudaDeviceVariable<byte> _storage;
 
-    /// <summary>One mixer's tensors, channel-major (batch, channels, L); chunk states (batch, ED, chunks, N).</summary>
+        public ActivationBuffer(CudaContext context, long count, int elementBytes)
+        {
+            _storage = new CudaDeviceVariable<byte>(context, count * elementBytes);
+            ElementBytes = elementBytes;
+        }
+
+        public int ElementBytes { get; }
+
+        public ulong DevicePointer => _storage.DevicePointer;
+
+        /// <summary>The address of element <paramref name="index"/>.</summary>
+        public ulong At(long index) => _storage.DevicePointer + (ulong)(index * ElementBytes);
+
+        public static implicit operator KernelArgument(ActivationBuffer buffer) => KernelArgument.DevicePointer(buffer.DevicePointer);
+
+        public void Dispose() => _storage.Dispose();
+    }
+
+    /// <summary>One norm's outputs: the residual stream after the add (fp32), the normed rows, 1/rms per row.</summary>
+    private sealed record NormBuffers(CudaDeviceVariable<float> Residual, ActivationBuffer Normed, CudaDeviceVariable<float> InverseRms);
+
+    /// <summary>One mixer's tensors, channel-major (batch, channels, L); chunk states (batch, ED, chunks, N) fp32.</summary>
     private sealed record MixerBuffers(
-        CudaDeviceVariable<float> X, CudaDeviceVariable<float> Z, CudaDeviceVariable<float> U, CudaDeviceVariable<float> Y,
-        CudaDeviceVariable<float> DtLow, CudaDeviceVariable<float> Dt, CudaDeviceVariable<float> B, CudaDeviceVariable<float> C,
+        ActivationBuffer X, ActivationBuffer Z, ActivationBuffer U, ActivationBuffer Y,
+        ActivationBuffer DtLow, ActivationBuffer Dt, ActivationBuffer B, ActivationBuffer C,
         CudaDeviceVariable<float> ChunkStates);
 }
