@@ -99,6 +99,7 @@ public sealed partial class CudaMambaModel : IMambaBackend
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
             _uploadedVersion = _parameters.Version;
+            _uploads++;
             _weights.CopyToDevice(_parameters.Values);
             int perLayer = _shape.DInner * _shape.DState;
             var scaled = new float[(long)_shape.Layers * perLayer];
@@ -313,6 +314,7 @@ public sealed partial class CudaMambaModel : IMambaBackend
             _disposed = true;
             _activations?.Dispose();
             DisposeTraining();
+            DisposeDecoding();
             _scaledA.Dispose();
             _weights.Dispose();
             _module.Dispose();
