@@ -203,9 +203,17 @@ template <typename W, int DEPTH> struct RowReader
             for (int s = 0; s < MAXB; ++s)
             {
                 if (s >= batch) break;
-                const float* xs = x + s * DEPTH + p * COUNT;
+                // 16-byte aligned: the shared base is, and DEPTH and p·COUNT are multiples of 4 here.
+                const float4* xs = reinterpret_cast<const float4*>(x + s * DEPTH + p * COUNT);
 #pragma unroll
-                for (int e = 0; e < COUNT; ++e) acc[s] = fmaf(pack[i].at(e), xs[e], acc[s]);
+                for (int q = 0; q < COUNT / 4; ++q)
+                {
+                    const float4 v = xs[q];
+                    acc[s] = fmaf(pack[i].at(4 * q), v.x, acc[s]);
+                    acc[s] = fmaf(pack[i].at(4 * q + 1), v.y, acc[s]);
+                    acc[s] = fmaf(pack[i].at(4 * q + 2), v.z, acc[s]);
+                    acc[s] = fmaf(pack[i].at(4 * q + 3), v.w, acc[s]);
+                }
             }
         }
     }

@@ -152,9 +152,12 @@ public sealed partial class CudaMambaModel
         // The previous step's copy may still be reading the pinned ids (several steps in one Advance).
         decode.Stream.Synchronize();
         stepTokens.CopyTo(state.PinnedTokens.Span);
-        if (!_useCudaGraphs)
+        // A state's first step runs kernel by kernel even with graphs on, so whatever the libraries set up on first use
+        // (cuBLAS loads its kernels lazily) is done before a capture, inside which nothing may be loaded or allocated.
+        if (!_useCudaGraphs || !state.HasStepped)
         {
             EnqueueStep(state, vocabularyLimit, decode);
+            state.HasStepped = true;
             return;
         }
         if (state.Graph is null || state.GraphLimit != vocabularyLimit)
@@ -453,6 +456,9 @@ public sealed class CudaDecodeState : Generation.IGreedyDecodeState, IDisposable
     /// <summary>The captured step and the vocabulary limit its greedy pick was captured with.</summary>
     internal CudaGraphExec? Graph;
     internal int GraphLimit;
+
+    /// <summary>Whether a one-token step has run on this state (the first is never captured).</summary>
+    internal bool HasStepped;
 
     /// <summary>Set when the legacy stream wrote the state (reset, sequence copy), which the decode stream does not wait for.</summary>
     internal bool WrittenOutsideDecodeStream;
