@@ -91,29 +91,37 @@ constexpr int XR = (MAMBA_SELECTIVE_DELTA ? R : 0) + (MAMBA_SELECTIVE_B ? N : 0)
 constexpr int MAXB = MAMBA_DECODE_MAX_BATCH;
 constexpr int PACKS = MAMBA_DECODE_PACKS;
 
-// Shifts one channel's conv history (K values, newest last) left, appends `newest` and returns SiLU of the
-// depthwise convolution (+ bias).
-__device__ __forceinline__ float conv_channel(float* __restrict__ st, const float* __restrict__ w, const float* __restrict__ bias,
-                                              int c, float newest)
+// Shifts one channel's conv history (K values in registers, newest last) left, appends `newest` and returns SiLU of
+// the depthwise convolution with taps w (+ bias).
+__device__ __forceinline__ float conv_step(float (&hist)[K], const float (&w)[K], float bias, float newest)
 {
-    float acc = MAMBA_HAS_CONV_BIAS ? bias[c] : 0.f;
+    float acc = bias;
 #pragma unroll
     for (int k = 0; k < K - 1; ++k)
     {
-        st[k] = st[k + 1];
-        acc = fmaf(w[c * K + k], st[k], acc);
+        hist[k] = hist[k + 1];
+        acc = fmaf(w[k], hist[k], acc);
     }
-    st[K - 1] = newest;
-    acc = fmaf(w[c * K + K - 1], newest, acc);
+    hist[K - 1] = newest;
+    acc = fmaf(w[K - 1], newest, acc);
     return mg_silu(acc);
+}
+
+// Channel c's taps and bias (0 without a conv bias).
+__device__ __forceinline__ void load_conv_taps(const float* __restrict__ w, const float* __restrict__ bias, int c, float (&taps)[K], float& b)
+{
+#pragma unroll
+    for (int k = 0; k < K; ++k) taps[k] = w[c * K + k];
+    b = MAMBA_HAS_CONV_BIAS ? bias[c] : 0.f;
 }
 
 // h = h·exp(Δ·A) + Δ·x·B ; y = h·C + D·x ; y ⊙= silu(z) for channel c of sequence b (state h: N floats).
 // B/C rows of a sequence start at b·bc_row_stride (selective) or are the (ED, N) parameters.
+// a2: the channel's row of A·log2 e.
 template <typename BT, typename CT>
-__device__ __forceinline__ float ssm_channel(float delta, float x, long long b, int c, const float* __restrict__ A2,
+__device__ __forceinline__ float ssm_channel(float delta, float x, long long b, int c, const float (&a2)[N],
                                              const BT* __restrict__ Bm, const CT* __restrict__ Cm,
-                                             long long bc_row_stride, const float* __restrict__ Dv, float z, float* __restrict__ h)
+                                             long long bc_row_stride, float d, float z, float* __restrict__ h)
 {
     const float dx = delta * x;
     float out = 0.f;
@@ -130,11 +138,11 @@ __device__ __forceinline__ float ssm_channel(float delta, float x, long long b, 
 #else
         const float cn = Cm[c * N + n];
 #endif
-        const float hn = fmaf(mg_exp2(A2[c * N + n] * delta), h[n], dx * bn);
+        const float hn = fmaf(mg_exp2(a2[n] * delta), h[n], dx * bn);
         h[n] = hn;
         out = fmaf(cn, hn, out);
     }
-    out = fmaf(Dv[c], x, out);
+    out = fmaf(d, x, out);
 #if MAMBA_HAS_Z
     out *= mg_silu(z);
 #endif
@@ -258,29 +266,108 @@ template <typename W>
 __device__ __forceinline__ bool packable(const W* w) { return ((unsigned long long)w & 15ull) == 0; }
 
 // normed (batch, D) in shared memory = RMSNorm(r)·w with r = (tokens ? embedding[tokens[s]] : r_in[s]) + addend[s]
-// (addend may be null). Block 0 also stores r in r_out when r_out is not null. Every thread must call it.
+// (addend may be null). Block 0 also stores r in r_out when r_out is not null. Every thread of a block of
+// MAMBA_DECODE_THREADS must call it. All loads are issued before any is used and the batch's sums of squares share
+// one block reduction, so the prologue costs one memory round trip, not one per column slice and sequence.
 __device__ __forceinline__ void norm_into_shared(const int* __restrict__ tokens, const float* __restrict__ embedding,
                                                  const float* __restrict__ r_in, const float* __restrict__ addend,
                                                  const float* __restrict__ w, float* __restrict__ r_out,
-                                                 float* __restrict__ normed, int batch, float* scratch)
+                                                 float* __restrict__ normed, int batch)
 {
+    constexpr int T = MAMBA_DECODE_THREADS, PER = (D + T - 1) / T, WARPS = T / 32;
+    __shared__ float partial[WARPS][MAXB];
     const bool keep = r_out != nullptr && blockIdx.x == 0;
-    for (int s = 0; s < batch; ++s)
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    float v[MAXB][PER], nw[PER], ss[MAXB];
+#pragma unroll
+    for (int i = 0; i < PER; ++i)
     {
+        const int j = threadIdx.x + i * T;
+        nw[i] = j < D ? w[j] : 0.f;
+    }
+#pragma unroll
+    for (int s = 0; s < MAXB; ++s)
+    {
+        ss[s] = 0.f;
+        if (s >= batch) break;
         const float* src = tokens != nullptr ? embedding + (long long)tokens[s] * D : r_in + (long long)s * D;
-        float ss = 0.f;
-        for (int j = threadIdx.x; j < D; j += blockDim.x)
+#pragma unroll
+        for (int i = 0; i < PER; ++i)
         {
-            float v = src[j];
-            if (addend != nullptr) v += addend[(long long)s * D + j];
-            if (keep) r_out[(long long)s * D + j] = v;
-            normed[s * D + j] = v;
-            ss = fmaf(v, v, ss);
+            const int j = threadIdx.x + i * T;
+            v[s][i] = j < D ? src[j] + (addend != nullptr ? addend[(long long)s * D + j] : 0.f) : 0.f;
         }
-        const float rstd = rsqrtf(mg_block_sum(ss, scratch) / D + MAMBA_NORM_EPS);
-        for (int j = threadIdx.x; j < D; j += blockDim.x) normed[s * D + j] = normed[s * D + j] * rstd * w[j];
+    }
+#pragma unroll
+    for (int s = 0; s < MAXB; ++s)
+    {
+        if (s >= batch) break;
+#pragma unroll
+        for (int i = 0; i < PER; ++i) ss[s] = fmaf(v[s][i], v[s][i], ss[s]);
+        ss[s] = mg_warp_sum(ss[s]);
+        if (lane == 0) partial[warp][s] = ss[s];
     }
     __syncthreads();
+#pragma unroll
+    for (int s = 0; s < MAXB; ++s)
+    {
+        if (s >= batch) break;
+        float total = 0.f;
+#pragma unroll
+        for (int k = 0; k < WARPS; ++k) total += partial[k][s];
+        const float rstd = rsqrtf(total / D + MAMBA_NORM_EPS);
+#pragma unroll
+        for (int i = 0; i < PER; ++i)
+        {
+            const int j = threadIdx.x + i * T;
+            if (j >= D) break;
+            if (keep) r_out[(long long)s * D + j] = v[s][i];
+            normed[s * D + j] = v[s][i] * rstd * nw[i];
+        }
+    }
+    __syncthreads();
+}
+
+// Copies batch rows of ED floats into shared memory, every load issued before the first store.
+__device__ __forceinline__ void rows_into_shared(const float* __restrict__ in, float* __restrict__ x, int batch)
+{
+    constexpr int T = MAMBA_DECODE_THREADS, PER = (ED + T - 1) / T;
+#pragma unroll
+    for (int s = 0; s < MAXB; ++s)
+    {
+        if (s >= batch) break;
+        float v[PER];
+#pragma unroll
+        for (int i = 0; i < PER; ++i)
+        {
+            const int j = threadIdx.x + i * T;
+            v[i] = j < ED ? in[(long long)s * ED + j] : 0.f;
+        }
+#pragma unroll
+        for (int i = 0; i < PER; ++i)
+        {
+            const int j = threadIdx.x + i * T;
+            if (j < ED) x[s * ED + j] = v[i];
+        }
+    }
+    __syncthreads();
+}
+
+// Programmatic dependent launch (sm_90 and later). A fused kernel first lets the next kernel of the stream be
+// scheduled, then issues the loads that read only weights, and waits for the previous kernel (its completion and the
+// visibility of its writes) before it reads or writes any activation or state. Both are no-ops for a plain launch.
+__device__ __forceinline__ void allow_next_kernel()
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+__device__ __forceinline__ void wait_for_previous_kernel()
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
 }
 } // namespace mg_decode
 
@@ -293,7 +380,14 @@ extern "C" __global__ void mamba_decode_conv(const mg_in_t* __restrict__ x_t, lo
     if (i >= (long long)batch * ED) return;
     const int c = (int)(i % ED);
     const long long b = i / ED;
-    mg_store(xc + i, conv_channel(conv_state + i * K, w, bias, c, mg_load(x_t + b * x_row_stride + c)));
+    float taps[K], tap_bias, hist[K];
+    load_conv_taps(w, bias, c, taps, tap_bias);
+    float* st = conv_state + i * K;
+#pragma unroll
+    for (int k = 0; k < K; ++k) hist[k] = st[k];
+    mg_store(xc + i, conv_step(hist, taps, tap_bias, mg_load(x_t + b * x_row_stride + c)));
+#pragma unroll
+    for (int k = 0; k < K; ++k) st[k] = hist[k];
 }
 
 extern "C" __global__ void mamba_decode_ssm(const mg_in_t* __restrict__ xc, const mg_in_t* __restrict__ dt,
@@ -315,11 +409,15 @@ extern "C" __global__ void mamba_decode_ssm(const mg_in_t* __restrict__ xc, cons
     const float delta = mg_softplus(dt_bias[c]);
 #endif
     const float zv = MAMBA_HAS_Z ? mg_load(z + b * z_row_stride + c) : 0.f;
-    mg_store(y + i, ssm_channel(delta, mg_load(xc + i), b, c, A2, Bm, Cm, bc_row_stride, Dv, zv, ssm_state + i * N));
+    float a2[N];
+#pragma unroll
+    for (int n = 0; n < N; ++n) a2[n] = A2[c * N + n];
+    mg_store(y + i, ssm_channel(delta, mg_load(xc + i), b, c, a2, Bm, Cm, bc_row_stride, Dv[c], zv, ssm_state + i * N));
 }
 
 // xz (batch, 2·ED): rows [0, ED) are x, whose conv + SiLU goes to xc (batch, ED); rows [ED, 2·ED) are z, stored.
-// Dynamic shared memory: batch·D floats. Grid-stride over rows, one row per warp at a time.
+// Dynamic shared memory: batch·D floats. Grid-stride over rows, one row per warp at a time; lane s < batch finishes
+// sequence s of the row (its conv inputs are loaded before the dot, so their latency hides behind it).
 extern "C" __global__ void __launch_bounds__(MAMBA_DECODE_THREADS)
 mamba_decode_in_proj(const int* __restrict__ tokens, const float* __restrict__ embedding, const float* __restrict__ r_in,
                      const float* __restrict__ addend, const float* __restrict__ norm_w, float* __restrict__ r_out,
@@ -330,34 +428,52 @@ mamba_decode_in_proj(const int* __restrict__ tokens, const float* __restrict__ e
     using namespace mg_decode;
     extern __shared__ float4 shared4[];
     float* normed = reinterpret_cast<float*>(shared4);
-    __shared__ float scratch[32];
     typedef RowReader<float, D> Reader;
     const int lane = threadIdx.x & 31, warps = blockDim.x >> 5;
     const int rows = 2 * ED, stride = gridDim.x * warps;
     const int first = blockIdx.x * warps + (threadIdx.x >> 5);
     const bool vectorized = packable(w_in);
+    allow_next_kernel();
     Reader reader;
     if (Reader::PACKABLE && vectorized && first < rows) reader.load(w_in + (long long)first * D, 0, lane);
-    norm_into_shared(tokens, embedding, r_in, addend, norm_w, r_out, normed, batch, scratch);
+    wait_for_previous_kernel();
+    norm_into_shared(tokens, embedding, r_in, addend, norm_w, r_out, normed, batch);
     float acc[MAXB];
     for (int row = first; row < rows; row += stride)
     {
+        const bool conv_row = row < ED;
+        const bool finishes = lane < batch;
+        float taps[K], tap_bias = 0.f, hist[K], bias = 0.f;
+        float* st = conv_state + ((long long)lane * ED + row) * K;
+        if (finishes)
+        {
+            if (in_bias != nullptr) bias = in_bias[row];
+            if (conv_row)
+            {
+                load_conv_taps(conv_w, conv_bias, row, taps, tap_bias);
+#pragma unroll
+                for (int k = 0; k < K; ++k) hist[k] = st[k];
+            }
+        }
         const int next = row + stride;
         reader.dot(w_in + (long long)row * D, next < rows ? w_in + (long long)next * D : nullptr, true, vectorized, normed, batch, lane, acc);
-        const float bias = in_bias != nullptr ? in_bias[row] : 0.f;
+        float mine = 0.f;
 #pragma unroll
         for (int s = 0; s < MAXB; ++s)
+            if (s == lane) mine = acc[s];
+        if (!finishes) continue;
+        const float v = mine + bias;
+        if (conv_row)
         {
-            if (s != lane || s >= batch) continue;
-            const float v = acc[s] + bias;
-            if (row < ED) xc[(long long)s * ED + row] = conv_channel(conv_state + ((long long)s * ED + row) * K, conv_w, conv_bias, row, v);
-            else xz[(long long)s * 2 * ED + row] = v;
+            xc[(long long)lane * ED + row] = conv_step(hist, taps, tap_bias, v);
+#pragma unroll
+            for (int k = 0; k < K; ++k) st[k] = hist[k];
         }
+        else xz[(long long)lane * 2 * ED + row] = v;
     }
 }
 
-// out (batch, rows) = in (batch, ED) · Wᵀ (+ bias), W row-major (rows, ED). Dynamic shared
-// memory: batch·ED floats.
+// out (batch, rows) = in (batch, ED) · Wᵀ (+ bias), W row-major (rows, ED). Dynamic shared memory: batch·ED floats.
 extern "C" __global__ void __launch_bounds__(MAMBA_DECODE_THREADS)
 mamba_decode_rows(const float* __restrict__ in, const float* __restrict__ w, const float* __restrict__ bias,
                   float* __restrict__ out, int rows, int batch)
@@ -369,16 +485,17 @@ mamba_decode_rows(const float* __restrict__ in, const float* __restrict__ w, con
     const int lane = threadIdx.x & 31, warps = blockDim.x >> 5, stride = gridDim.x * warps;
     const int first = blockIdx.x * warps + (threadIdx.x >> 5);
     const bool vectorized = packable(w);
+    allow_next_kernel();
     Reader reader;
     if (Reader::PACKABLE && vectorized && first < rows) reader.load(w + (long long)first * ED, 0, lane);
-    for (int j = threadIdx.x; j < batch * ED; j += blockDim.x) x[j] = in[j];
-    __syncthreads();
+    wait_for_previous_kernel();
+    rows_into_shared(in, x, batch);
     float acc[MAXB];
     for (int row = first; row < rows; row += stride)
     {
+        const float b = bias != nullptr && lane < batch ? bias[row] : 0.f;
         const int next = row + stride;
         reader.dot(w + (long long)row * ED, next < rows ? w + (long long)next * ED : nullptr, true, vectorized, x, batch, lane, acc);
-        const float b = bias != nullptr ? bias[row] : 0.f;
 #pragma unroll
         for (int s = 0; s < MAXB; ++s)
             if (s == lane && s < batch) out[(long long)s * rows + row] = acc[s] + b;
@@ -386,7 +503,8 @@ mamba_decode_rows(const float* __restrict__ in, const float* __restrict__ w, con
 }
 
 // One thread per (sequence, channel): Δ from x_dbl's dt_low and dt_proj's row (or softplus(b_dt) when Δ is not
-// selective), then the state update. x_dbl rows (batch, XR) hold [dt_low | B | C] for the selective parts.
+// selective), then the state update. x_dbl rows (batch, XR) hold [dt_low | B | C] for the selective parts. The
+// channel's parameters are loaded before waiting for the previous kernel.
 extern "C" __global__ void mamba_decode_ssm_step(const float* __restrict__ xc, const float* __restrict__ x_dbl,
                                                  const float* __restrict__ w_dt, const float* __restrict__ dt_bias,
                                                  const float* __restrict__ A2, const float* __restrict__ Bp,
@@ -395,26 +513,38 @@ extern "C" __global__ void mamba_decode_ssm_step(const float* __restrict__ xc, c
                                                  float* __restrict__ y, int batch)
 {
     using namespace mg_decode;
+    allow_next_kernel();
     const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= (long long)batch * ED) return;
-    const int c = (int)(i % ED);
+    const bool active = i < (long long)batch * ED;
+    const int c = active ? (int)(i % ED) : 0;
     const long long b = i / ED;
+    float a2[N];
+#pragma unroll
+    for (int n = 0; n < N; ++n) a2[n] = A2[c * N + n];
+    const float d = Dv[c], bias = dt_bias[c];
+#if MAMBA_SELECTIVE_DELTA
+    float wd[R];
+#pragma unroll
+    for (int r = 0; r < R; ++r) wd[r] = w_dt[(long long)c * R + r];
+#endif
+    wait_for_previous_kernel();
+    if (!active) return;
 #if MAMBA_SELECTIVE_DELTA
     const float* row = x_dbl + b * XR;
-    float dt = dt_bias[c];
-#pragma unroll 8
-    for (int r = 0; r < R; ++r) dt = fmaf(w_dt[(long long)c * R + r], row[r], dt);
+    float dt = bias;
+#pragma unroll
+    for (int r = 0; r < R; ++r) dt = fmaf(wd[r], row[r], dt);
     const float delta = mg_softplus(dt);
     constexpr int B_COLUMN = R;
 #else
-    const float delta = mg_softplus(dt_bias[c]);
+    const float delta = mg_softplus(bias);
     constexpr int B_COLUMN = 0;
 #endif
     constexpr int C_COLUMN = B_COLUMN + (MAMBA_SELECTIVE_B ? N : 0);
     const float* Bm = MAMBA_SELECTIVE_B ? x_dbl + B_COLUMN : Bp;
     const float* Cm = MAMBA_SELECTIVE_C ? x_dbl + C_COLUMN : Cp;
     const float zv = MAMBA_HAS_Z ? xz[b * 2 * ED + ED + c] : 0.f;
-    y[i] = ssm_channel(delta, xc[i], b, c, A2, Bm, Cm, XR, Dv, zv, ssm_state + i * N);
+    y[i] = ssm_channel(delta, xc[i], b, c, a2, Bm, Cm, XR, d, zv, ssm_state + i * N);
 }
 
 // logits (batch, VOCAB) = RMSNorm(r_in + addend)·w · Eᵀ. Dynamic shared memory: batch·D floats.
@@ -425,15 +555,16 @@ mamba_decode_head(const float* __restrict__ r_in, const float* __restrict__ adde
     using namespace mg_decode;
     extern __shared__ float4 shared4[];
     float* normed = reinterpret_cast<float*>(shared4);
-    __shared__ float scratch[32];
     typedef RowReader<float, D> Reader;
     const int lane = threadIdx.x & 31, warps = blockDim.x >> 5;
     const int rows = MAMBA_VOCAB, stride = gridDim.x * warps;
     const int first = blockIdx.x * warps + (threadIdx.x >> 5);
     const bool vectorized = packable(head);
+    allow_next_kernel();
     Reader reader;
     if (Reader::PACKABLE && vectorized && first < rows) reader.load(head + (long long)first * D, 0, lane);
-    norm_into_shared(nullptr, nullptr, r_in, addend, norm_w, nullptr, normed, batch, scratch);
+    wait_for_previous_kernel();
+    norm_into_shared(nullptr, nullptr, r_in, addend, norm_w, nullptr, normed, batch);
     float acc[MAXB];
     for (int row = first; row < rows; row += stride)
     {
@@ -455,6 +586,7 @@ mamba_decode_argmax(const float* __restrict__ logits, int limit, float* __restri
     __shared__ float best_value[MAMBA_ARGMAX_THREADS];
     __shared__ int best_index[MAMBA_ARGMAX_THREADS];
     __shared__ bool last;
+    mg_decode::wait_for_previous_kernel();
     const int s = blockIdx.y, parts = gridDim.x;
     const int span = (limit + parts - 1) / parts;
     const int begin = blockIdx.x * span, end = min(limit, begin + span);

@@ -18,8 +18,9 @@ namespace MambaGen.Tests.Cuda;
 public partial class WideDecodeModel { }
 
 /// <summary>
-/// The GPU's one-token decode step: replayed from its CUDA graph it gives the logits of its kernels launched one by one
-/// (bit for bit: the same kernels with the same arguments and no atomics in any sum) and the CPU path's logits (the
+/// The GPU's one-token decode step: replayed from its CUDA graph (with overlapping kernels on sm_90 and later) it gives
+/// the logits of its kernels launched one after another (bit for bit: the same kernels with the same arguments and no
+/// atomics in any sum) and the CPU path's logits (the
 /// project's GPU tolerance), for a batch the fused kernels take and one above their limit (cuBLAS products); the greedy
 /// pick on the device is the host's argmax of the same logits; bad input is refused before any launch.
 /// </summary>
@@ -64,13 +65,17 @@ public class CudaDecodeGraphTests
                         var replayed = new float[batch * vocab];
                         var launched = new float[batch * vocab];
                         ((IDecodingModel)cpu).Advance(cpuState, tokens, expected);
+                        // The graph with overlapping kernels where the device allows them; the launches one after another.
                         gpu.UseCudaGraphs = true;
+                        gpu.OverlapDecodeKernels = gpu.Context.Architecture >= 90;
                         gpu.Advance(graphState, tokens, replayed);
                         gpu.UseCudaGraphs = false;
+                        gpu.OverlapDecodeKernels = false;
                         gpu.Advance(eagerState, tokens, launched);
                         if (!replayed.AsSpan().SequenceEqual(launched))
                             failures.Add($"{name} batch {batch} after {length} more tokens: graph and launches differ");
-                        if (WorstError(replayed, expected) is { } error) failures.Add($"{name} batch {batch} after {length} more tokens: {error}");
+                        if (WorstError(replayed, expected) is { } error) failures.Add($"{name} batch {batch} after {length} more tokens, graph: {error}");
+                        if (WorstError(launched, expected) is { } launchError) failures.Add($"{name} batch {batch} after {length} more tokens, launches: {launchError}");
                     }
                 }
                 catch (CudaException error)

@@ -26,6 +26,7 @@ public sealed partial class CudaMambaModel
 
     private DecodeLaunch? _decode;
     private bool _useCudaGraphs = true;
+    private bool? _overlapDecodeKernels;
 
     /// <summary>Counts <see cref="UploadParameters"/> calls, so a step knows when a parameter copy may still be in flight.</summary>
     private long _uploads;
@@ -39,6 +40,22 @@ public sealed partial class CudaMambaModel
     {
         get { lock (_sync) return _useCudaGraphs; }
         set { lock (_sync) _useCudaGraphs = value; }
+    }
+
+    /// <summary>
+    /// Whether each fused decode kernel may start while the one before it finishes (programmatic dependent launch,
+    /// sm_90 and later; on by default there): it loads its weights meanwhile and waits for the previous kernel's
+    /// results before it reads them. The results are the same either way.
+    /// </summary>
+    public bool OverlapDecodeKernels
+    {
+        get { lock (_sync) return _overlapDecodeKernels ?? _context.Architecture >= 90; }
+        set
+        {
+            if (value && _context.Architecture < 90)
+                throw new NotSupportedException($"Overlapping kernels (programmatic dependent launch) needs sm_90 or later; {_context.DeviceName} is sm_{_context.Architecture}.");
+            lock (_sync) _overlapDecodeKernels = value;
+        }
     }
 
     Generation.IDecodeState IMambaBackend.CreateDecodeState(int batch) => CreateDecodeState(batch);
@@ -160,26 +177,30 @@ public sealed partial class CudaMambaModel
             state.HasStepped = true;
             return;
         }
-        if (state.Graph is null || state.GraphLimit != vocabularyLimit)
+        bool overlap = OverlapsKernels;
+        if (state.Graph is null || state.GraphLimit != vocabularyLimit || state.GraphOverlaps != overlap)
         {
             state.Graph?.Dispose();
             state.Graph = null;
             state.Graph = decode.Stream.Capture(() => EnqueueStep(state, vocabularyLimit, decode));
             state.GraphLimit = vocabularyLimit;
+            state.GraphOverlaps = overlap;
         }
         state.Graph.Launch(decode.Stream);
     }
+
+    private bool OverlapsKernels => _overlapDecodeKernels ?? _context.Architecture >= 90;
 
     /// <summary>The whole step on the decode stream: ids in, every layer, the head, the greedy pick, picked ids out.</summary>
     private void EnqueueStep(CudaDecodeState d, int vocabularyLimit, DecodeLaunch decode)
     {
         d.Tokens.CopyToDeviceAsync(d.PinnedTokens, decode.Stream);
-        if (d.Batch <= decode.MaxFusedBatch) EnqueueFusedLayers(d, decode);
+        bool fused = d.Batch <= decode.MaxFusedBatch;
+        if (fused) EnqueueFusedLayers(d, decode);
         else EnqueueBatchedLayers(d, decode);
-        decode.Argmax.GridDimensions = new Dim3(ArgmaxParts, (uint)d.Batch);
-        decode.Argmax.BlockDimensions = new Dim3((uint)decode.ArgmaxThreads);
-        decode.Argmax.DynamicSharedMemory = 0;
-        decode.Argmax.Launch(decode.Stream, d.Logits, vocabularyLimit, d.PartValues, d.PartIndices, d.Counters, d.NextIds);
+        // After the fused head the pick may overlap it too; after a cuBLAS product it waits as usual.
+        EnqueueOnDecodeStream(decode, decode.Argmax, new Dim3(ArgmaxParts, (uint)d.Batch), decode.ArgmaxThreads, 0, fused && OverlapsKernels,
+            d.Logits, vocabularyLimit, d.PartValues, d.PartIndices, d.Counters, d.NextIds);
         d.NextIds.CopyToHostAsync(d.PinnedNext, decode.Stream);
     }
 
@@ -195,19 +216,20 @@ public sealed partial class CudaMambaModel
         {
             var o = layout.LayerOffsets[layer];
             // The first layer reads its residual rows straight from the embedding by token id.
-            FusedRows(decode, decode.InProj, 2 * s.DInner, normedBytes,
+            // The first kernel follows the token copy, not a kernel: it starts as usual.
+            FusedRows(decode, decode.InProj, 2 * s.DInner, normedBytes, layer > 0,
                 layer == 0 ? d.Tokens.DevicePointer : 0UL, Weight(layout.Embedding), residualIn, layer == 0 ? 0UL : d.MixerOut.DevicePointer,
                 Weight(o.Norm), residualOut, Weight(o.InProj), o.InProjBias < 0 ? 0UL : Weight(o.InProjBias), d.ConvOf(layer),
                 Weight(o.ConvWeight), o.ConvBias < 0 ? 0UL : Weight(o.ConvBias), d.Xc, d.Xz, batch);
             (residualIn, residualOut) = (residualOut, residualIn);
             if (s.XProjRows > 0)
-                FusedRows(decode, decode.Rows, s.XProjRows, innerBytes, d.Xc, Weight(o.XProj), 0UL, d.XDbl, s.XProjRows, batch);
-            EnqueueOnDecodeStream(decode, decode.SsmStep, ChannelBlocks(batch), DecodeChannelThreads, 0,
+                FusedRows(decode, decode.Rows, s.XProjRows, innerBytes, true, d.Xc, Weight(o.XProj), 0UL, d.XDbl, s.XProjRows, batch);
+            EnqueueOnDecodeStream(decode, decode.SsmStep, ChannelBlocks(batch), DecodeChannelThreads, 0, OverlapsKernels,
                 d.Xc, d.XDbl, s.SelectiveDelta ? Weight(o.DtProjWeight) : 0UL, Weight(o.DtProjBias), ScaledA(layer),
                 s.SelectiveB ? 0UL : Weight(o.B), s.SelectiveC ? 0UL : Weight(o.C), Weight(o.D), d.Xz, d.SsmOf(layer), d.Y, batch);
-            FusedRows(decode, decode.Rows, s.DModel, innerBytes, d.Y, Weight(o.OutProj), o.OutProjBias < 0 ? 0UL : Weight(o.OutProjBias), d.MixerOut, s.DModel, batch);
+            FusedRows(decode, decode.Rows, s.DModel, innerBytes, true, d.Y, Weight(o.OutProj), o.OutProjBias < 0 ? 0UL : Weight(o.OutProjBias), d.MixerOut, s.DModel, batch);
         }
-        FusedRows(decode, decode.Head, s.Vocab, normedBytes, residualIn, d.MixerOut, Weight(layout.NormF), Weight(HeadOffset), d.Logits, batch);
+        FusedRows(decode, decode.Head, s.Vocab, normedBytes, true, residualIn, d.MixerOut, Weight(layout.NormF), Weight(HeadOffset), d.Logits, batch);
     }
 
     /// <summary>Larger batches: RMSNorm, cuBLAS products and the per-channel conv and scan kernels, layer by layer.</summary>
@@ -216,7 +238,7 @@ public sealed partial class CudaMambaModel
         var s = _shape;
         var layout = _parameters.Layout;
         int batch = d.Batch;
-        EnqueueOnDecodeStream(decode, _kernels.Embed, ElementwiseBlocks((long)batch * s.DModel), ElementwiseThreads, 0,
+        EnqueueOnDecodeStream(decode, _kernels.Embed, ElementwiseBlocks((long)batch * s.DModel), ElementwiseThreads, 0, false,
             d.Tokens, Weight(layout.Embedding), d.ResidualA, batch, s.Vocab);
         var residualIn = d.ResidualA;
         var residualOut = d.ResidualB;
@@ -228,7 +250,7 @@ public sealed partial class CudaMambaModel
 
             // xz (batch × 2ED) = normed · W_inᵀ (+ bias).
             RowProduct(decode, d.Xz, 2 * s.DInner, Weight(o.InProj), s.DModel, o.InProjBias < 0 ? 0 : Weight(o.InProjBias), d.Normed.DevicePointer, s.DModel, batch);
-            EnqueueOnDecodeStream(decode, _kernels.DecodeConvolution, ChannelBlocks(batch), DecodeChannelThreads, 0,
+            EnqueueOnDecodeStream(decode, _kernels.DecodeConvolution, ChannelBlocks(batch), DecodeChannelThreads, 0, false,
                 d.Xz, 2L * s.DInner, d.ConvOf(layer), Weight(o.ConvWeight), o.ConvBias < 0 ? 0UL : Weight(o.ConvBias), d.Xc, batch);
 
             // x_dbl (batch × XProjRows) = xc · W_xᵀ; dt (batch × ED) = dt_low · W_dtᵀ.
@@ -239,7 +261,7 @@ public sealed partial class CudaMambaModel
             int bColumn = s.SelectiveDelta ? s.DtRank : 0;
             int cColumn = bColumn + (s.SelectiveB ? s.DState : 0);
             ulong ColumnOf(int column) => d.XDbl.DevicePointer + (ulong)column * sizeof(float);
-            EnqueueOnDecodeStream(decode, _kernels.DecodeScan, ChannelBlocks(batch), DecodeChannelThreads, 0,
+            EnqueueOnDecodeStream(decode, _kernels.DecodeScan, ChannelBlocks(batch), DecodeChannelThreads, 0, false,
                 d.Xc, s.SelectiveDelta ? d.Dt.DevicePointer : 0UL, (long)s.DInner, Weight(o.DtProjBias), ScaledA(layer),
                 s.SelectiveB ? ColumnOf(bColumn) : Weight(o.B), s.SelectiveC ? ColumnOf(cColumn) : Weight(o.C), (long)s.XProjRows,
                 Weight(o.D), d.Xz.DevicePointer + (ulong)s.DInner * sizeof(float), 2L * s.DInner, d.SsmOf(layer), d.Y, batch);
@@ -253,7 +275,7 @@ public sealed partial class CudaMambaModel
 
     private void EnqueueNorm(DecodeLaunch decode, CudaDeviceVariable<float> residualIn, ulong addend, ulong weight, CudaDeviceVariable<float> residualOut,
         CudaDecodeState d, int batch) =>
-        EnqueueOnDecodeStream(decode, _kernels.NormForward, batch, _scan.NormThreads, 0, residualIn, addend, weight, residualOut, d.Normed, d.InverseRms, batch);
+        EnqueueOnDecodeStream(decode, _kernels.NormForward, (uint)batch, _scan.NormThreads, 0, false, residualIn, addend, weight, residualOut, d.Normed, d.InverseRms, batch);
 
     /// <summary>
     /// out (rows of <paramref name="outputs"/>, one per sequence) = in · Wᵀ (+ bias), W row-major outputs × depth and
@@ -265,7 +287,7 @@ public sealed partial class CudaMambaModel
         if (bias != 0)
         {
             long total = (long)batch * outputs;
-            EnqueueOnDecodeStream(decode, _kernels.FillBroadcast, ElementwiseBlocks(total), ElementwiseThreads, 0, output, bias, outputs, 1L, total);
+            EnqueueOnDecodeStream(decode, _kernels.FillBroadcast, ElementwiseBlocks(total), ElementwiseThreads, 0, false, output, bias, outputs, 1L, total);
             beta = 1f;
         }
         // Column-major view: outᵀ (outputs × batch) = W (outputs × depth) · inᵀ (depth × batch).
@@ -274,26 +296,30 @@ public sealed partial class CudaMambaModel
             beta, output.DevicePointer, CudaDataType.Float32, outputs);
     }
 
-    /// <summary>One of the fused row kernels: enough blocks of whole warps for every row, capped so each block walks several.</summary>
-    private void FusedRows(DecodeLaunch decode, CudaKernel kernel, int rows, uint sharedBytes, params ReadOnlySpan<KernelArgument> arguments)
+    /// <summary>
+    /// One of the fused row kernels: enough blocks of whole warps for every row, capped so each block walks several;
+    /// overlapping the previous kernel when <paramref name="afterKernel"/> and overlap is on.
+    /// </summary>
+    private void FusedRows(DecodeLaunch decode, CudaKernel kernel, int rows, uint sharedBytes, bool afterKernel, params ReadOnlySpan<KernelArgument> arguments)
     {
         int warps = decode.FusedThreads / 32;
         long blocks = Math.Min((rows + warps - 1) / warps, (long)_context.MultiprocessorCount * DecodeBlocksPerMultiprocessor);
-        EnqueueOnDecodeStream(decode, kernel, blocks, decode.FusedThreads, sharedBytes, arguments);
+        EnqueueOnDecodeStream(decode, kernel, (uint)blocks, decode.FusedThreads, sharedBytes, afterKernel && OverlapsKernels, arguments);
     }
 
     private const int DecodeChannelThreads = 128;
 
-    private long ChannelBlocks(int batch) => ((long)batch * _shape.DInner + DecodeChannelThreads - 1) / DecodeChannelThreads;
+    private Dim3 ChannelBlocks(int batch) => new((uint)(((long)batch * _shape.DInner + DecodeChannelThreads - 1) / DecodeChannelThreads));
 
-    private static long ElementwiseBlocks(long work) => Math.Clamp((work + ElementwiseThreads - 1) / ElementwiseThreads, 1, 65_535L * 16);
+    private static Dim3 ElementwiseBlocks(long work) => new((uint)Math.Clamp((work + ElementwiseThreads - 1) / ElementwiseThreads, 1, 65_535L * 16));
 
-    private static void EnqueueOnDecodeStream(DecodeLaunch decode, CudaKernel kernel, long blocks, int threads, uint sharedBytes,
+    private static void EnqueueOnDecodeStream(DecodeLaunch decode, CudaKernel kernel, Dim3 grid, int threads, uint sharedBytes, bool overlap,
         params ReadOnlySpan<KernelArgument> arguments)
     {
-        kernel.GridDimensions = new Dim3((uint)blocks);
+        kernel.GridDimensions = grid;
         kernel.BlockDimensions = new Dim3((uint)threads);
         kernel.DynamicSharedMemory = (int)sharedBytes;
+        kernel.StartsBeforePreviousKernelEnds = overlap;
         kernel.Launch(decode.Stream, arguments);
     }
 
@@ -453,9 +479,10 @@ public sealed class CudaDecodeState : Generation.IGreedyDecodeState, IDisposable
     /// <summary>Page-locked copies of the step's input ids and picked ids (asynchronous copies, also inside a graph).</summary>
     internal readonly CudaPinnedHostMemory<int> PinnedTokens = null!, PinnedNext = null!;
 
-    /// <summary>The captured step and the vocabulary limit its greedy pick was captured with.</summary>
+    /// <summary>The captured step, the vocabulary limit its greedy pick was captured with, and whether its kernels overlap.</summary>
     internal CudaGraphExec? Graph;
     internal int GraphLimit;
+    internal bool GraphOverlaps;
 
     /// <summary>Whether a one-token step has run on this state (the first is never captured).</summary>
     internal bool HasStepped;
