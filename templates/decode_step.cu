@@ -15,6 +15,8 @@
 // both can point into in_proj's (batch, 2·ED) output; B/C with a row stride into x_dbl; dt with its own stride).
 //
 // Both end with mamba_decode_argmax (the greedy pick on the device). A is passed as A·log2 e, as in the scan.
+// The fused kernels may be launched to overlap their predecessor (programmatic dependent launch, sm_90+): each issues
+// its weight loads first and executes griddepcontrol.wait before touching activations or states.
 #ifndef MAMBA_COMMON_CUH
 #include "common.cuh"
 #endif

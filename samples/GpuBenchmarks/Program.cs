@@ -181,7 +181,7 @@ static bool DecodeBenchmarks(CudaMambaModel gpu, Mamba130M host, Dictionary<stri
 
     // What sampling costs on top: every step copies the whole row of logits back for the host to sample from.
     gpu.UseCudaGraphs = true;
-    gpu.OverlapDecodeKernels = canOverlapKernels;
+    gpu.OverlapDecodeKernels = false;
     using (var state = gpu.CreateDecodeState(1))
     {
         var logits = new float[vocab];

@@ -26,7 +26,7 @@ public sealed partial class CudaMambaModel
 
     private DecodeLaunch? _decode;
     private bool _useCudaGraphs = true;
-    private bool? _overlapDecodeKernels;
+    private bool _overlapDecodeKernels;
 
     /// <summary>Counts <see cref="UploadParameters"/> calls, so a step knows when a parameter copy may still be in flight.</summary>
     private long _uploads;
@@ -44,12 +44,14 @@ public sealed partial class CudaMambaModel
 
     /// <summary>
     /// Whether each fused decode kernel may start while the one before it finishes (programmatic dependent launch,
-    /// sm_90 and later; on by default there): it loads its weights meanwhile and waits for the previous kernel's
-    /// results before it reads them. The results are the same either way.
+    /// sm_90 and later): it loads its first weights meanwhile and waits for the previous kernel's results before it
+    /// reads them. The results are the same either way. Off by default: on the H200 at the 130M shape it was slower
+    /// (1,623 against 1,706 tok/s at batch 1, docs/benchmarks.md), the waiting blocks holding the SMs the running
+    /// kernel's blocks need.
     /// </summary>
     public bool OverlapDecodeKernels
     {
-        get { lock (_sync) return _overlapDecodeKernels ?? _context.Architecture >= 90; }
+        get { lock (_sync) return _overlapDecodeKernels; }
         set
         {
             if (value && _context.Architecture < 90)
@@ -177,7 +179,7 @@ public sealed partial class CudaMambaModel
             state.HasStepped = true;
             return;
         }
-        bool overlap = OverlapsKernels;
+        bool overlap = _overlapDecodeKernels;
         if (state.Graph is null || state.GraphLimit != vocabularyLimit || state.GraphOverlaps != overlap)
         {
             state.Graph?.Dispose();
@@ -189,8 +191,6 @@ public sealed partial class CudaMambaModel
         state.Graph.Launch(decode.Stream);
     }
 
-    private bool OverlapsKernels => _overlapDecodeKernels ?? _context.Architecture >= 90;
-
     /// <summary>The whole step on the decode stream: ids in, every layer, the head, the greedy pick, picked ids out.</summary>
     private void EnqueueStep(CudaDecodeState d, int vocabularyLimit, DecodeLaunch decode)
     {
@@ -199,7 +199,7 @@ public sealed partial class CudaMambaModel
         if (fused) EnqueueFusedLayers(d, decode);
         else EnqueueBatchedLayers(d, decode);
         // After the fused head the pick may overlap it too; after a cuBLAS product it waits as usual.
-        EnqueueOnDecodeStream(decode, decode.Argmax, new Dim3(ArgmaxParts, (uint)d.Batch), decode.ArgmaxThreads, 0, fused && OverlapsKernels,
+        EnqueueOnDecodeStream(decode, decode.Argmax, new Dim3(ArgmaxParts, (uint)d.Batch), decode.ArgmaxThreads, 0, fused && _overlapDecodeKernels,
             d.Logits, vocabularyLimit, d.PartValues, d.PartIndices, d.Counters, d.NextIds);
         d.NextIds.CopyToHostAsync(d.PinnedNext, decode.Stream);
     }
@@ -224,7 +224,7 @@ public sealed partial class CudaMambaModel
             (residualIn, residualOut) = (residualOut, residualIn);
             if (s.XProjRows > 0)
                 FusedRows(decode, decode.Rows, s.XProjRows, innerBytes, true, d.Xc, Weight(o.XProj), 0UL, d.XDbl, s.XProjRows, batch);
-            EnqueueOnDecodeStream(decode, decode.SsmStep, ChannelBlocks(batch), DecodeChannelThreads, 0, OverlapsKernels,
+            EnqueueOnDecodeStream(decode, decode.SsmStep, ChannelBlocks(batch), DecodeChannelThreads, 0, _overlapDecodeKernels,
                 d.Xc, d.XDbl, s.SelectiveDelta ? Weight(o.DtProjWeight) : 0UL, Weight(o.DtProjBias), ScaledA(layer),
                 s.SelectiveB ? 0UL : Weight(o.B), s.SelectiveC ? 0UL : Weight(o.C), Weight(o.D), d.Xz, d.SsmOf(layer), d.Y, batch);
             FusedRows(decode, decode.Rows, s.DModel, innerBytes, true, d.Y, Weight(o.OutProj), o.OutProjBias < 0 ? 0UL : Weight(o.OutProjBias), d.MixerOut, s.DModel, batch);
@@ -304,7 +304,7 @@ public sealed partial class CudaMambaModel
     {
         int warps = decode.FusedThreads / 32;
         long blocks = Math.Min((rows + warps - 1) / warps, (long)_context.MultiprocessorCount * DecodeBlocksPerMultiprocessor);
-        EnqueueOnDecodeStream(decode, kernel, (uint)blocks, decode.FusedThreads, sharedBytes, afterKernel && OverlapsKernels, arguments);
+        EnqueueOnDecodeStream(decode, kernel, (uint)blocks, decode.FusedThreads, sharedBytes, afterKernel && _overlapDecodeKernels, arguments);
     }
 
     private const int DecodeChannelThreads = 128;
