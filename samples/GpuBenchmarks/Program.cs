@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.Text.Json;
 using MambaGen;
 using MambaGen.Cuda.Backend;
+using MambaGen.Generation;
 using MambaGen.Training;
 
 // End-to-end GPU timings of a generated model at Mamba-130M's shape (random weights), in fp32 or bf16 compute
@@ -71,20 +72,7 @@ static int Run(int batch, int length, int repeat, FileInfo? output, GpuPrecision
     results["prefill_b1_last_logits_ms"] = prefillSingleMs;
     results["prefill_b1_split_ms"] = PrintSplit(gpu, $"prefill b1 L{length}", repeat, () => gpu.Forward(singleTokens, 1, singleLogits, LogitsFor.LastPosition));
 
-    // Decoding one sequence: a 16-token prompt read in one pass, then one token per call (logits back to the host each time).
-    using (var state = gpu.CreateDecodeState(1))
-    {
-        var stepLogits = new float[Mamba130M.Vocab];
-        gpu.Advance(state, Tokens(16), stepLogits);
-        var next = new int[1];
-        double tokenMs = Median(Math.Max(repeat, 50), () =>
-        {
-            next[0] = random.Next(Mamba130M.Vocab);
-            gpu.Advance(state, next, stepLogits);
-        });
-        Console.WriteLine($"decode b1, one token per call: {tokenMs:F3} ms, {1e3 / tokenMs:N0} tok/s");
-        results["decode_b1_ms_per_token"] = tokenMs;
-    }
+    if (!DecodeBenchmarks(gpu, host, results)) return 1;
 
     using var optimizer = new CudaAdamW(gpu);
     var targets = Tokens(tokens);
@@ -143,6 +131,136 @@ static double Median(int repeat, Action call)
     }
     Array.Sort(times);
     return times[repeat / 2];
+}
+
+// Decoding as generation does it: a 128-token prompt prefilled per sequence, then 256 greedy steps, each sequence fed
+// its own pick (made on the device; only the ids come back), at batch 1 and 64, with the step replayed from a CUDA
+// graph and with its kernels launched one by one. Checked first: the
+// step's logits against the CPU path, and the same tokens with and without graphs.
+static bool DecodeBenchmarks(CudaMambaModel gpu, Mamba130M host, Dictionary<string, object> results)
+{
+    const int PromptLength = 128, NewTokens = 256, Runs = 3;
+    const double HbmBytesPerSecond = 4.2e12;
+    int vocab = Mamba130M.Vocab;
+    var random = new Random(3);
+    int[] Tokens(int count) => Enumerable.Range(0, count).Select(_ => random.Next(vocab)).ToArray();
+
+    // The fused step against the CPU path (a 16-token prompt, then three single tokens: the first step runs kernel by
+    // kernel, the next two replay the graph), with overlapping kernels where the device has them, then without.
+    bool canOverlapKernels = gpu.Context.Architecture >= 90;
+    foreach (bool overlap in canOverlapKernels ? new[] { true, false } : new[] { false })
+    {
+        gpu.OverlapDecodeKernels = overlap;
+        string mode = overlap ? "overlapping kernels" : "kernels in sequence";
+        IDecodingModel cpu = host;
+        var cpuState = cpu.CreateDecodeState(1);
+        using var state = gpu.CreateDecodeState(1);
+        var expected = new float[vocab];
+        var actual = new float[vocab];
+        double worst = 0;
+        try
+        {
+            foreach (int length in new[] { 16, 1, 1, 1 })
+            {
+                var tokens = Tokens(length);
+                cpu.Advance(cpuState, tokens, expected);
+                gpu.Advance(state, tokens, actual);
+                worst = Math.Max(worst, expected.Select((e, i) => Math.Abs(actual[i] - e) / (2e-3 + 6e-4 * Math.Abs(e))).Max());
+            }
+        }
+        catch (MambaGen.Cuda.CudaException error) when (overlap)
+        {
+            Console.Error.WriteLine($"decode with {mode} failed ({error.Message}); timing without.");
+            canOverlapKernels = false;
+            continue;
+        }
+        Console.WriteLine($"check: decode steps b1 ({mode}) against the CPU path, worst error {worst:P1} of the tolerance");
+        if (!(worst <= 1))
+        {
+            Console.Error.WriteLine($"The GPU decode step with {mode} does not match the CPU path; not timing it.");
+            if (!overlap) return false;
+            canOverlapKernels = false;
+        }
+    }
+
+    long weightBytes = (long)host.Parameters.Values.Length * sizeof(float);
+    double floor = HbmBytesPerSecond / weightBytes;
+    Console.WriteLine($"weights {weightBytes / 1e6:F0} MB in fp32: reading them once per step at 4.2 TB/s allows {floor:N0} steps/s ({2 * floor:N0} in 16-bit)");
+    results["decode_weight_read_floor_steps_per_s_fp32"] = floor;
+    foreach (int batch in new[] { 1, 64 })
+    {
+        var prompt = Tokens(batch * PromptLength);
+        int[][]? reference = null;
+        // The graph with overlapping kernels (sm_90 and later), the graph without, the kernels launched one by one.
+        var modes = canOverlapKernels ? new[] { (true, true), (true, false), (false, false) } : new[] { (true, false), (false, false) };
+        foreach (var (graphs, overlap) in modes)
+        {
+            gpu.OverlapDecodeKernels = overlap;
+            string mode = graphs ? overlap ? "CUDA graph, overlapping kernels" : "CUDA graph" : "kernel launches";
+            var rates = new double[Runs];
+            for (int run = 0; run < Runs; run++)
+            {
+                (rates[run], var tokens) = GreedyRun(gpu, prompt, batch, graphs, NewTokens);
+                reference ??= tokens;
+                if (!reference.Zip(tokens).All(pair => pair.First.AsSpan().SequenceEqual(pair.Second)))
+                {
+                    Console.Error.WriteLine($"decode b{batch}: the greedy tokens differ from the first run's ({mode}).");
+                    return false;
+                }
+            }
+            Array.Sort(rates);
+            double rate = rates[Runs / 2];
+            results[$"decode_b{batch}_{(graphs ? overlap ? "graph_overlap" : "graph" : "launches")}_tokens_per_s"] = rate;
+            Console.WriteLine($"decode b{batch}, {NewTokens} greedy steps after a {PromptLength}-token prompt, {mode}: " +
+                              $"{rate:N0} tok/s ({1e3 * batch / rate:F3} ms per step), {rate / batch / floor:P1} of the fp32 weight-read floor, " +
+                              $"{rate / batch / (2 * floor):P1} of the 16-bit one");
+        }
+        Console.WriteLine($"check: decode b{batch}, the same {NewTokens + 3} tokens per sequence in every run, with and without graphs");
+    }
+
+    // What sampling costs on top: every step copies the whole row of logits back for the host to sample from.
+    gpu.UseCudaGraphs = true;
+    gpu.OverlapDecodeKernels = false;
+    using (var state = gpu.CreateDecodeState(1))
+    {
+        var logits = new float[vocab];
+        gpu.Advance(state, Tokens(PromptLength), logits);
+        var next = new int[1];
+        double stepMs = Median(NewTokens, () =>
+        {
+            next[0] = random.Next(vocab);
+            gpu.Advance(state, next, logits);
+        });
+        results["decode_b1_logits_to_host_ms_per_token"] = stepMs;
+        Console.WriteLine($"decode b1 with the logits copied to the host every step (the sampling path), CUDA graph: {stepMs:F3} ms per token, {1e3 / stepMs:N0} tok/s");
+    }
+    return true;
+}
+
+// Prefills `prompt`, picks the first token from its logits, takes two untimed greedy steps (a state's first step runs
+// kernel by kernel, the second captures the graph), then times `newTokens` greedy steps. Returns tokens per second over the batch and every sequence's tokens.
+static (double Rate, int[][] Tokens) GreedyRun(CudaMambaModel gpu, int[] prompt, int batch, bool graphs, int newTokens)
+{
+    int vocab = Mamba130M.Vocab;
+    gpu.UseCudaGraphs = graphs;
+    using var state = gpu.CreateDecodeState(batch);
+    var logits = new float[batch * vocab];
+    gpu.Advance(state, prompt, logits);
+    var feed = Enumerable.Range(0, batch).Select(b => MambaGen.Cpu.TokenSampler.ArgMax(logits.AsSpan(b * vocab, vocab))).ToArray();
+    var next = new int[batch];
+    var tokens = Enumerable.Range(0, batch).Select(_ => new int[newTokens + 3]).ToArray();
+    void Step(int index)
+    {
+        gpu.AdvanceGreedy(state, feed, next, vocab);
+        (feed, next) = (next, feed);
+        for (int b = 0; b < batch; b++) tokens[b][index] = feed[b];
+    }
+    for (int b = 0; b < batch; b++) tokens[b][0] = feed[b];
+    Step(1);
+    Step(2);
+    var watch = Stopwatch.StartNew();
+    for (int step = 0; step < newTokens; step++) Step(step + 3);
+    return (batch * newTokens / watch.Elapsed.TotalSeconds, tokens);
 }
 
 [MambaModel(DModel = 768, Layers = 24, Vocab = 50277, PadVocabMultiple = 8)]

@@ -110,6 +110,17 @@ public sealed unsafe class CublasHandle : IDisposable
         }
     }
 
+    /// <summary>
+    /// Hands cuBLAS <paramref name="workspace"/> as its scratch, so its kernels never allocate (which a CUDA graph capture
+    /// forbids). Setting <see cref="Stream"/> afterwards resets it to cuBLAS's own pool, so set the stream first.
+    /// </summary>
+    public void SetWorkspace(CudaDeviceVariable<byte> workspace)
+    {
+        ArgumentNullException.ThrowIfNull(workspace);
+        Context.MakeCurrent();
+        Check(Cublas.cublasSetWorkspace_v2(Handle, workspace.DevicePointer, (nuint)workspace.SizeInBytes), "cublasSetWorkspace_v2", $"({workspace.SizeInBytes} bytes)");
+    }
+
     /// <summary>Sets the math mode (e.g. allow TF32 for fp32 GEMMs).</summary>
     public void SetMathMode(CublasMathMode mode) => Check(Cublas.cublasSetMathMode(Handle, mode), "cublasSetMathMode");
 

@@ -88,6 +88,13 @@ public sealed class CudaKernel
     /// <summary>Dynamic shared memory per block in bytes (the kernel's <c>extern __shared__</c> array).</summary>
     public int DynamicSharedMemory { get; set; }
 
+    /// <summary>
+    /// Programmatic dependent launch (sm_90 and later): the kernel may be scheduled while the previous kernel in the stream
+    /// is still running, so it can start loading what does not depend on it. The kernel must then execute
+    /// <c>griddepcontrol.wait</c> before it reads that kernel's results or writes what it reads. Off by default.
+    /// </summary>
+    public bool StartsBeforePreviousKernelEnds { get; set; }
+
     /// <summary>Registers per thread, as compiled.</summary>
     public int RegistersPerThread => Attribute(FunctionAttribute.NumRegisters);
 
@@ -134,6 +141,18 @@ public sealed class CudaKernel
         }
         Context.MakeCurrent();
         var (grid, block) = (GridDimensions, BlockDimensions);
+        if (StartsBeforePreviousKernelEnds)
+        {
+            var attribute = new LaunchAttribute { Id = LaunchAttributeId.ProgrammaticStreamSerialization, Value = 1 };
+            var config = new LaunchConfig
+            {
+                GridX = grid.X, GridY = grid.Y, GridZ = grid.Z, BlockX = block.X, BlockY = block.Y, BlockZ = block.Z,
+                SharedMemoryBytes = (uint)DynamicSharedMemory, Stream = stream?.Handle ?? IntPtr.Zero, Attributes = &attribute, AttributeCount = 1,
+            };
+            CudaException.CheckDriver(Driver.cuLaunchKernelEx(&config, _function, pointers, null), "cuLaunchKernelEx",
+                $"('{Name}', grid {grid}, block {block}, {DynamicSharedMemory} bytes of dynamic shared memory, programmatic dependent launch)");
+            return;
+        }
         int status = Driver.cuLaunchKernel(_function, grid.X, grid.Y, grid.Z, block.X, block.Y, block.Z,
             (uint)DynamicSharedMemory, stream?.Handle ?? IntPtr.Zero, pointers, null);
         CudaException.CheckDriver(status, "cuLaunchKernel",

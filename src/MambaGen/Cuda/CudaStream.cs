@@ -56,6 +56,36 @@ public sealed class CudaStream : IDisposable
         return new CudaGraph(Context, graph);
     }
 
+    /// <summary>
+    /// Records the work <paramref name="enqueue"/> queues on this stream into a graph and returns it instantiated, ready to
+    /// replay. If <paramref name="enqueue"/> or the driver fails, the capture is ended and its partial graph destroyed, so
+    /// the stream is usable again and nothing leaks; the exception propagates.
+    /// </summary>
+    public CudaGraphExec Capture(Action enqueue)
+    {
+        ArgumentNullException.ThrowIfNull(enqueue);
+        BeginCapture();
+        try
+        {
+            enqueue();
+        }
+        catch
+        {
+            AbandonCapture();
+            throw;
+        }
+        using var graph = EndCapture();
+        return graph.Instantiate();
+    }
+
+    /// <summary>Ends a capture that failed part way, discarding whatever it recorded (its own errors are not the ones to report).</summary>
+    private unsafe void AbandonCapture()
+    {
+        Context.MakeCurrent();
+        IntPtr graph;
+        if (Driver.cuStreamEndCapture(Handle, &graph) == CudaResult.Success && graph != IntPtr.Zero) Driver.cuGraphDestroy(graph);
+    }
+
     /// <summary>Destroys the stream (work already queued still completes).</summary>
     public void Dispose()
     {

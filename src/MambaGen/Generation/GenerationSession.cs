@@ -13,6 +13,10 @@ namespace MambaGen.Generation;
 /// from its last logits. Every later step feeds one token per sequence through the batched state in a single call.
 /// A sequence that has stopped keeps being fed its last token until the others finish; its outputs are ignored.
 /// </para>
+/// <para>
+/// Greedy decoding without a repetition penalty picks on the device when the state can (<see cref="IGreedyDecodeState"/>,
+/// the GPU): the same argmax over the same logits, with only the picked ids copied back. Sampling copies the logits back.
+/// </para>
 /// Sequence i samples from its own generator seeded with <see cref="GenerationOptions.Seed"/> + i, so it gets the same
 /// tokens as a batch of one with that seed.
 /// </summary>
@@ -34,6 +38,9 @@ public sealed class GenerationSession
     private readonly bool[][] _seen;
     private readonly float[] _logits;
     private readonly int[] _feed;
+    // Ids picked on the device by a greedy step (unused when the host picks).
+    private readonly int[] _picked;
+    private readonly bool _pickOnDevice;
     private IDecodeState? _state;
     private int _running;
     private int _prefillTokens, _decodeTokens, _generatedTokens;
@@ -88,6 +95,8 @@ public sealed class GenerationSession
         _running = _options.MaxNewTokens == 0 ? 0 : batch;
         _logits = new float[batch * _vocab];
         _feed = new int[batch];
+        _picked = new int[batch];
+        _pickOnDevice = _options.IsGreedy && _options.RepetitionPenalty == 1f;
     }
 
     /// <summary>Sequences in the run.</summary>
@@ -129,15 +138,21 @@ public sealed class GenerationSession
         long start = Stopwatch.GetTimestamp();
         bool prefill = _state is null;
         if (prefill) Prefill();
-        else
+        bool picked = false;
+        if (!prefill)
         {
-            _model.Advance(_state!, _feed, _logits);
+            if (_pickOnDevice && _state is IGreedyDecodeState greedy)
+            {
+                greedy.StepGreedy(_feed, _picked, _options.VocabularyLimit ?? _vocab);
+                picked = true;
+            }
+            else _model.Advance(_state!, _feed, _logits);
             _decodeTokens += _running;
         }
         for (int i = 0; i < Batch; i++)
         {
             if (_finished[i] is not null) { next[i] = -1; continue; }
-            next[i] = _feed[i] = Pick(i);
+            next[i] = _feed[i] = picked ? Accept(i, _picked[i]) : Pick(i);
         }
         long elapsed = Stopwatch.GetTimestamp() - start;
         if (prefill) _prefillTicks += elapsed; else _decodeTicks += elapsed;
@@ -181,7 +196,12 @@ public sealed class GenerationSession
         var logits = _logits.AsSpan(sequence * _vocab, _options.VocabularyLimit ?? _vocab);
         if (_options.RepetitionPenalty != 1f)
             TokenSampler.ApplyRepetitionPenalty(logits, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_seenIds[sequence]), _options.RepetitionPenalty);
-        int token = _samplers[sequence].Next(logits);
+        return Accept(sequence, _samplers[sequence].Next(logits));
+    }
+
+    /// <summary>Appends <paramref name="token"/> to the sequence's output and stops it on a stop token or at the length limit.</summary>
+    private int Accept(int sequence, int token)
+    {
         _generated[sequence].Add(token);
         _generatedTokens++;
         MarkSeen(sequence, token);

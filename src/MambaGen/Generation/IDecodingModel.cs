@@ -39,3 +39,17 @@ public interface IDecodeState
     /// </summary>
     void CopySequenceFrom(IDecodeState source, int sourceSequence, int sequence);
 }
+
+/// <summary>
+/// A decode state whose backend can take a greedy step where the logits are: only the picked ids come back (the GPU
+/// backend's states; <see cref="GenerationSession"/> uses it for greedy decoding without a repetition penalty).
+/// </summary>
+public interface IGreedyDecodeState : IDecodeState
+{
+    /// <summary>
+    /// Feeds <paramref name="tokens"/> (one id per sequence) and writes into <paramref name="next"/> each sequence's most
+    /// likely next id among those below <paramref name="vocabularyLimit"/>, the first on ties: the id the host's argmax
+    /// would pick from the same logits.
+    /// </summary>
+    void StepGreedy(ReadOnlySpan<int> tokens, Span<int> next, int vocabularyLimit);
+}

@@ -522,27 +522,49 @@ extern "C" __global__ void mamba_cross_entropy(const mg_in_t* __restrict__ logit
 }
 
 // ─── templates/decode_step.cu ───
-// One-token decode step of a Mamba mixer, around the x_proj / dt_proj matrix products (cuBLAS):
-//   mamba_decode_conv: conv_state (batch, ED, K) fp32 shifts left and takes x_t (newest last);
-//                      xc = silu(Σ_k state[k]·w[c,k] + bias[c]) → xc (batch, ED) in the activation type.
-//   [host: x_dbl = xc·W_xᵀ → dt_low, B, C; dt = dt_low·W_dtᵀ]
-//   mamba_decode_ssm:  Δ = softplus(dt + b_dt) (softplus(b_dt) when Δ is not selective);
-//                      h = h·exp(Δ·A) + Δ·xc·B ; y = h·C + D·xc ; y ⊙= silu(z)   (ssm_state (batch, ED, N) fp32)
-// x_t and z_t are read with a row stride so both can point into in_proj's (batch, 2·ED) output; B/C (selective)
-// with a row stride into x_dbl; dt with its own row stride. A is passed as A·log2 e, as in the scan.
-// One thread per (batch, channel), the N states in registers; B/C reads are shared by a warp's channels.
+// One-token decode step of a Mamba model. Two launch plans share the per-channel arithmetic below:
+//
+// Small batches (≤ MAMBA_DECODE_MAX_BATCH sequences), four kernels per layer, no cuBLAS:
+//   mamba_decode_in_proj:  r = r_in + mixer_out (the embedding rows for the first layer); normed = RMSNorm(r)·w in
+//                          shared memory; xz = normed·W_inᵀ (+ bias), one weight row per warp; the x rows go straight
+//                          through the causal conv (state shifted in place) and SiLU → xc; the z rows are stored.
+//   mamba_decode_rows:     out = in·Wᵀ (+ bias) over a depth of ED: x_proj (→ dt_low, B, C) and out_proj.
+//   mamba_decode_ssm_step: Δ = softplus(dt_low·W_dtᵀ + b_dt) per channel, then the state update below.
+//   (after the last layer) mamba_decode_head: the final norm and logits = normed·Eᵀ.
+// Every weight is read once per step, whatever the batch: a warp loads 16-byte packs of its row into registers
+// (issued before the shared input is ready, so the loads overlap the norm) and dots them with each sequence's input.
+// The weight type is a template parameter of the row reader (fp32 today; 8-element bf16 packs are written for it).
+//
+// Larger batches: cuBLAS products around mamba_decode_conv and mamba_decode_ssm (x_t and z read with a row stride so
+// both can point into in_proj's (batch, 2·ED) output; B/C with a row stride into x_dbl; dt with its own stride).
+//
+// Both end with mamba_decode_argmax (the greedy pick on the device). A is passed as A·log2 e, as in the scan.
+// The fused kernels may be launched to overlap their predecessor (programmatic dependent launch, sm_90+): each issues
+// its weight loads first and executes griddepcontrol.wait before touching activations or states.
 #ifndef MAMBA_COMMON_CUH
 #include "common.cuh"
 #endif
 
+#ifndef MAMBA_D_MODEL
+#define MAMBA_D_MODEL 768
+#endif
 #ifndef MAMBA_D_STATE
 #define MAMBA_D_STATE 16
 #endif
 #ifndef MAMBA_D_INNER
 #define MAMBA_D_INNER 1536
 #endif
+#ifndef MAMBA_DT_RANK
+#define MAMBA_DT_RANK 48
+#endif
 #ifndef MAMBA_CONV_K
 #define MAMBA_CONV_K 4
+#endif
+#ifndef MAMBA_VOCAB
+#define MAMBA_VOCAB 50280
+#endif
+#ifndef MAMBA_NORM_EPS
+#define MAMBA_NORM_EPS 1e-5f
 #endif
 #ifndef MAMBA_HAS_CONV_BIAS
 #define MAMBA_HAS_CONV_BIAS 1
@@ -559,29 +581,24 @@ extern "C" __global__ void mamba_cross_entropy(const mg_in_t* __restrict__ logit
 #ifndef MAMBA_HAS_Z
 #define MAMBA_HAS_Z 1
 #endif
+// Sequences the fused kernels take at once (each warp keeps one accumulator per sequence).
+#ifndef MAMBA_DECODE_MAX_BATCH
+#define MAMBA_DECODE_MAX_BATCH 8
+#endif
+// Threads per block of the fused kernels (whole warps); each warp owns one weight row at a time.
+#ifndef MAMBA_DECODE_THREADS
+#define MAMBA_DECODE_THREADS 128
+#endif
+// 16-byte weight packs each lane keeps in flight.
+#ifndef MAMBA_DECODE_PACKS
+#define MAMBA_DECODE_PACKS 8
+#endif
+#ifndef MAMBA_ARGMAX_THREADS
+#define MAMBA_ARGMAX_THREADS 256
+#endif
 
-extern "C" __global__ void mamba_decode_conv(const mg_in_t* __restrict__ x_t, long long x_row_stride,
-                                             float* __restrict__ conv_state, const float* __restrict__ w,
-                                             const float* __restrict__ bias, mg_in_t* __restrict__ xc, int batch)
-{
-    constexpr int ED = MAMBA_D_INNER, K = MAMBA_CONV_K;
-    const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= (long long)batch * ED) return;
-    const int c = (int)(i % ED);
-    const long long b = i / ED;
-    float* st = conv_state + i * K;
-    float acc = MAMBA_HAS_CONV_BIAS ? bias[c] : 0.f;
-#pragma unroll
-    for (int k = 0; k < K - 1; ++k)
-    {
-        st[k] = st[k + 1];
-        acc = fmaf(w[c * K + k], st[k], acc);
-    }
-    const float newest = mg_load(x_t + b * x_row_stride + c);
-    st[K - 1] = newest;
-    acc = fmaf(w[c * K + K - 1], newest, acc);
-    mg_store(xc + i, mg_silu(acc));
-}
+// Launch facts for the host: largest fused batch, fused block size, argmax block size.
+extern "C" __constant__ int mamba_decode_config[3] = {MAMBA_DECODE_MAX_BATCH, MAMBA_DECODE_THREADS, MAMBA_ARGMAX_THREADS};
 
 #if MAMBA_SELECTIVE_B
 typedef mg_in_t mg_decode_b_t;
@@ -594,27 +611,45 @@ typedef mg_in_t mg_decode_c_t;
 typedef float mg_decode_c_t;
 #endif
 
-extern "C" __global__ void mamba_decode_ssm(const mg_in_t* __restrict__ xc, const mg_in_t* __restrict__ dt,
-                                            long long dt_row_stride, const float* __restrict__ dt_bias,
-                                            const float* __restrict__ A2, const mg_decode_b_t* __restrict__ Bm,
-                                            const mg_decode_c_t* __restrict__ Cm, long long bc_row_stride,
-                                            const float* __restrict__ Dv, const mg_in_t* __restrict__ z,
-                                            long long z_row_stride, float* __restrict__ ssm_state,
-                                            mg_in_t* __restrict__ y, int batch)
+namespace mg_decode {
+constexpr int D = MAMBA_D_MODEL, ED = MAMBA_D_INNER, N = MAMBA_D_STATE, R = MAMBA_DT_RANK, K = MAMBA_CONV_K;
+constexpr int XR = (MAMBA_SELECTIVE_DELTA ? R : 0) + (MAMBA_SELECTIVE_B ? N : 0) + (MAMBA_SELECTIVE_C ? N : 0);
+constexpr int MAXB = MAMBA_DECODE_MAX_BATCH;
+constexpr int PACKS = MAMBA_DECODE_PACKS;
+
+// Shifts one channel's conv history (K values in registers, newest last) left, appends `newest` and returns SiLU of
+// the depthwise convolution with taps w (+ bias).
+__device__ __forceinline__ float conv_step(float (&hist)[K], const float (&w)[K], float bias, float newest)
 {
-    constexpr int ED = MAMBA_D_INNER, N = MAMBA_D_STATE;
-    const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= (long long)batch * ED) return;
-    const int c = (int)(i % ED);
-    [[maybe_unused]] const long long b = i / ED;
-#if MAMBA_SELECTIVE_DELTA
-    const float delta = mg_softplus(mg_load(dt + b * dt_row_stride + c) + dt_bias[c]);
-#else
-    const float delta = mg_softplus(dt_bias[c]);
-#endif
-    const float x = mg_load(xc + i);
+    float acc = bias;
+#pragma unroll
+    for (int k = 0; k < K - 1; ++k)
+    {
+        hist[k] = hist[k + 1];
+        acc = fmaf(w[k], hist[k], acc);
+    }
+    hist[K - 1] = newest;
+    acc = fmaf(w[K - 1], newest, acc);
+    return mg_silu(acc);
+}
+
+// Channel c's taps and bias (0 without a conv bias).
+__device__ __forceinline__ void load_conv_taps(const float* __restrict__ w, const float* __restrict__ bias, int c, float (&taps)[K], float& b)
+{
+#pragma unroll
+    for (int k = 0; k < K; ++k) taps[k] = w[c * K + k];
+    b = MAMBA_HAS_CONV_BIAS ? bias[c] : 0.f;
+}
+
+// h = h·exp(Δ·A) + Δ·x·B ; y = h·C + D·x ; y ⊙= silu(z) for channel c of sequence b (state h: N floats).
+// B/C rows of a sequence start at b·bc_row_stride (selective) or are the (ED, N) parameters.
+// a2: the channel's row of A·log2 e.
+template <typename BT, typename CT>
+__device__ __forceinline__ float ssm_channel(float delta, float x, long long b, int c, const float (&a2)[N],
+                                             const BT* __restrict__ Bm, const CT* __restrict__ Cm,
+                                             long long bc_row_stride, float d, float z, float* __restrict__ h)
+{
     const float dx = delta * x;
-    float* h = ssm_state + i * N;
     float out = 0.f;
 #pragma unroll
     for (int n = 0; n < N; ++n)
@@ -629,15 +664,502 @@ extern "C" __global__ void mamba_decode_ssm(const mg_in_t* __restrict__ xc, cons
 #else
         const float cn = Cm[c * N + n];
 #endif
-        const float hn = fmaf(mg_exp2(A2[c * N + n] * delta), h[n], dx * bn);
+        const float hn = fmaf(mg_exp2(a2[n] * delta), h[n], dx * bn);
         h[n] = hn;
         out = fmaf(cn, hn, out);
     }
-    out = fmaf(Dv[c], x, out);
+    out = fmaf(d, x, out);
 #if MAMBA_HAS_Z
-    out *= mg_silu(mg_load(z + b * z_row_stride + c));
+    out *= mg_silu(z);
 #endif
-    mg_store(y + i, out);
+    return out;
+}
+
+// 16 bytes of weights, converted to fp32 on use.
+template <typename W> struct Pack;
+
+template <> struct Pack<float>
+{
+    static constexpr int COUNT = 4;
+    float v[4];
+    __device__ __forceinline__ void load(const float* p)
+    {
+        asm("ld.global.nc.v4.f32 {%0, %1, %2, %3}, [%4];" : "=f"(v[0]), "=f"(v[1]), "=f"(v[2]), "=f"(v[3]) : "l"(p));
+    }
+    __device__ __forceinline__ float at(int i) const { return v[i]; }
+};
+
+template <> struct Pack<mg_bf16>
+{
+    static constexpr int COUNT = 8;
+    unsigned int v[4];
+    __device__ __forceinline__ void load(const mg_bf16* p)
+    {
+        asm("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(v[0]), "=r"(v[1]), "=r"(v[2]), "=r"(v[3]) : "l"(p));
+    }
+    __device__ __forceinline__ float at(int i) const
+    {
+        const unsigned int word = v[i >> 1];
+        return __uint_as_float((i & 1) ? (word & 0xffff0000u) : (word << 16));
+    }
+};
+
+// One warp's pass over a weight row of DEPTH elements against up to MAXB fp32 input rows in shared memory (row
+// stride DEPTH). The row is cut into segments of 32·PACKS packs; load() issues a segment's loads (lane l takes
+// packs l, l + 32, ...), accumulate() folds them into the lane's partial sums. With `vectorized` false (a depth or a
+// row address that does not allow 16-byte packs) the row is read one element per lane instead.
+template <typename W, int DEPTH> struct RowReader
+{
+    static constexpr int COUNT = Pack<W>::COUNT;
+    static constexpr bool PACKABLE = DEPTH % COUNT == 0;
+    static constexpr int ROW_PACKS = DEPTH / COUNT;
+    static constexpr int SEGMENTS = (ROW_PACKS + 32 * PACKS - 1) / (32 * PACKS);
+    Pack<W> pack[PACKS];
+
+    __device__ __forceinline__ void load(const W* __restrict__ row, int segment, int lane)
+    {
+#pragma unroll
+        for (int i = 0; i < PACKS; ++i)
+        {
+            const int p = (segment * PACKS + i) * 32 + lane;
+            if (p < ROW_PACKS) pack[i].load(row + (long long)p * COUNT);
+        }
+    }
+
+    __device__ __forceinline__ void accumulate(const float* __restrict__ x, int batch, int segment, int lane, float (&acc)[MAXB]) const
+    {
+#pragma unroll
+        for (int i = 0; i < PACKS; ++i)
+        {
+            const int p = (segment * PACKS + i) * 32 + lane;
+            if (p >= ROW_PACKS) break;
+#pragma unroll
+            for (int s = 0; s < MAXB; ++s)
+            {
+                if (s >= batch) break;
+                // 16-byte aligned: the shared base is, and DEPTH and p·COUNT are multiples of 4 here.
+                const float4* xs = reinterpret_cast<const float4*>(x + s * DEPTH + p * COUNT);
+#pragma unroll
+                for (int q = 0; q < COUNT / 4; ++q)
+                {
+                    const float4 v = xs[q];
+                    acc[s] = fmaf(pack[i].at(4 * q), v.x, acc[s]);
+                    acc[s] = fmaf(pack[i].at(4 * q + 1), v.y, acc[s]);
+                    acc[s] = fmaf(pack[i].at(4 * q + 2), v.z, acc[s]);
+                    acc[s] = fmaf(pack[i].at(4 * q + 3), v.w, acc[s]);
+                }
+            }
+        }
+    }
+
+    // The whole row for every sequence, reduced over the warp (every lane gets every sum). When `preloaded`,
+    // segment 0 is already in the registers; when `next` is not null, the next row's segment 0 is loaded before
+    // the reduction, so its latency overlaps the caller's epilogue.
+    __device__ __forceinline__ void dot(const W* __restrict__ row, const W* __restrict__ next, bool preloaded, bool vectorized,
+                                        const float* __restrict__ x, int batch, int lane, float (&acc)[MAXB])
+    {
+#pragma unroll
+        for (int s = 0; s < MAXB; ++s) acc[s] = 0.f;
+        if (PACKABLE && vectorized)
+        {
+            for (int segment = 0; segment < SEGMENTS; ++segment)
+            {
+                if (segment > 0 || !preloaded) load(row, segment, lane);
+                accumulate(x, batch, segment, lane, acc);
+            }
+            if (next != nullptr) load(next, 0, lane);
+        }
+        else
+        {
+            for (int j = lane; j < DEPTH; j += 32)
+            {
+                float w;
+                if constexpr (COUNT == 4) w = row[j];
+                else w = mg_bf16_to_f32(row[j]);
+#pragma unroll
+                for (int s = 0; s < MAXB; ++s)
+                    if (s < batch) acc[s] = fmaf(w, x[s * DEPTH + j], acc[s]);
+            }
+        }
+#pragma unroll
+        for (int s = 0; s < MAXB; ++s)
+            if (s < batch) acc[s] = mg_warp_sum(acc[s]);
+    }
+};
+
+// Whether a row-major (rows, depth) matrix at `w` can be read in 16-byte packs.
+template <typename W>
+__device__ __forceinline__ bool packable(const W* w) { return ((unsigned long long)w & 15ull) == 0; }
+
+// normed (batch, D) in shared memory = RMSNorm(r)·w with r = (tokens ? embedding[tokens[s]] : r_in[s]) + addend[s]
+// (addend may be null). Block 0 also stores r in r_out when r_out is not null. Every thread of a block of
+// MAMBA_DECODE_THREADS must call it. All loads are issued before any is used and the batch's sums of squares share
+// one block reduction, so the prologue costs one memory round trip, not one per column slice and sequence.
+__device__ __forceinline__ void norm_into_shared(const int* __restrict__ tokens, const float* __restrict__ embedding,
+                                                 const float* __restrict__ r_in, const float* __restrict__ addend,
+                                                 const float* __restrict__ w, float* __restrict__ r_out,
+                                                 float* __restrict__ normed, int batch)
+{
+    constexpr int T = MAMBA_DECODE_THREADS, PER = (D + T - 1) / T, WARPS = T / 32;
+    __shared__ float partial[WARPS][MAXB];
+    const bool keep = r_out != nullptr && blockIdx.x == 0;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    float v[MAXB][PER], nw[PER], ss[MAXB];
+#pragma unroll
+    for (int i = 0; i < PER; ++i)
+    {
+        const int j = threadIdx.x + i * T;
+        nw[i] = j < D ? w[j] : 0.f;
+    }
+#pragma unroll
+    for (int s = 0; s < MAXB; ++s)
+    {
+        ss[s] = 0.f;
+        if (s >= batch) break;
+        const float* src = tokens != nullptr ? embedding + (long long)tokens[s] * D : r_in + (long long)s * D;
+#pragma unroll
+        for (int i = 0; i < PER; ++i)
+        {
+            const int j = threadIdx.x + i * T;
+            v[s][i] = j < D ? src[j] + (addend != nullptr ? addend[(long long)s * D + j] : 0.f) : 0.f;
+        }
+    }
+#pragma unroll
+    for (int s = 0; s < MAXB; ++s)
+    {
+        if (s >= batch) break;
+#pragma unroll
+        for (int i = 0; i < PER; ++i) ss[s] = fmaf(v[s][i], v[s][i], ss[s]);
+        ss[s] = mg_warp_sum(ss[s]);
+        if (lane == 0) partial[warp][s] = ss[s];
+    }
+    __syncthreads();
+#pragma unroll
+    for (int s = 0; s < MAXB; ++s)
+    {
+        if (s >= batch) break;
+        float total = 0.f;
+#pragma unroll
+        for (int k = 0; k < WARPS; ++k) total += partial[k][s];
+        const float rstd = rsqrtf(total / D + MAMBA_NORM_EPS);
+#pragma unroll
+        for (int i = 0; i < PER; ++i)
+        {
+            const int j = threadIdx.x + i * T;
+            if (j >= D) break;
+            if (keep) r_out[(long long)s * D + j] = v[s][i];
+            normed[s * D + j] = v[s][i] * rstd * nw[i];
+        }
+    }
+    __syncthreads();
+}
+
+// Copies batch rows of ED floats into shared memory, every load issued before the first store.
+__device__ __forceinline__ void rows_into_shared(const float* __restrict__ in, float* __restrict__ x, int batch)
+{
+    constexpr int T = MAMBA_DECODE_THREADS, PER = (ED + T - 1) / T;
+#pragma unroll
+    for (int s = 0; s < MAXB; ++s)
+    {
+        if (s >= batch) break;
+        float v[PER];
+#pragma unroll
+        for (int i = 0; i < PER; ++i)
+        {
+            const int j = threadIdx.x + i * T;
+            v[i] = j < ED ? in[(long long)s * ED + j] : 0.f;
+        }
+#pragma unroll
+        for (int i = 0; i < PER; ++i)
+        {
+            const int j = threadIdx.x + i * T;
+            if (j < ED) x[s * ED + j] = v[i];
+        }
+    }
+    __syncthreads();
+}
+
+// Programmatic dependent launch (sm_90 and later). A fused kernel first lets the next kernel of the stream be
+// scheduled, then issues the loads that read only weights, and waits for the previous kernel (its completion and the
+// visibility of its writes) before it reads or writes any activation or state. Both are no-ops for a plain launch.
+__device__ __forceinline__ void allow_next_kernel()
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+__device__ __forceinline__ void wait_for_previous_kernel()
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+} // namespace mg_decode
+
+extern "C" __global__ void mamba_decode_conv(const mg_in_t* __restrict__ x_t, long long x_row_stride,
+                                             float* __restrict__ conv_state, const float* __restrict__ w,
+                                             const float* __restrict__ bias, mg_in_t* __restrict__ xc, int batch)
+{
+    using namespace mg_decode;
+    const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= (long long)batch * ED) return;
+    const int c = (int)(i % ED);
+    const long long b = i / ED;
+    float taps[K], tap_bias, hist[K];
+    load_conv_taps(w, bias, c, taps, tap_bias);
+    float* st = conv_state + i * K;
+#pragma unroll
+    for (int k = 0; k < K; ++k) hist[k] = st[k];
+    mg_store(xc + i, conv_step(hist, taps, tap_bias, mg_load(x_t + b * x_row_stride + c)));
+#pragma unroll
+    for (int k = 0; k < K; ++k) st[k] = hist[k];
+}
+
+extern "C" __global__ void mamba_decode_ssm(const mg_in_t* __restrict__ xc, const mg_in_t* __restrict__ dt,
+                                            long long dt_row_stride, const float* __restrict__ dt_bias,
+                                            const float* __restrict__ A2, const mg_decode_b_t* __restrict__ Bm,
+                                            const mg_decode_c_t* __restrict__ Cm, long long bc_row_stride,
+                                            const float* __restrict__ Dv, const mg_in_t* __restrict__ z,
+                                            long long z_row_stride, float* __restrict__ ssm_state,
+                                            mg_in_t* __restrict__ y, int batch)
+{
+    using namespace mg_decode;
+    const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= (long long)batch * ED) return;
+    const int c = (int)(i % ED);
+    const long long b = i / ED;
+#if MAMBA_SELECTIVE_DELTA
+    const float delta = mg_softplus(mg_load(dt + b * dt_row_stride + c) + dt_bias[c]);
+#else
+    const float delta = mg_softplus(dt_bias[c]);
+#endif
+    const float zv = MAMBA_HAS_Z ? mg_load(z + b * z_row_stride + c) : 0.f;
+    float a2[N];
+#pragma unroll
+    for (int n = 0; n < N; ++n) a2[n] = A2[c * N + n];
+    mg_store(y + i, ssm_channel(delta, mg_load(xc + i), b, c, a2, Bm, Cm, bc_row_stride, Dv[c], zv, ssm_state + i * N));
+}
+
+// xz (batch, 2·ED): rows [0, ED) are x, whose conv + SiLU goes to xc (batch, ED); rows [ED, 2·ED) are z, stored.
+// Dynamic shared memory: batch·D floats. Grid-stride over rows, one row per warp at a time; lane s < batch finishes
+// sequence s of the row (its conv inputs are loaded before the dot, so their latency hides behind it).
+extern "C" __global__ void __launch_bounds__(MAMBA_DECODE_THREADS)
+mamba_decode_in_proj(const int* __restrict__ tokens, const float* __restrict__ embedding, const float* __restrict__ r_in,
+                     const float* __restrict__ addend, const float* __restrict__ norm_w, float* __restrict__ r_out,
+                     const float* __restrict__ w_in, const float* __restrict__ in_bias, float* __restrict__ conv_state,
+                     const float* __restrict__ conv_w, const float* __restrict__ conv_bias, float* __restrict__ xc,
+                     float* __restrict__ xz, int batch)
+{
+    using namespace mg_decode;
+    extern __shared__ float4 shared4[];
+    float* normed = reinterpret_cast<float*>(shared4);
+    typedef RowReader<float, D> Reader;
+    const int lane = threadIdx.x & 31, warps = blockDim.x >> 5;
+    const int rows = 2 * ED, stride = gridDim.x * warps;
+    const int first = blockIdx.x * warps + (threadIdx.x >> 5);
+    const bool vectorized = packable(w_in);
+    allow_next_kernel();
+    Reader reader;
+    if (Reader::PACKABLE && vectorized && first < rows) reader.load(w_in + (long long)first * D, 0, lane);
+    wait_for_previous_kernel();
+    norm_into_shared(tokens, embedding, r_in, addend, norm_w, r_out, normed, batch);
+    float acc[MAXB];
+    for (int row = first; row < rows; row += stride)
+    {
+        const bool conv_row = row < ED;
+        const bool finishes = lane < batch;
+        float taps[K], tap_bias = 0.f, hist[K], bias = 0.f;
+        float* st = conv_state + ((long long)lane * ED + row) * K;
+        if (finishes)
+        {
+            if (in_bias != nullptr) bias = in_bias[row];
+            if (conv_row)
+            {
+                load_conv_taps(conv_w, conv_bias, row, taps, tap_bias);
+#pragma unroll
+                for (int k = 0; k < K; ++k) hist[k] = st[k];
+            }
+        }
+        const int next = row + stride;
+        reader.dot(w_in + (long long)row * D, next < rows ? w_in + (long long)next * D : nullptr, true, vectorized, normed, batch, lane, acc);
+        float mine = 0.f;
+#pragma unroll
+        for (int s = 0; s < MAXB; ++s)
+            if (s == lane) mine = acc[s];
+        if (!finishes) continue;
+        const float v = mine + bias;
+        if (conv_row)
+        {
+            xc[(long long)lane * ED + row] = conv_step(hist, taps, tap_bias, v);
+#pragma unroll
+            for (int k = 0; k < K; ++k) st[k] = hist[k];
+        }
+        else xz[(long long)lane * 2 * ED + row] = v;
+    }
+}
+
+// out (batch, rows) = in (batch, ED) · Wᵀ (+ bias), W row-major (rows, ED). Dynamic shared memory: batch·ED floats.
+extern "C" __global__ void __launch_bounds__(MAMBA_DECODE_THREADS)
+mamba_decode_rows(const float* __restrict__ in, const float* __restrict__ w, const float* __restrict__ bias,
+                  float* __restrict__ out, int rows, int batch)
+{
+    using namespace mg_decode;
+    extern __shared__ float4 shared4[];
+    float* x = reinterpret_cast<float*>(shared4);
+    typedef RowReader<float, ED> Reader;
+    const int lane = threadIdx.x & 31, warps = blockDim.x >> 5, stride = gridDim.x * warps;
+    const int first = blockIdx.x * warps + (threadIdx.x >> 5);
+    const bool vectorized = packable(w);
+    allow_next_kernel();
+    Reader reader;
+    if (Reader::PACKABLE && vectorized && first < rows) reader.load(w + (long long)first * ED, 0, lane);
+    wait_for_previous_kernel();
+    rows_into_shared(in, x, batch);
+    float acc[MAXB];
+    for (int row = first; row < rows; row += stride)
+    {
+        const float b = bias != nullptr && lane < batch ? bias[row] : 0.f;
+        const int next = row + stride;
+        reader.dot(w + (long long)row * ED, next < rows ? w + (long long)next * ED : nullptr, true, vectorized, x, batch, lane, acc);
+#pragma unroll
+        for (int s = 0; s < MAXB; ++s)
+            if (s == lane && s < batch) out[(long long)s * rows + row] = acc[s] + b;
+    }
+}
+
+// One thread per (sequence, channel): Δ from x_dbl's dt_low and dt_proj's row (or softplus(b_dt) when Δ is not
+// selective), then the state update. x_dbl rows (batch, XR) hold [dt_low | B | C] for the selective parts. The
+// channel's parameters are loaded before waiting for the previous kernel.
+extern "C" __global__ void mamba_decode_ssm_step(const float* __restrict__ xc, const float* __restrict__ x_dbl,
+                                                 const float* __restrict__ w_dt, const float* __restrict__ dt_bias,
+                                                 const float* __restrict__ A2, const float* __restrict__ Bp,
+                                                 const float* __restrict__ Cp, const float* __restrict__ Dv,
+                                                 const float* __restrict__ xz, float* __restrict__ ssm_state,
+                                                 float* __restrict__ y, int batch)
+{
+    using namespace mg_decode;
+    allow_next_kernel();
+    const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    const bool active = i < (long long)batch * ED;
+    const int c = active ? (int)(i % ED) : 0;
+    const long long b = i / ED;
+    float a2[N];
+#pragma unroll
+    for (int n = 0; n < N; ++n) a2[n] = A2[c * N + n];
+    const float d = Dv[c], bias = dt_bias[c];
+#if MAMBA_SELECTIVE_DELTA
+    float wd[R];
+#pragma unroll
+    for (int r = 0; r < R; ++r) wd[r] = w_dt[(long long)c * R + r];
+#endif
+    wait_for_previous_kernel();
+    if (!active) return;
+#if MAMBA_SELECTIVE_DELTA
+    const float* row = x_dbl + b * XR;
+    float dt = bias;
+#pragma unroll
+    for (int r = 0; r < R; ++r) dt = fmaf(wd[r], row[r], dt);
+    const float delta = mg_softplus(dt);
+    constexpr int B_COLUMN = R;
+#else
+    const float delta = mg_softplus(bias);
+    constexpr int B_COLUMN = 0;
+#endif
+    constexpr int C_COLUMN = B_COLUMN + (MAMBA_SELECTIVE_B ? N : 0);
+    const float* Bm = MAMBA_SELECTIVE_B ? x_dbl + B_COLUMN : Bp;
+    const float* Cm = MAMBA_SELECTIVE_C ? x_dbl + C_COLUMN : Cp;
+    const float zv = MAMBA_HAS_Z ? xz[b * 2 * ED + ED + c] : 0.f;
+    y[i] = ssm_channel(delta, xc[i], b, c, a2, Bm, Cm, XR, d, zv, ssm_state + i * N);
+}
+
+// logits (batch, VOCAB) = RMSNorm(r_in + addend)·w · Eᵀ. Dynamic shared memory: batch·D floats.
+extern "C" __global__ void __launch_bounds__(MAMBA_DECODE_THREADS)
+mamba_decode_head(const float* __restrict__ r_in, const float* __restrict__ addend, const float* __restrict__ norm_w,
+                  const float* __restrict__ head, float* __restrict__ logits, int batch)
+{
+    using namespace mg_decode;
+    extern __shared__ float4 shared4[];
+    float* normed = reinterpret_cast<float*>(shared4);
+    typedef RowReader<float, D> Reader;
+    const int lane = threadIdx.x & 31, warps = blockDim.x >> 5;
+    const int rows = MAMBA_VOCAB, stride = gridDim.x * warps;
+    const int first = blockIdx.x * warps + (threadIdx.x >> 5);
+    const bool vectorized = packable(head);
+    allow_next_kernel();
+    Reader reader;
+    if (Reader::PACKABLE && vectorized && first < rows) reader.load(head + (long long)first * D, 0, lane);
+    wait_for_previous_kernel();
+    norm_into_shared(nullptr, nullptr, r_in, addend, norm_w, nullptr, normed, batch);
+    float acc[MAXB];
+    for (int row = first; row < rows; row += stride)
+    {
+        const int next = row + stride;
+        reader.dot(head + (long long)row * D, next < rows ? head + (long long)next * D : nullptr, true, vectorized, normed, batch, lane, acc);
+#pragma unroll
+        for (int s = 0; s < MAXB; ++s)
+            if (s == lane && s < batch) logits[(long long)s * MAMBA_VOCAB + row] = acc[s];
+    }
+}
+
+// next[s] = the first index of the largest of logits[s, 0 .. limit) (NaN never wins). Grid (parts, batch): each block
+// takes a slice of the row and leaves its best in part_value / part_index (batch, parts); the last block of a row to
+// finish (counted in counters[s], which it resets to 0 for the next launch) picks among the parts.
+extern "C" __global__ void __launch_bounds__(MAMBA_ARGMAX_THREADS)
+mamba_decode_argmax(const float* __restrict__ logits, int limit, float* __restrict__ part_value, int* __restrict__ part_index,
+                    unsigned int* __restrict__ counters, int* __restrict__ next)
+{
+    __shared__ float best_value[MAMBA_ARGMAX_THREADS];
+    __shared__ int best_index[MAMBA_ARGMAX_THREADS];
+    __shared__ bool last;
+    mg_decode::wait_for_previous_kernel();
+    const int s = blockIdx.y, parts = gridDim.x;
+    const int span = (limit + parts - 1) / parts;
+    const int begin = blockIdx.x * span, end = min(limit, begin + span);
+    const float* row = logits + (long long)s * MAMBA_VOCAB;
+    float value = -__int_as_float(0x7f800000);
+    int index = 0x7fffffff;
+    for (int j = begin + threadIdx.x; j < end; j += blockDim.x)
+    {
+        const float v = row[j];
+        if (v > value) value = v, index = j;   // ascending j per thread: ties keep the first
+    }
+    // Tree over the block: larger value wins, equal values keep the smaller index.
+    best_value[threadIdx.x] = value;
+    best_index[threadIdx.x] = index;
+    __syncthreads();
+    for (int half = blockDim.x / 2; half > 0; half >>= 1)
+    {
+        if (threadIdx.x < half)
+        {
+            const float v = best_value[threadIdx.x + half];
+            const int at = best_index[threadIdx.x + half];
+            if (v > best_value[threadIdx.x] || (v == best_value[threadIdx.x] && at < best_index[threadIdx.x]))
+                best_value[threadIdx.x] = v, best_index[threadIdx.x] = at;
+        }
+        __syncthreads();
+    }
+    if (threadIdx.x == 0)
+    {
+        part_value[s * parts + blockIdx.x] = best_value[0];
+        part_index[s * parts + blockIdx.x] = best_index[0];
+        __threadfence();
+        last = atomicAdd(counters + s, 1u) == (unsigned int)(parts - 1);
+    }
+    __syncthreads();
+    if (!last || threadIdx.x != 0) return;
+    __threadfence();
+    float v0 = -__int_as_float(0x7f800000);
+    int i0 = 0x7fffffff;
+    for (int p = 0; p < parts; ++p)
+    {
+        const float v = ((volatile float*)part_value)[s * parts + p];
+        const int at = ((volatile int*)part_index)[s * parts + p];
+        if (v > v0 || (v == v0 && at < i0)) v0 = v, i0 = at;
+    }
+    // Every logit NaN: fall back to 0, as the host's argmax does.
+    next[s] = i0 == 0x7fffffff ? 0 : i0;
+    counters[s] = 0u;
 }
 
 // ─── templates/elementwise.cu ───

@@ -19,10 +19,10 @@ public class GeneratedModelCudaTests
     /// (a wrong softplus, gate, bias or layout) moves logits by far more. Relative 6e-4 plus absolute 2e-3 is the
     /// project's fp32 bar for GPU kernels against an fp32 reference.
     /// </summary>
-    private const float RelativeTolerance = 6e-4f, AbsoluteTolerance = 2e-3f;
+    internal const float RelativeTolerance = 6e-4f, AbsoluteTolerance = 2e-3f;
 
     /// <summary>Every test variant's rendered CUDA C, with the model it belongs to.</summary>
-    private static readonly (string Name, string Source, Func<int, IMambaModel> Create)[] Variants =
+    internal static readonly (string Name, string Source, Func<int, IMambaModel> Create)[] Variants =
     [
         Variant(nameof(OddWidthModel), OddWidthModel.CudaSource, s => OddWidthModel.Create(s)),
         Variant(nameof(BiasedUntiedModel), BiasedUntiedModel.CudaSource, s => BiasedUntiedModel.Create(s)),
@@ -223,7 +223,7 @@ public class GeneratedModelCudaTests
     }
 
     /// <summary>The worst element outside |a − e| ≤ atol + rtol·|e|, described, or null when all are inside.</summary>
-    private static string? WorstError(float[] actual, float[] expected)
+    internal static string? WorstError(float[] actual, float[] expected)
     {
         double worst = 0;
         int at = -1;
@@ -235,7 +235,7 @@ public class GeneratedModelCudaTests
         return at < 0 ? null : $"logit {at}: GPU {actual[at]} vs {expected[at]} (beyond tolerance by {worst:E2})";
     }
 
-    private static int[] RandomTokens(int count, int vocab, int seed)
+    internal static int[] RandomTokens(int count, int vocab, int seed)
     {
         var random = new Random(seed);
         return Enumerable.Range(0, count).Select(_ => random.Next(vocab)).ToArray();

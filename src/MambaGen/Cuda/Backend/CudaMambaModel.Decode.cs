@@ -4,11 +4,62 @@ namespace MambaGen.Cuda.Backend;
 
 /// <summary>
 /// Recurrent decoding on the GPU: the state of a batch of sequences lives on the device, a prompt fed to a fresh
-/// state is read in one parallel pass (the scan hands over its final state), and every later token is one step of
-/// the decode kernels between cuBLAS matrix-vector products.
+/// state is read in one parallel pass (the scan hands over its final state), and every later token is one step.
 /// </summary>
+/// <remarks>
+/// A step runs on its own non-blocking stream. Up to <c>MAMBA_DECODE_MAX_BATCH</c> sequences it is four fused kernels
+/// per layer that read every weight once (decode_step.cu); above that, cuBLAS products around the per-channel kernels.
+/// Either way the step ends with the greedy pick on the device, and the whole step — the token copy in, every layer,
+/// the head, the pick and the copy of the picked ids out — is captured once per decode state as a CUDA graph and
+/// replayed, so a token costs one graph launch and one synchronisation.
+/// </remarks>
 public sealed partial class CudaMambaModel
 {
+    /// <summary>Blocks per multiprocessor the fused row kernels are launched with (each then walks its rows).</summary>
+    private const int DecodeBlocksPerMultiprocessor = 4;
+
+    /// <summary>Slices each row of logits is cut into for the greedy pick (one block each).</summary>
+    internal const int ArgmaxParts = 32;
+
+    /// <summary>cuBLAS's scratch for the batched path, handed over so nothing is allocated inside a graph capture.</summary>
+    private const int BlasWorkspaceBytes = 32 << 20;
+
+    private DecodeLaunch? _decode;
+    private bool _useCudaGraphs = true;
+    private bool _overlapDecodeKernels;
+
+    /// <summary>Counts <see cref="UploadParameters"/> calls, so a step knows when a parameter copy may still be in flight.</summary>
+    private long _uploads;
+
+    /// <summary>
+    /// Whether one-token steps replay a CUDA graph captured once per decode state (the default) or launch their kernels
+    /// one at a time. Both run the same kernels with the same arguments, so they give the same logits and tokens; the
+    /// graph saves the per-kernel launch cost.
+    /// </summary>
+    public bool UseCudaGraphs
+    {
+        get { lock (_sync) return _useCudaGraphs; }
+        set { lock (_sync) _useCudaGraphs = value; }
+    }
+
+    /// <summary>
+    /// Whether each fused decode kernel may start while the one before it finishes (programmatic dependent launch,
+    /// sm_90 and later): it loads its first weights meanwhile and waits for the previous kernel's results before it
+    /// reads them. The results are the same either way. Off by default: on the H200 at the 130M shape it was slower
+    /// (1,623 against 1,706 tok/s at batch 1, docs/benchmarks.md), the waiting blocks holding the SMs the running
+    /// kernel's blocks need.
+    /// </summary>
+    public bool OverlapDecodeKernels
+    {
+        get { lock (_sync) return _overlapDecodeKernels; }
+        set
+        {
+            if (value && _context.Architecture < 90)
+                throw new NotSupportedException($"Overlapping kernels (programmatic dependent launch) needs sm_90 or later; {_context.DeviceName} is sm_{_context.Architecture}.");
+            lock (_sync) _overlapDecodeKernels = value;
+        }
+    }
+
     Generation.IDecodeState IMambaBackend.CreateDecodeState(int batch) => CreateDecodeState(batch);
 
     void IMambaBackend.Advance(Generation.IDecodeState state, ReadOnlySpan<int> tokens, Span<float> lastLogits) =>
@@ -21,7 +72,7 @@ public sealed partial class CudaMambaModel
         lock (_sync)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
-            return new CudaDecodeState(_context, _shape, batch);
+            return new CudaDecodeState(this, _context, _shape, batch);
         }
     }
 
@@ -36,18 +87,61 @@ public sealed partial class CudaMambaModel
         ArgumentNullException.ThrowIfNull(state);
         int length = ModelInput.RequireTokenBatch(tokens, state.Batch, _shape.Vocab);
         ModelInput.RequireLength(lastLogits.Length, state.Batch * _shape.Vocab, nameof(lastLogits));
-        if (state.Owner != _context) throw new ArgumentException("The decode state belongs to another model instance or device.", nameof(state));
+        RequireOwnState(state);
         lock (_sync)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
             RefreshParametersIfChanged();
-            if (state.IsFresh) Prefill(state, tokens, length);
+            if (state.IsFresh)
+            {
+                Prefill(state, tokens, length);
+                _stream.Synchronize();
+            }
             else
-                for (int step = 0; step < length; step++) Step(state, tokens, length, step);
+            {
+                var column = new int[state.Batch];
+                for (int step = 0; step < length; step++)
+                {
+                    for (int b = 0; b < state.Batch; b++) column[b] = tokens[b * length + step];
+                    RunStep(state, column, _shape.Vocab);
+                }
+                Decoding().Stream.Synchronize();
+            }
             state.IsFresh = false;
-            _stream.Synchronize();
             state.Logits.CopyToHost(lastLogits[..(state.Batch * _shape.Vocab)]);
         }
+    }
+
+    /// <summary>
+    /// One greedy step: feeds <paramref name="tokens"/> (one id per sequence) and writes into <paramref name="next"/> each
+    /// sequence's most likely next id among those below <paramref name="vocabularyLimit"/> (the first on ties, as the
+    /// host's argmax). The logits stay on the device; only the picked ids are copied back. A fresh state is fine: one
+    /// step from the zero state is the one-token prefill.
+    /// </summary>
+    public void AdvanceGreedy(CudaDecodeState state, ReadOnlySpan<int> tokens, Span<int> next, int vocabularyLimit)
+    {
+        ArgumentNullException.ThrowIfNull(state);
+        if (tokens.Length != state.Batch)
+            throw new ArgumentException($"tokens has {tokens.Length} ids; a greedy step takes one per sequence ({state.Batch}).", nameof(tokens));
+        ModelInput.RequireTokenIds(tokens, _shape.Vocab);
+        ModelInput.RequireLength(next.Length, state.Batch, nameof(next));
+        if (vocabularyLimit < 1 || vocabularyLimit > _shape.Vocab)
+            throw new ArgumentOutOfRangeException(nameof(vocabularyLimit), vocabularyLimit, $"vocabularyLimit must be in [1, {_shape.Vocab}], was {vocabularyLimit}.");
+        RequireOwnState(state);
+        lock (_sync)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            RefreshParametersIfChanged();
+            RunStep(state, tokens, vocabularyLimit);
+            Decoding().Stream.Synchronize();
+            state.IsFresh = false;
+            state.PinnedNext.Span.CopyTo(next);
+        }
+    }
+
+    private void RequireOwnState(CudaDecodeState state)
+    {
+        if (state.Model != this) throw new ArgumentException("The decode state belongs to another model instance or device.", nameof(state));
     }
 
     /// <summary>The parallel forward pass from the zero state, with the head on each sequence's last position only.</summary>
@@ -59,87 +153,276 @@ public sealed partial class CudaMambaModel
         state.Logits.CopyFrom(a.Logits, 0, 0, state.Logits.Count);
     }
 
-    /// <summary>One token per sequence (column <paramref name="step"/> of the row-major tokens) through every layer.</summary>
-    private void Step(CudaDecodeState d, ReadOnlySpan<int> tokens, int length, int step)
+    /// <summary>
+    /// Queues one step of every sequence (ids in <paramref name="stepTokens"/>) on the decode stream: the state's graph
+    /// replayed, or its kernels launched one by one. Returns without waiting.
+    /// </summary>
+    private void RunStep(CudaDecodeState state, ReadOnlySpan<int> stepTokens, int vocabularyLimit)
+    {
+        var decode = Decoding();
+        // Parameter uploads, resets and sequence copies run on the legacy stream, which a non-blocking stream does not
+        // wait for: finish them before the first step that may read what they wrote.
+        if (state.WrittenOutsideDecodeStream || decode.UploadsSeen != _uploads)
+        {
+            _context.Synchronize();
+            state.WrittenOutsideDecodeStream = false;
+            decode.UploadsSeen = _uploads;
+        }
+        // The previous step's copy may still be reading the pinned ids (several steps in one Advance).
+        decode.Stream.Synchronize();
+        stepTokens.CopyTo(state.PinnedTokens.Span);
+        // A state's first step runs kernel by kernel even with graphs on, so whatever the libraries set up on first use
+        // (cuBLAS loads its kernels lazily) is done before a capture, inside which nothing may be loaded or allocated.
+        if (!_useCudaGraphs || !state.HasStepped)
+        {
+            EnqueueStep(state, vocabularyLimit, decode);
+            state.HasStepped = true;
+            return;
+        }
+        bool overlap = _overlapDecodeKernels;
+        if (state.Graph is null || state.GraphLimit != vocabularyLimit || state.GraphOverlaps != overlap)
+        {
+            state.Graph?.Dispose();
+            state.Graph = null;
+            state.Graph = decode.Stream.Capture(() => EnqueueStep(state, vocabularyLimit, decode));
+            state.GraphLimit = vocabularyLimit;
+            state.GraphOverlaps = overlap;
+        }
+        state.Graph.Launch(decode.Stream);
+    }
+
+    /// <summary>The whole step on the decode stream: ids in, every layer, the head, the greedy pick, picked ids out.</summary>
+    private void EnqueueStep(CudaDecodeState d, int vocabularyLimit, DecodeLaunch decode)
+    {
+        d.Tokens.CopyToDeviceAsync(d.PinnedTokens, decode.Stream);
+        bool fused = d.Batch <= decode.MaxFusedBatch;
+        if (fused) EnqueueFusedLayers(d, decode);
+        else EnqueueBatchedLayers(d, decode);
+        // After the fused head the pick may overlap it too; after a cuBLAS product it waits as usual.
+        EnqueueOnDecodeStream(decode, decode.Argmax, new Dim3(ArgmaxParts, (uint)d.Batch), decode.ArgmaxThreads, 0, fused && _overlapDecodeKernels,
+            d.Logits, vocabularyLimit, d.PartValues, d.PartIndices, d.Counters, d.NextIds);
+        d.NextIds.CopyToHostAsync(d.PinnedNext, decode.Stream);
+    }
+
+    /// <summary>Small batches: per layer the fused in_proj (norm, conv), x_proj, Δ + scan, out_proj kernels; then the head.</summary>
+    private void EnqueueFusedLayers(CudaDecodeState d, DecodeLaunch decode)
     {
         var s = _shape;
         var layout = _parameters.Layout;
         int batch = d.Batch;
-        for (int b = 0; b < batch; b++) d.HostTokens[b] = tokens[b * length + step];
-        d.Tokens.CopyToDevice(d.HostTokens);
-        LaunchElementwise(_kernels.Embed, (long)batch * s.DModel, d.Tokens, Weight(layout.Embedding), d.ResidualA, batch, s.Vocab);
+        uint normedBytes = (uint)(batch * s.DModel * sizeof(float)), innerBytes = (uint)(batch * s.DInner * sizeof(float));
+        ulong residualIn = d.ResidualA.DevicePointer, residualOut = d.ResidualB.DevicePointer;
+        for (int layer = 0; layer < s.Layers; layer++)
+        {
+            var o = layout.LayerOffsets[layer];
+            // The first layer reads its residual rows straight from the embedding by token id.
+            // The first kernel follows the token copy, not a kernel: it starts as usual.
+            FusedRows(decode, decode.InProj, 2 * s.DInner, normedBytes, layer > 0,
+                layer == 0 ? d.Tokens.DevicePointer : 0UL, Weight(layout.Embedding), residualIn, layer == 0 ? 0UL : d.MixerOut.DevicePointer,
+                Weight(o.Norm), residualOut, Weight(o.InProj), o.InProjBias < 0 ? 0UL : Weight(o.InProjBias), d.ConvOf(layer),
+                Weight(o.ConvWeight), o.ConvBias < 0 ? 0UL : Weight(o.ConvBias), d.Xc, d.Xz, batch);
+            (residualIn, residualOut) = (residualOut, residualIn);
+            if (s.XProjRows > 0)
+                FusedRows(decode, decode.Rows, s.XProjRows, innerBytes, true, d.Xc, Weight(o.XProj), 0UL, d.XDbl, s.XProjRows, batch);
+            EnqueueOnDecodeStream(decode, decode.SsmStep, ChannelBlocks(batch), DecodeChannelThreads, 0, _overlapDecodeKernels,
+                d.Xc, d.XDbl, s.SelectiveDelta ? Weight(o.DtProjWeight) : 0UL, Weight(o.DtProjBias), ScaledA(layer),
+                s.SelectiveB ? 0UL : Weight(o.B), s.SelectiveC ? 0UL : Weight(o.C), Weight(o.D), d.Xz, d.SsmOf(layer), d.Y, batch);
+            FusedRows(decode, decode.Rows, s.DModel, innerBytes, true, d.Y, Weight(o.OutProj), o.OutProjBias < 0 ? 0UL : Weight(o.OutProjBias), d.MixerOut, s.DModel, batch);
+        }
+        FusedRows(decode, decode.Head, s.Vocab, normedBytes, true, residualIn, d.MixerOut, Weight(layout.NormF), Weight(HeadOffset), d.Logits, batch);
+    }
 
+    /// <summary>Larger batches: RMSNorm, cuBLAS products and the per-channel conv and scan kernels, layer by layer.</summary>
+    private void EnqueueBatchedLayers(CudaDecodeState d, DecodeLaunch decode)
+    {
+        var s = _shape;
+        var layout = _parameters.Layout;
+        int batch = d.Batch;
+        EnqueueOnDecodeStream(decode, _kernels.Embed, ElementwiseBlocks((long)batch * s.DModel), ElementwiseThreads, 0, false,
+            d.Tokens, Weight(layout.Embedding), d.ResidualA, batch, s.Vocab);
         var residualIn = d.ResidualA;
         var residualOut = d.ResidualB;
         for (int layer = 0; layer < s.Layers; layer++)
         {
             var o = layout.LayerOffsets[layer];
-            LaunchNorm(residualIn, layer == 0 ? 0 : d.MixerOut.DevicePointer, Weight(o.Norm), residualOut, d.Normed, d.InverseRms, batch);
+            EnqueueNorm(decode, residualIn, layer == 0 ? 0 : d.MixerOut.DevicePointer, Weight(o.Norm), residualOut, d, batch);
             (residualIn, residualOut) = (residualOut, residualIn);
 
             // xz (batch × 2ED) = normed · W_inᵀ (+ bias).
-            RowProduct(d.Xz, 2 * s.DInner, Weight(o.InProj), s.DModel, o.InProjBias < 0 ? 0 : Weight(o.InProjBias), d.Normed.DevicePointer, s.DModel, batch);
-            var conv = _kernels.DecodeConvolution;
-            LaunchRows(conv, (long)batch * s.DInner,
+            RowProduct(decode, d.Xz, 2 * s.DInner, Weight(o.InProj), s.DModel, o.InProjBias < 0 ? 0 : Weight(o.InProjBias), d.Normed.DevicePointer, s.DModel, batch);
+            EnqueueOnDecodeStream(decode, _kernels.DecodeConvolution, ChannelBlocks(batch), DecodeChannelThreads, 0, false,
                 d.Xz, 2L * s.DInner, d.ConvOf(layer), Weight(o.ConvWeight), o.ConvBias < 0 ? 0UL : Weight(o.ConvBias), d.Xc, batch);
 
             // x_dbl (batch × XProjRows) = xc · W_xᵀ; dt (batch × ED) = dt_low · W_dtᵀ.
             if (s.XProjRows > 0)
-                RowProduct(d.XDbl, s.XProjRows, Weight(o.XProj), s.DInner, 0, d.Xc.DevicePointer, s.DInner, batch);
+                RowProduct(decode, d.XDbl, s.XProjRows, Weight(o.XProj), s.DInner, 0, d.Xc.DevicePointer, s.DInner, batch);
             if (s.SelectiveDelta)
-                RowProduct(d.Dt, s.DInner, Weight(o.DtProjWeight), s.DtRank, 0, d.XDbl.DevicePointer, s.XProjRows, batch);
+                RowProduct(decode, d.Dt, s.DInner, Weight(o.DtProjWeight), s.DtRank, 0, d.XDbl.DevicePointer, s.XProjRows, batch);
             int bColumn = s.SelectiveDelta ? s.DtRank : 0;
             int cColumn = bColumn + (s.SelectiveB ? s.DState : 0);
             ulong ColumnOf(int column) => d.XDbl.DevicePointer + (ulong)column * sizeof(float);
-            LaunchRows(_kernels.DecodeScan, (long)batch * s.DInner,
+            EnqueueOnDecodeStream(decode, _kernels.DecodeScan, ChannelBlocks(batch), DecodeChannelThreads, 0, false,
                 d.Xc, s.SelectiveDelta ? d.Dt.DevicePointer : 0UL, (long)s.DInner, Weight(o.DtProjBias), ScaledA(layer),
                 s.SelectiveB ? ColumnOf(bColumn) : Weight(o.B), s.SelectiveC ? ColumnOf(cColumn) : Weight(o.C), (long)s.XProjRows,
                 Weight(o.D), d.Xz.DevicePointer + (ulong)s.DInner * sizeof(float), 2L * s.DInner, d.SsmOf(layer), d.Y, batch);
 
             // mixer_out (batch × D) = y · W_outᵀ (+ bias).
-            RowProduct(d.MixerOut, s.DModel, Weight(o.OutProj), s.DInner, o.OutProjBias < 0 ? 0 : Weight(o.OutProjBias), d.Y.DevicePointer, s.DInner, batch);
+            RowProduct(decode, d.MixerOut, s.DModel, Weight(o.OutProj), s.DInner, o.OutProjBias < 0 ? 0 : Weight(o.OutProjBias), d.Y.DevicePointer, s.DInner, batch);
         }
-        LaunchNorm(residualIn, d.MixerOut.DevicePointer, Weight(layout.NormF), residualOut, d.Normed, d.InverseRms, batch);
-        RowProduct(d.Logits, s.Vocab, Weight(HeadOffset), s.DModel, 0, d.Normed.DevicePointer, s.DModel, batch);
+        EnqueueNorm(decode, residualIn, d.MixerOut.DevicePointer, Weight(layout.NormF), residualOut, d, batch);
+        RowProduct(decode, d.Logits, s.Vocab, Weight(HeadOffset), s.DModel, 0, d.Normed.DevicePointer, s.DModel, batch);
     }
+
+    // The norm's block size does not depend on the activation type, so the compute module's launch facts serve the fp32 decode kernels too.
+    private void EnqueueNorm(DecodeLaunch decode, CudaDeviceVariable<float> residualIn, ulong addend, ulong weight, CudaDeviceVariable<float> residualOut,
+        CudaDecodeState d, int batch) =>
+        EnqueueOnDecodeStream(decode, _kernels.NormForward, (uint)batch, _launch.NormThreads, 0, false, residualIn, addend, weight, residualOut, d.Normed, d.InverseRms, batch);
 
     /// <summary>
     /// out (rows of <paramref name="outputs"/>, one per sequence) = in · Wᵀ (+ bias), W row-major outputs × depth and
-    /// each input row <paramref name="inputStride"/> floats apart.
+    /// each input row <paramref name="inputStride"/> floats apart, by cuBLAS on the decode stream.
     /// </summary>
-    private void RowProduct(CudaDeviceVariable<float> output, int outputs, ulong weight, int depth, ulong bias, ulong input, int inputStride, int batch)
+    private void RowProduct(DecodeLaunch decode, CudaDeviceVariable<float> output, int outputs, ulong weight, int depth, ulong bias, ulong input, int inputStride, int batch)
     {
-        float beta = FillBias(output, bias, outputs, 1, (long)batch * outputs);
+        float beta = 0f;
+        if (bias != 0)
+        {
+            long total = (long)batch * outputs;
+            EnqueueOnDecodeStream(decode, _kernels.FillBroadcast, ElementwiseBlocks(total), ElementwiseThreads, 0, false, output, bias, outputs, 1L, total);
+            beta = 1f;
+        }
         // Column-major view: outᵀ (outputs × batch) = W (outputs × depth) · inᵀ (depth × batch).
-        _blas.GemmEx(CublasOperation.Transpose, CublasOperation.None, outputs, batch, depth,
+        decode.Blas.GemmEx(CublasOperation.Transpose, CublasOperation.None, outputs, batch, depth,
             1f, weight, CudaDataType.Float32, depth, input, CudaDataType.Float32, inputStride,
             beta, output.DevicePointer, CudaDataType.Float32, outputs);
     }
 
-    /// <summary>Launches a one-thread-per-item kernel (no grid stride) over <paramref name="items"/>.</summary>
-    private void LaunchRows(CudaKernel kernel, long items, params ReadOnlySpan<KernelArgument> arguments)
+    /// <summary>
+    /// One of the fused row kernels: enough blocks of whole warps for every row, capped so each block walks several;
+    /// overlapping the previous kernel when <paramref name="afterKernel"/> and overlap is on.
+    /// </summary>
+    private void FusedRows(DecodeLaunch decode, CudaKernel kernel, int rows, uint sharedBytes, bool afterKernel, params ReadOnlySpan<KernelArgument> arguments)
     {
-        const int threads = 128;
-        kernel.GridDimensions = new Dim3((uint)((items + threads - 1) / threads));
-        kernel.BlockDimensions = new Dim3(threads);
-        kernel.Launch(_stream, arguments);
+        int warps = decode.FusedThreads / 32;
+        long blocks = Math.Min((rows + warps - 1) / warps, (long)_context.MultiprocessorCount * DecodeBlocksPerMultiprocessor);
+        EnqueueOnDecodeStream(decode, kernel, (uint)blocks, decode.FusedThreads, sharedBytes, afterKernel && _overlapDecodeKernels, arguments);
+    }
+
+    private const int DecodeChannelThreads = 128;
+
+    private Dim3 ChannelBlocks(int batch) => new((uint)(((long)batch * _shape.DInner + DecodeChannelThreads - 1) / DecodeChannelThreads));
+
+    private static Dim3 ElementwiseBlocks(long work) => new((uint)Math.Clamp((work + ElementwiseThreads - 1) / ElementwiseThreads, 1, 65_535L * 16));
+
+    private static void EnqueueOnDecodeStream(DecodeLaunch decode, CudaKernel kernel, Dim3 grid, int threads, uint sharedBytes, bool overlap,
+        params ReadOnlySpan<KernelArgument> arguments)
+    {
+        kernel.GridDimensions = grid;
+        kernel.BlockDimensions = new Dim3((uint)threads);
+        kernel.DynamicSharedMemory = (int)sharedBytes;
+        kernel.StartsBeforePreviousKernelEnds = overlap;
+        kernel.Launch(decode.Stream, arguments);
+    }
+
+    /// <summary>The decode stream, its cuBLAS handle and the fused kernels, made on the first step.</summary>
+    private DecodeLaunch Decoding() => _decode ??= new DecodeLaunch(_context, _module, _shape, BlasWorkspaceBytes);
+
+    private void DisposeDecoding()
+    {
+        _decode?.Dispose();
+        _decode = null;
+    }
+
+    /// <summary>What a decode step launches on, apart from the model's weights and the state's buffers.</summary>
+    private sealed class DecodeLaunch : IDisposable
+    {
+        private readonly List<IDisposable> _owned = new();
+
+        public DecodeLaunch(CudaContext context, CudaModule module, MambaShape s, int workspaceBytes)
+        {
+            try
+            {
+                Stream = Own(new CudaStream(context, nonBlocking: true));
+                var workspace = Own(new CudaDeviceVariable<byte>(context, workspaceBytes));
+                // The stream first: setting it resets the handle's workspace.
+                Blas = Own(new CublasHandle(context, Stream));
+                Blas.SetWorkspace(workspace);
+                InProj = module.GetKernel("mamba_decode_in_proj");
+                Rows = module.GetKernel("mamba_decode_rows");
+                SsmStep = module.GetKernel("mamba_decode_ssm_step");
+                Head = module.GetKernel("mamba_decode_head");
+                Argmax = module.GetKernel("mamba_decode_argmax");
+                var config = module.ReadConstant<int>("mamba_decode_config", 3);
+                FusedThreads = config[1];
+                ArgmaxThreads = config[2];
+                // The fused kernels hold batch × depth floats of input in shared memory: as many sequences as fit.
+                int widest = Math.Max(s.DModel, s.DInner) * sizeof(float);
+                const int StaticSharedBytes = 1024;
+                MaxFusedBatch = Math.Min(config[0], (context.MaxSharedMemoryPerBlockOptin - StaticSharedBytes) / widest);
+                if (MaxFusedBatch > 0)
+                {
+                    AllowSharedMemory(InProj, MaxFusedBatch * s.DModel * sizeof(float));
+                    AllowSharedMemory(Head, MaxFusedBatch * s.DModel * sizeof(float));
+                    AllowSharedMemory(Rows, MaxFusedBatch * s.DInner * sizeof(float));
+                }
+            }
+            catch
+            {
+                Dispose();
+                throw;
+            }
+        }
+
+        public CudaStream Stream { get; } = null!;
+        public CublasHandle Blas { get; } = null!;
+        public CudaKernel InProj { get; } = null!;
+        public CudaKernel Rows { get; } = null!;
+        public CudaKernel SsmStep { get; } = null!;
+        public CudaKernel Head { get; } = null!;
+        public CudaKernel Argmax { get; } = null!;
+        public int FusedThreads { get; }
+        public int ArgmaxThreads { get; }
+
+        /// <summary>Largest batch the fused kernels take (0: none fits the device's shared memory).</summary>
+        public int MaxFusedBatch { get; }
+
+        /// <summary>The model's upload count when the decode stream last caught up with the legacy stream.</summary>
+        public long UploadsSeen { get; set; } = -1;
+
+        private static void AllowSharedMemory(CudaKernel kernel, int bytes)
+        {
+            if (bytes > kernel.MaxDynamicSharedMemory) kernel.MaxDynamicSharedMemory = bytes;
+        }
+
+        private T Own<T>(T resource) where T : IDisposable
+        {
+            _owned.Add(resource);
+            return resource;
+        }
+
+        /// <summary>Frees in reverse order of making: the handle, its workspace, the stream.</summary>
+        public void Dispose()
+        {
+            for (int i = _owned.Count - 1; i >= 0; i--) _owned[i].Dispose();
+            _owned.Clear();
+        }
     }
 }
 
 /// <summary>
 /// The recurrent state of a batch of sequences on the GPU: per layer and sequence the last K inputs of the causal
-/// convolution (ED × K, newest last) and the SSM state h (ED × N, fp32), plus the step's scratch buffers.
+/// convolution (ED × K, newest last) and the SSM state h (ED × N, fp32), plus the step's scratch buffers and, once a
+/// step has run with graphs on, the step's captured graph (it holds this state's buffer addresses).
 /// </summary>
-public sealed class CudaDecodeState : Generation.IDecodeState, IDisposable
+public sealed class CudaDecodeState : Generation.IGreedyDecodeState, IDisposable
 {
     private readonly List<IDisposable> _buffers = new();
     private readonly int _convPerLayer, _ssmPerLayer;
 
-    internal CudaDecodeState(CudaContext context, MambaShape s, int batch)
+    internal CudaDecodeState(CudaMambaModel model, CudaContext context, MambaShape s, int batch)
     {
-        Owner = context;
+        Model = model;
         Batch = batch;
-        HostTokens = new int[batch];
         _convPerLayer = batch * s.DInner * s.ConvKernel;
         _ssmPerLayer = batch * s.DInner * s.DState;
         try
@@ -158,6 +441,13 @@ public sealed class CudaDecodeState : Generation.IDecodeState, IDisposable
             Dt = Floats(context, (long)batch * s.DInner);
             Y = Floats(context, (long)batch * s.DInner);
             Logits = Floats(context, (long)batch * s.Vocab);
+            PartValues = Floats(context, (long)batch * CudaMambaModel.ArgmaxParts);
+            PartIndices = Add(new CudaDeviceVariable<int>(context, (long)batch * CudaMambaModel.ArgmaxParts));
+            Counters = Add(new CudaDeviceVariable<uint>(context, batch));
+            NextIds = Add(new CudaDeviceVariable<int>(context, batch));
+            PinnedTokens = Add(new CudaPinnedHostMemory<int>(context, batch));
+            PinnedNext = Add(new CudaPinnedHostMemory<int>(context, batch));
+            Counters.Memset(0u);
             Reset();
         }
         catch
@@ -176,12 +466,30 @@ public sealed class CudaDecodeState : Generation.IDecodeState, IDisposable
     /// </summary>
     public bool IsFresh { get; internal set; }
 
-    internal CudaContext Owner { get; }
+    internal CudaMambaModel Model { get; }
     internal readonly CudaDeviceVariable<float> Conv = null!, Ssm = null!;
     internal readonly CudaDeviceVariable<int> Tokens = null!;
-    internal readonly int[] HostTokens;
     internal readonly CudaDeviceVariable<float> ResidualA = null!, ResidualB = null!, Normed = null!, InverseRms = null!, MixerOut = null!;
     internal readonly CudaDeviceVariable<float> Xz = null!, Xc = null!, XDbl = null!, Dt = null!, Y = null!, Logits = null!;
+
+    /// <summary>The greedy pick: each argmax block's best (value, index) and per sequence the count of blocks done.</summary>
+    internal readonly CudaDeviceVariable<float> PartValues = null!;
+    internal readonly CudaDeviceVariable<int> PartIndices = null!, NextIds = null!;
+    internal readonly CudaDeviceVariable<uint> Counters = null!;
+
+    /// <summary>Page-locked copies of the step's input ids and picked ids (asynchronous copies, also inside a graph).</summary>
+    internal readonly CudaPinnedHostMemory<int> PinnedTokens = null!, PinnedNext = null!;
+
+    /// <summary>The captured step, the vocabulary limit its greedy pick was captured with, and whether its kernels overlap.</summary>
+    internal CudaGraphExec? Graph;
+    internal int GraphLimit;
+    internal bool GraphOverlaps;
+
+    /// <summary>Whether a one-token step has run on this state (the first is never captured).</summary>
+    internal bool HasStepped;
+
+    /// <summary>Set when the legacy stream wrote the state (reset, sequence copy), which the decode stream does not wait for.</summary>
+    internal bool WrittenOutsideDecodeStream;
 
     internal ulong ConvOf(int layer) => Conv.DevicePointer + (ulong)layer * (ulong)_convPerLayer * sizeof(float);
 
@@ -193,7 +501,11 @@ public sealed class CudaDecodeState : Generation.IDecodeState, IDisposable
         Conv.Memset(0u);
         Ssm.Memset(0u);
         IsFresh = true;
+        WrittenOutsideDecodeStream = true;
     }
+
+    /// <inheritdoc/>
+    public void StepGreedy(ReadOnlySpan<int> tokens, Span<int> next, int vocabularyLimit) => Model.AdvanceGreedy(this, tokens, next, vocabularyLimit);
 
     /// <summary>
     /// Makes sequence <paramref name="sequence"/> a copy of sequence <paramref name="sourceSequence"/> of
@@ -203,7 +515,7 @@ public sealed class CudaDecodeState : Generation.IDecodeState, IDisposable
     public void CopySequenceFrom(Generation.IDecodeState source, int sourceSequence, int sequence)
     {
         var from = source as CudaDecodeState ?? throw new ArgumentException($"source is a {source?.GetType().FullName ?? "null"}, not a GPU decode state.", nameof(source));
-        if (from.Owner != Owner || from._convPerLayer / from.Batch != _convPerLayer / Batch || from._ssmPerLayer / from.Batch != _ssmPerLayer / Batch)
+        if (from.Model != Model || from._convPerLayer / from.Batch != _convPerLayer / Batch || from._ssmPerLayer / from.Batch != _ssmPerLayer / Batch)
             throw new ArgumentException("source is a state of another model or device.", nameof(source));
         if ((uint)sourceSequence >= (uint)from.Batch) throw new ArgumentOutOfRangeException(nameof(sourceSequence), sourceSequence, $"source holds {from.Batch} sequences.");
         if ((uint)sequence >= (uint)Batch) throw new ArgumentOutOfRangeException(nameof(sequence), sequence, $"this state holds {Batch} sequences.");
@@ -215,11 +527,14 @@ public sealed class CudaDecodeState : Generation.IDecodeState, IDisposable
             Ssm.CopyFrom(from.Ssm, (long)layer * from._ssmPerLayer + (long)sourceSequence * ssm, (long)layer * _ssmPerLayer + (long)sequence * ssm, ssm);
         }
         IsFresh = false;
+        WrittenOutsideDecodeStream = true;
     }
 
-    /// <summary>Frees the state's device memory.</summary>
+    /// <summary>Frees the captured graph and the state's device and page-locked memory.</summary>
     public void Dispose()
     {
+        Graph?.Dispose();
+        Graph = null;
         for (int i = _buffers.Count - 1; i >= 0; i--) _buffers[i].Dispose();
         _buffers.Clear();
     }

@@ -150,6 +150,7 @@ public sealed partial class CudaMambaModel : IMambaBackend
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
             _uploadedVersion = _parameters.Version;
+            _uploads++;
             _weights.CopyToDevice(_parameters.Values);
             int perLayer = _shape.DInner * _shape.DState;
             var scaled = new float[(long)_shape.Layers * perLayer];
@@ -442,6 +443,7 @@ public sealed partial class CudaMambaModel : IMambaBackend
             _activations?.Dispose();
             DisposeTraining();
             _stages.Dispose();
+            DisposeDecoding();
             _scaledA.Dispose();
             _weights.Dispose();
             _computeWeights?.Dispose();

@@ -16,6 +16,7 @@ internal static unsafe partial class Cublas
     [LibraryImport(Lib)] internal static partial int cublasGetVersion_v2(IntPtr handle, int* version);
     [LibraryImport(Lib)] internal static partial int cublasSetStream_v2(IntPtr handle, IntPtr stream);
     [LibraryImport(Lib)] internal static partial int cublasSetMathMode(IntPtr handle, CublasMathMode mode);
+    [LibraryImport(Lib)] internal static partial int cublasSetWorkspace_v2(IntPtr handle, ulong workspace, nuint bytes);
     [LibraryImport(Lib)] internal static partial byte* cublasGetStatusName(int status);
     [LibraryImport(Lib)] internal static partial byte* cublasGetStatusString(int status);
 

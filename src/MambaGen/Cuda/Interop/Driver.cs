@@ -72,6 +72,7 @@ internal static unsafe partial class Driver
     [LibraryImport(Lib)]
     internal static partial int cuLaunchKernel(IntPtr function, uint gridX, uint gridY, uint gridZ, uint blockX, uint blockY, uint blockZ,
         uint sharedMemoryBytes, IntPtr stream, void** parameters, void** extra);
+    [LibraryImport(Lib)] internal static partial int cuLaunchKernelEx(LaunchConfig* config, IntPtr function, void** parameters, void** extra);
 
     // Graphs (stream capture)
     [LibraryImport(Lib)] internal static partial int cuStreamBeginCapture_v2(IntPtr stream, StreamCaptureMode mode);
@@ -115,6 +116,31 @@ internal enum FunctionAttribute
     SharedSizeBytes = 1,
     NumRegisters = 4,
     MaxDynamicSharedSizeBytes = 8,
+}
+
+/// <summary>CUlaunchConfig: a launch's shape, stream and extra attributes (cuLaunchKernelEx).</summary>
+[StructLayout(LayoutKind.Sequential)]
+internal unsafe struct LaunchConfig
+{
+    internal uint GridX, GridY, GridZ, BlockX, BlockY, BlockZ, SharedMemoryBytes;
+    internal IntPtr Stream;
+    internal LaunchAttribute* Attributes;
+    internal uint AttributeCount;
+}
+
+/// <summary>CUlaunchAttribute: an id (4 bytes, padded to 8) and a 64-byte value union, of which only an int is used here.</summary>
+[StructLayout(LayoutKind.Explicit, Size = 72)]
+internal struct LaunchAttribute
+{
+    [FieldOffset(0)] internal LaunchAttributeId Id;
+    [FieldOffset(8)] internal int Value;
+}
+
+/// <summary>CUlaunchAttributeID values used here.</summary>
+internal enum LaunchAttributeId
+{
+    /// <summary>The kernel may start before the previous kernel in the stream has finished (it waits with griddepcontrol.wait).</summary>
+    ProgrammaticStreamSerialization = 6,
 }
 
 /// <summary>CUstreamCaptureMode.</summary>
