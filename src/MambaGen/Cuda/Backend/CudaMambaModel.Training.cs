@@ -523,26 +523,20 @@ public sealed class CudaAdamW : IDeviceOptimizer
         }
         starts.Add(layout.TotalLength);
         Segments = decays.Count;
-        var owned = new List<IDisposable>();
+        var owned = new DisposalStack();
         try
         {
-            FirstMoment = Own(new CudaDeviceVariable<float>(model.Context, layout.TotalLength));
-            SecondMoment = Own(new CudaDeviceVariable<float>(model.Context, layout.TotalLength));
-            SegmentStarts = Own(new CudaDeviceVariable<long>(model.Context, starts.ToArray()));
-            SegmentDecays = Own(new CudaDeviceVariable<int>(model.Context, decays.ToArray()));
+            FirstMoment = owned.Own(new CudaDeviceVariable<float>(model.Context, layout.TotalLength));
+            SecondMoment = owned.Own(new CudaDeviceVariable<float>(model.Context, layout.TotalLength));
+            SegmentStarts = owned.Own(new CudaDeviceVariable<long>(model.Context, starts.ToArray()));
+            SegmentDecays = owned.Own(new CudaDeviceVariable<int>(model.Context, decays.ToArray()));
             FirstMoment.Memset((byte)0);
             SecondMoment.Memset((byte)0);
         }
         catch
         {
-            for (int i = owned.Count - 1; i >= 0; i--) owned[i].Dispose();
+            owned.Dispose();
             throw;
-        }
-
-        T Own<T>(T resource) where T : IDisposable
-        {
-            owned.Add(resource);
-            return resource;
         }
     }
 

@@ -65,22 +65,22 @@ public sealed partial class CudaMambaModel : IMambaBackend
         _parameters = parameters;
         _shape = parameters.Shape;
         _precision = device.Precision;
-        var owned = new List<IDisposable>();
+        var owned = new DisposalStack();
         try
         {
-            _context = Own(new CudaContext(device.Ordinal));
+            _context = owned.Own(new CudaContext(device.Ordinal));
             // A blocking stream: it is ordered with the legacy default stream, where the plain (non-async) copies and memsets of
             // parameters, tokens and decode states run, so kernels never race those copies.
-            _stream = Own(new CudaStream(_context, nonBlocking: false));
-            _blas = Own(new CublasHandle(_context, _stream));
+            _stream = owned.Own(new CudaStream(_context, nonBlocking: false));
+            _blas = owned.Own(new CublasHandle(_context, _stream));
             compiler ??= new KernelCompiler();
-            _module = Own(_context.LoadModule(compiler.CompileFor(_context, cudaSource, sourceName, CompileOptions).Image));
+            _module = owned.Own(_context.LoadModule(compiler.CompileFor(_context, cudaSource, sourceName, CompileOptions).Image));
             _kernels = new KernelSet(_module);
             if (_precision == GpuPrecision.BFloat16)
             {
-                _computeModule = Own(_context.LoadModule(compiler.CompileFor(_context, cudaSource, sourceName, BFloat16CompileOptions).Image));
+                _computeModule = owned.Own(_context.LoadModule(compiler.CompileFor(_context, cudaSource, sourceName, BFloat16CompileOptions).Image));
                 _compute = new KernelSet(_computeModule);
-                _computeWeights = Own(new CudaDeviceVariable<ushort>(_context, parameters.Values.Length));
+                _computeWeights = owned.Own(new CudaDeviceVariable<ushort>(_context, parameters.Values.Length));
             }
             else
             {
@@ -88,21 +88,15 @@ public sealed partial class CudaMambaModel : IMambaBackend
                 _compute = _kernels;
             }
             _launch = LaunchFacts.Read(_computeModule, _compute.ScanForward, _context);
-            _weights = Own(new CudaDeviceVariable<float>(_context, parameters.Values.Length));
-            _scaledA = Own(new CudaDeviceVariable<float>(_context, (long)_shape.Layers * _shape.DInner * _shape.DState));
-            _stages = new StageClock(_context, _stream);
+            _weights = owned.Own(new CudaDeviceVariable<float>(_context, parameters.Values.Length));
+            _scaledA = owned.Own(new CudaDeviceVariable<float>(_context, (long)_shape.Layers * _shape.DInner * _shape.DState));
+            _stages = owned.Own(new StageClock(_context, _stream));
             UploadParameters();
         }
         catch
         {
-            for (int i = owned.Count - 1; i >= 0; i--) owned[i].Dispose();
+            owned.Dispose();
             throw;
-        }
-
-        T Own<T>(T resource) where T : IDisposable
-        {
-            owned.Add(resource);
-            return resource;
         }
     }
 
@@ -504,7 +498,7 @@ public sealed partial class CudaMambaModel : IMambaBackend
     /// </summary>
     private sealed class Activations : IDisposable
     {
-        private readonly List<IDisposable> _all = new();
+        private readonly DisposalStack _all = new();
         private readonly NormBuffers[] _norms;
         private readonly MixerBuffers[] _mixers;
 
@@ -568,17 +562,9 @@ public sealed partial class CudaMambaModel : IMambaBackend
         public MixerBuffers MixerAt(int layer) => _mixers[KeepsEveryLayer ? layer : 0];
 
         /// <summary>Registers a buffer to be freed with the rest (the backward's scratch is added this way).</summary>
-        public T Add<T>(T buffer) where T : IDisposable
-        {
-            _all.Add(buffer);
-            return buffer;
-        }
+        public T Add<T>(T buffer) where T : IDisposable => _all.Own(buffer);
 
-        public void Dispose()
-        {
-            for (int i = _all.Count - 1; i >= 0; i--) _all[i].Dispose();
-            _all.Clear();
-        }
+        public void Dispose() => _all.Dispose();
     }
 
     /// <summary>A device tensor in the compute type: fp32, or raw bf16 (two bytes per element) in bf16 mode.</summary>
