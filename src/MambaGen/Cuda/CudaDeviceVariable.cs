@@ -33,6 +33,7 @@ public sealed unsafe class CudaDeviceVariable<T> : IDisposable where T : unmanag
             throw CudaException.FromDriver(status, "cuMemAlloc_v2", detail + ".");
         }
         _pointer = pointer;
+        DeviceAllocations.Increment();
     }
 
     /// <summary>Allocates a device copy of <paramref name="values"/>.</summary>
@@ -254,4 +255,18 @@ public sealed unsafe class CudaPinnedHostMemory<T> : IDisposable where T : unman
         Context.MakeCurrent();
         CudaException.CheckDriver(Driver.cuMemFreeHost((void*)pointer), "cuMemFreeHost");
     }
+}
+
+/// <summary>
+/// Counts the device allocations this process has made, so tests can show that a steady-state training step,
+/// forward or decode step allocates nothing (every buffer is kept and reused for the same shapes).
+/// </summary>
+internal static class DeviceAllocations
+{
+    private static long s_count;
+
+    /// <summary>Allocations so far, across all contexts and element types.</summary>
+    public static long Count => Interlocked.Read(ref s_count);
+
+    internal static void Increment() => Interlocked.Increment(ref s_count);
 }
