@@ -16,8 +16,9 @@ namespace MambaGen.Cuda.Backend;
 /// the scan read (normed rows, x, z, u, Δ, B, C, y, the mixer output, the logits and their gradients) are bf16; the
 /// products run on tensor cores with bf16 operands (a bf16 copy of the fp32 weights, refreshed on upload and by
 /// AdamW) and fp32 accumulation; the residual stream, norm statistics, scan states, partial sums, weights and their
-/// gradients stay fp32. The one-token decode steps keep the fp32 kernels in either mode (the prefill hands them fp32
-/// states).</para>
+/// gradients stay fp32. The one-token decode steps run the same build on the same weight copy: the fused small-batch
+/// kernels read the bf16 matrices with fp32 inputs and sums, the cuBLAS path multiplies bf16 operands; the decode
+/// states, the residual stream and the logits stay fp32.</para>
 /// <para>The parameters are copied to the device when the model is made; <see cref="UploadParameters"/> copies them
 /// again after they change on the host. Calls on one instance run one at a time.</para>
 /// </remarks>
@@ -38,15 +39,14 @@ public sealed partial class CudaMambaModel : IMambaBackend
     private readonly CudaContext _context;
     private readonly CudaStream _stream;
     private readonly CublasHandle _blas;
-    /// <summary>The fp32 build: the decode steps' kernels (<see cref="_kernels"/>), in either precision.</summary>
+    /// <summary>The fp32 build (the optimizer's norm reduction reads fp32 gradients in either precision).</summary>
     private readonly CudaModule _module;
-    /// <summary>The build the forward and backward run: <see cref="_module"/> in fp32, the bf16 build in bf16.</summary>
+    /// <summary>The build the forward, backward and decode steps run: <see cref="_module"/> in fp32, the bf16 build in bf16.</summary>
     private readonly CudaModule _computeModule;
     private readonly CudaDeviceVariable<float> _weights;
     /// <summary>bf16 mode: the weights rounded to bf16, which the products read. Null in fp32 mode.</summary>
     private readonly CudaDeviceVariable<ushort>? _computeWeights;
     private readonly CudaDeviceVariable<float> _scaledA;
-    private readonly KernelSet _kernels;
     private readonly KernelSet _compute;
     private readonly LaunchFacts _launch;
     private readonly StageClock _stages;
@@ -75,7 +75,6 @@ public sealed partial class CudaMambaModel : IMambaBackend
             _blas = Own(new CublasHandle(_context, _stream));
             compiler ??= new KernelCompiler();
             _module = Own(_context.LoadModule(compiler.CompileFor(_context, cudaSource, sourceName, CompileOptions).Image));
-            _kernels = new KernelSet(_module);
             if (_precision == GpuPrecision.BFloat16)
             {
                 _computeModule = Own(_context.LoadModule(compiler.CompileFor(_context, cudaSource, sourceName, BFloat16CompileOptions).Image));
@@ -85,7 +84,7 @@ public sealed partial class CudaMambaModel : IMambaBackend
             else
             {
                 _computeModule = _module;
-                _compute = _kernels;
+                _compute = new KernelSet(_module);
             }
             _launch = LaunchFacts.Read(_computeModule, _compute.ScanForward, _context);
             _weights = Own(new CudaDeviceVariable<float>(_context, parameters.Values.Length));
@@ -375,21 +374,12 @@ public sealed partial class CudaMambaModel : IMambaBackend
     private float FillBias(ActivationBuffer output, ulong bias, int channels, long inner, long total) =>
         FillBias(_compute.FillBroadcast, output.DevicePointer, bias, channels, inner, total);
 
-    /// <summary>As above into an fp32 output, with the fp32 build (what the decode steps use).</summary>
-    private float FillBias(CudaDeviceVariable<float> output, ulong bias, int channels, long inner, long total) =>
-        FillBias(_kernels.FillBroadcast, output.DevicePointer, bias, channels, inner, total);
-
     private float FillBias(CudaKernel fill, ulong output, ulong bias, int channels, long inner, long total)
     {
         if (bias == 0) return 0f;
         LaunchElementwise(fill, total, output, bias, channels, inner, total);
         return 1f;
     }
-
-    /// <summary>The fp32 build's fused residual add + RMSNorm (what the decode steps use).</summary>
-    private void LaunchNorm(CudaDeviceVariable<float> residualIn, ulong addend, ulong weight, CudaDeviceVariable<float> residualOut,
-        CudaDeviceVariable<float> normed, CudaDeviceVariable<float> inverseRms, int rows) =>
-        LaunchNorm(_kernels.NormForward, residualIn, addend, weight, residualOut, normed.DevicePointer, inverseRms, rows);
 
     /// <summary>The fused residual add + RMSNorm: one block per row; the addend and the normed rows are in <paramref name="norm"/>'s build's activation type.</summary>
     private void LaunchNorm(CudaKernel norm, CudaDeviceVariable<float> residualIn, ulong addend, ulong weight, CudaDeviceVariable<float> residualOut,
