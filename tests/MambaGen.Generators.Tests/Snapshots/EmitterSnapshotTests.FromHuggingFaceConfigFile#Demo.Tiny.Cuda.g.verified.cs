@@ -533,10 +533,13 @@ extern "C" __global__ void mamba_cross_entropy(const mg_in_t* __restrict__ logit
 //   (after the last layer) mamba_decode_head: the final norm and logits = normed·Eᵀ.
 // Every weight is read once per step, whatever the batch: a warp loads 16-byte packs of its row into registers
 // (issued before the shared input is ready, so the loads overlap the norm) and dots them with each sequence's input.
-// The weight type is a template parameter of the row reader (fp32 today; 8-element bf16 packs are written for it).
+// The matrices the rows walk (in_proj, x_proj, out_proj, the head) are in the build's product type, mg_in_t: fp32, or
+// in the bf16 build the bf16 weight copy, 8 weights per pack, which halves the bytes a step reads. Their inputs,
+// the sums, the states and the residual stream stay fp32 in either build.
 //
 // Larger batches: cuBLAS products around mamba_decode_conv and mamba_decode_ssm (x_t and z read with a row stride so
-// both can point into in_proj's (batch, 2·ED) output; B/C with a row stride into x_dbl; dt with its own stride).
+// both can point into in_proj's (batch, 2·ED) output; B/C with a row stride into x_dbl; dt with its own stride). Their
+// activations are mg_in_t, as in the forward pass: bf16 operands of tensor-core products in the bf16 build.
 //
 // Both end with mamba_decode_argmax (the greedy pick on the device). A is passed as A·log2 e, as in the scan.
 // The fused kernels may be launched to overlap their predecessor (programmatic dependent launch, sm_90+): each issues
@@ -610,6 +613,9 @@ typedef mg_in_t mg_decode_c_t;
 #else
 typedef float mg_decode_c_t;
 #endif
+
+// The weight type of the fused row products.
+typedef mg_in_t mg_decode_w_t;
 
 namespace mg_decode {
 constexpr int D = MAMBA_D_MODEL, ED = MAMBA_D_INNER, N = MAMBA_D_STATE, R = MAMBA_DT_RANK, K = MAMBA_CONV_K;
@@ -947,14 +953,14 @@ extern "C" __global__ void mamba_decode_ssm(const mg_in_t* __restrict__ xc, cons
 extern "C" __global__ void __launch_bounds__(MAMBA_DECODE_THREADS)
 mamba_decode_in_proj(const int* __restrict__ tokens, const float* __restrict__ embedding, const float* __restrict__ r_in,
                      const float* __restrict__ addend, const float* __restrict__ norm_w, float* __restrict__ r_out,
-                     const float* __restrict__ w_in, const float* __restrict__ in_bias, float* __restrict__ conv_state,
+                     const mg_decode_w_t* __restrict__ w_in, const float* __restrict__ in_bias, float* __restrict__ conv_state,
                      const float* __restrict__ conv_w, const float* __restrict__ conv_bias, float* __restrict__ xc,
                      float* __restrict__ xz, int batch)
 {
     using namespace mg_decode;
     extern __shared__ float4 shared4[];
     float* normed = reinterpret_cast<float*>(shared4);
-    typedef RowReader<float, D> Reader;
+    typedef RowReader<mg_decode_w_t, D> Reader;
     const int lane = threadIdx.x & 31, warps = blockDim.x >> 5;
     const int rows = 2 * ED, stride = gridDim.x * warps;
     const int first = blockIdx.x * warps + (threadIdx.x >> 5);
@@ -1001,13 +1007,13 @@ mamba_decode_in_proj(const int* __restrict__ tokens, const float* __restrict__ e
 
 // out (batch, rows) = in (batch, ED) · Wᵀ (+ bias), W row-major (rows, ED). Dynamic shared memory: batch·ED floats.
 extern "C" __global__ void __launch_bounds__(MAMBA_DECODE_THREADS)
-mamba_decode_rows(const float* __restrict__ in, const float* __restrict__ w, const float* __restrict__ bias,
+mamba_decode_rows(const float* __restrict__ in, const mg_decode_w_t* __restrict__ w, const float* __restrict__ bias,
                   float* __restrict__ out, int rows, int batch)
 {
     using namespace mg_decode;
     extern __shared__ float4 shared4[];
     float* x = reinterpret_cast<float*>(shared4);
-    typedef RowReader<float, ED> Reader;
+    typedef RowReader<mg_decode_w_t, ED> Reader;
     const int lane = threadIdx.x & 31, warps = blockDim.x >> 5, stride = gridDim.x * warps;
     const int first = blockIdx.x * warps + (threadIdx.x >> 5);
     const bool vectorized = packable(w);
@@ -1076,12 +1082,12 @@ extern "C" __global__ void mamba_decode_ssm_step(const float* __restrict__ xc, c
 // logits (batch, VOCAB) = RMSNorm(r_in + addend)·w · Eᵀ. Dynamic shared memory: batch·D floats.
 extern "C" __global__ void __launch_bounds__(MAMBA_DECODE_THREADS)
 mamba_decode_head(const float* __restrict__ r_in, const float* __restrict__ addend, const float* __restrict__ norm_w,
-                  const float* __restrict__ head, float* __restrict__ logits, int batch)
+                  const mg_decode_w_t* __restrict__ head, float* __restrict__ logits, int batch)
 {
     using namespace mg_decode;
     extern __shared__ float4 shared4[];
     float* normed = reinterpret_cast<float*>(shared4);
-    typedef RowReader<float, D> Reader;
+    typedef RowReader<mg_decode_w_t, D> Reader;
     const int lane = threadIdx.x & 31, warps = blockDim.x >> 5;
     const int rows = MAMBA_VOCAB, stride = gridDim.x * warps;
     const int first = blockIdx.x * warps + (threadIdx.x >> 5);

@@ -19,7 +19,7 @@ public class BFloat16CudaTests
     /// (relative rounding 2⁻⁹ ≈ 2e-3) and each layer rounds several of them, so a few tenths of a percent per layer
     /// is expected; a wrong layout, transpose or missing term moves logits by whole units.
     /// </summary>
-    private const double LogitRelative = 3e-2, LogitAbsolute = 5e-2;
+    internal const double LogitRelative = 3e-2, LogitAbsolute = 5e-2;
 
     /// <summary>
     /// Gradients, per tensor: |g − g_cpu| ≤ 1e-1·max|g_cpu of that tensor| + 1e-5, measured against the tensor's
@@ -175,7 +175,7 @@ public class BFloat16CudaTests
     [GpuFact]
     public void DecodingAfterABf16PrefillFollowsTheCpu()
     {
-        // The prefill runs in bf16 and hands fp32 conv and scan states to the fp32 decode steps.
+        // The prefill runs in bf16 and hands fp32 conv and scan states to the decode steps, which read the bf16 weights.
         var cpu = OddWidthModel.Create(13);
         using var gpu = cpu.To(Bf16);
         var cpuState = ((IDecodingModel)cpu).CreateDecodeState(2);
@@ -193,7 +193,7 @@ public class BFloat16CudaTests
     }
 
     /// <summary>The worst element as a fraction of its tolerance, and a description when some element is outside it.</summary>
-    private static (double Ratio, string? Error) WorstLogitError(float[] actual, float[] expected)
+    internal static (double Ratio, string? Error) WorstLogitError(float[] actual, float[] expected)
     {
         Assert.Equal(expected.Length, actual.Length);
         double worst = 0;

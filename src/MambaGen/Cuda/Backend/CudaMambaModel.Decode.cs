@@ -12,6 +12,10 @@ namespace MambaGen.Cuda.Backend;
 /// Either way the step ends with the greedy pick on the device, and the whole step — the token copy in, every layer,
 /// the head, the pick and the copy of the picked ids out — is captured once per decode state as a CUDA graph and
 /// replayed, so a token costs one graph launch and one synchronisation.
+/// <para>The step runs the compute build's kernels on the weights the products read (<see cref="ComputeWeight"/>). In
+/// bf16 mode the fused kernels read the bf16 copy of the matrices and the cuBLAS path multiplies bf16 operands on
+/// tensor cores, as the forward pass does; the states, the residual stream, the sums and the logits stay fp32. In fp32
+/// mode the same kernels run the fp32 build on the fp32 weights.</para>
 /// </remarks>
 public sealed partial class CudaMambaModel
 {
@@ -219,27 +223,30 @@ public sealed partial class CudaMambaModel
             // The first kernel follows the token copy, not a kernel: it starts as usual.
             FusedRows(decode, decode.InProj, 2 * s.DInner, normedBytes, layer > 0,
                 layer == 0 ? d.Tokens.DevicePointer : 0UL, Weight(layout.Embedding), residualIn, layer == 0 ? 0UL : d.MixerOut.DevicePointer,
-                Weight(o.Norm), residualOut, Weight(o.InProj), o.InProjBias < 0 ? 0UL : Weight(o.InProjBias), d.ConvOf(layer),
+                Weight(o.Norm), residualOut, ComputeWeight(o.InProj), o.InProjBias < 0 ? 0UL : Weight(o.InProjBias), d.ConvOf(layer),
                 Weight(o.ConvWeight), o.ConvBias < 0 ? 0UL : Weight(o.ConvBias), d.Xc, d.Xz, batch);
             (residualIn, residualOut) = (residualOut, residualIn);
             if (s.XProjRows > 0)
-                FusedRows(decode, decode.Rows, s.XProjRows, innerBytes, true, d.Xc, Weight(o.XProj), 0UL, d.XDbl, s.XProjRows, batch);
+                FusedRows(decode, decode.Rows, s.XProjRows, innerBytes, true, d.Xc, ComputeWeight(o.XProj), 0UL, d.XDbl, s.XProjRows, batch);
             EnqueueOnDecodeStream(decode, decode.SsmStep, ChannelBlocks(batch), DecodeChannelThreads, 0, _overlapDecodeKernels,
                 d.Xc, d.XDbl, s.SelectiveDelta ? Weight(o.DtProjWeight) : 0UL, Weight(o.DtProjBias), ScaledA(layer),
                 s.SelectiveB ? 0UL : Weight(o.B), s.SelectiveC ? 0UL : Weight(o.C), Weight(o.D), d.Xz, d.SsmOf(layer), d.Y, batch);
-            FusedRows(decode, decode.Rows, s.DModel, innerBytes, true, d.Y, Weight(o.OutProj), o.OutProjBias < 0 ? 0UL : Weight(o.OutProjBias), d.MixerOut, s.DModel, batch);
+            FusedRows(decode, decode.Rows, s.DModel, innerBytes, true, d.Y, ComputeWeight(o.OutProj), o.OutProjBias < 0 ? 0UL : Weight(o.OutProjBias), d.MixerOut, s.DModel, batch);
         }
-        FusedRows(decode, decode.Head, s.Vocab, normedBytes, true, residualIn, d.MixerOut, Weight(layout.NormF), Weight(HeadOffset), d.Logits, batch);
+        FusedRows(decode, decode.Head, s.Vocab, normedBytes, true, residualIn, d.MixerOut, Weight(layout.NormF), ComputeWeight(HeadOffset), d.Logits, batch);
     }
 
-    /// <summary>Larger batches: RMSNorm, cuBLAS products and the per-channel conv and scan kernels, layer by layer.</summary>
+    /// <summary>
+    /// Larger batches: RMSNorm, cuBLAS products and the per-channel conv and scan kernels, layer by layer, with the
+    /// forward pass's kernels and operand types (in bf16 mode the activations between them are bf16; the logits fp32).
+    /// </summary>
     private void EnqueueBatchedLayers(CudaDecodeState d, DecodeLaunch decode)
     {
         var s = _shape;
         var layout = _parameters.Layout;
         int batch = d.Batch;
-        EnqueueOnDecodeStream(decode, _kernels.Embed, ElementwiseBlocks((long)batch * s.DModel), ElementwiseThreads, 0, false,
-            d.Tokens, Weight(layout.Embedding), d.ResidualA, batch, s.Vocab);
+        EnqueueOnDecodeStream(decode, _compute.Embed, ElementwiseBlocks((long)batch * s.DModel), ElementwiseThreads, 0, false,
+            d.Tokens, ComputeWeight(layout.Embedding), d.ResidualA, batch, s.Vocab);
         var residualIn = d.ResidualA;
         var residualOut = d.ResidualB;
         for (int layer = 0; layer < s.Layers; layer++)
@@ -249,52 +256,55 @@ public sealed partial class CudaMambaModel
             (residualIn, residualOut) = (residualOut, residualIn);
 
             // xz (batch × 2ED) = normed · W_inᵀ (+ bias).
-            RowProduct(decode, d.Xz, 2 * s.DInner, Weight(o.InProj), s.DModel, o.InProjBias < 0 ? 0 : Weight(o.InProjBias), d.Normed.DevicePointer, s.DModel, batch);
-            EnqueueOnDecodeStream(decode, _kernels.DecodeConvolution, ChannelBlocks(batch), DecodeChannelThreads, 0, false,
+            RowProduct(decode, d.Xz, 2 * s.DInner, ComputeWeight(o.InProj), s.DModel, o.InProjBias < 0 ? 0 : Weight(o.InProjBias), d.Normed.DevicePointer, s.DModel, batch);
+            EnqueueOnDecodeStream(decode, _compute.DecodeConvolution, ChannelBlocks(batch), DecodeChannelThreads, 0, false,
                 d.Xz, 2L * s.DInner, d.ConvOf(layer), Weight(o.ConvWeight), o.ConvBias < 0 ? 0UL : Weight(o.ConvBias), d.Xc, batch);
 
             // x_dbl (batch × XProjRows) = xc · W_xᵀ; dt (batch × ED) = dt_low · W_dtᵀ.
             if (s.XProjRows > 0)
-                RowProduct(decode, d.XDbl, s.XProjRows, Weight(o.XProj), s.DInner, 0, d.Xc.DevicePointer, s.DInner, batch);
+                RowProduct(decode, d.XDbl, s.XProjRows, ComputeWeight(o.XProj), s.DInner, 0, d.Xc.DevicePointer, s.DInner, batch);
             if (s.SelectiveDelta)
-                RowProduct(decode, d.Dt, s.DInner, Weight(o.DtProjWeight), s.DtRank, 0, d.XDbl.DevicePointer, s.XProjRows, batch);
+                RowProduct(decode, d.Dt, s.DInner, ComputeWeight(o.DtProjWeight), s.DtRank, 0, d.XDbl.DevicePointer, s.XProjRows, batch);
             int bColumn = s.SelectiveDelta ? s.DtRank : 0;
             int cColumn = bColumn + (s.SelectiveB ? s.DState : 0);
-            ulong ColumnOf(int column) => d.XDbl.DevicePointer + (ulong)column * sizeof(float);
-            EnqueueOnDecodeStream(decode, _kernels.DecodeScan, ChannelBlocks(batch), DecodeChannelThreads, 0, false,
+            ulong ColumnOf(int column) => d.XDbl.DevicePointer + (ulong)(column * ActivationBytes);
+            EnqueueOnDecodeStream(decode, _compute.DecodeScan, ChannelBlocks(batch), DecodeChannelThreads, 0, false,
                 d.Xc, s.SelectiveDelta ? d.Dt.DevicePointer : 0UL, (long)s.DInner, Weight(o.DtProjBias), ScaledA(layer),
                 s.SelectiveB ? ColumnOf(bColumn) : Weight(o.B), s.SelectiveC ? ColumnOf(cColumn) : Weight(o.C), (long)s.XProjRows,
-                Weight(o.D), d.Xz.DevicePointer + (ulong)s.DInner * sizeof(float), 2L * s.DInner, d.SsmOf(layer), d.Y, batch);
+                Weight(o.D), d.Xz.DevicePointer + (ulong)(s.DInner * ActivationBytes), 2L * s.DInner, d.SsmOf(layer), d.Y, batch);
 
             // mixer_out (batch × D) = y · W_outᵀ (+ bias).
-            RowProduct(decode, d.MixerOut, s.DModel, Weight(o.OutProj), s.DInner, o.OutProjBias < 0 ? 0 : Weight(o.OutProjBias), d.Y.DevicePointer, s.DInner, batch);
+            RowProduct(decode, d.MixerOut, s.DModel, ComputeWeight(o.OutProj), s.DInner, o.OutProjBias < 0 ? 0 : Weight(o.OutProjBias), d.Y.DevicePointer, s.DInner, batch);
         }
         EnqueueNorm(decode, residualIn, d.MixerOut.DevicePointer, Weight(layout.NormF), residualOut, d, batch);
-        RowProduct(decode, d.Logits, s.Vocab, Weight(HeadOffset), s.DModel, 0, d.Normed.DevicePointer, s.DModel, batch);
+        RowProduct(decode, d.Logits, s.Vocab, ComputeWeight(HeadOffset), s.DModel, 0, d.Normed.DevicePointer, s.DModel, batch, CudaDataType.Float32);
     }
 
-    // The norm's block size does not depend on the activation type, so the compute module's launch facts serve the fp32 decode kernels too.
+    /// <summary>The compute build's residual add + RMSNorm: fp32 residual rows, the addend and the normed rows in the activation type.</summary>
     private void EnqueueNorm(DecodeLaunch decode, CudaDeviceVariable<float> residualIn, ulong addend, ulong weight, CudaDeviceVariable<float> residualOut,
         CudaDecodeState d, int batch) =>
-        EnqueueOnDecodeStream(decode, _kernels.NormForward, (uint)batch, _launch.NormThreads, 0, false, residualIn, addend, weight, residualOut, d.Normed, d.InverseRms, batch);
+        EnqueueOnDecodeStream(decode, _compute.NormForward, (uint)batch, _launch.NormThreads, 0, false, residualIn, addend, weight, residualOut, d.Normed, d.InverseRms, batch);
 
     /// <summary>
     /// out (rows of <paramref name="outputs"/>, one per sequence) = in · Wᵀ (+ bias), W row-major outputs × depth and
-    /// each input row <paramref name="inputStride"/> floats apart, by cuBLAS on the decode stream.
+    /// each input row <paramref name="inputStride"/> elements apart, by cuBLAS on the decode stream. W and the input
+    /// are in the activation type, accumulated in fp32; the output is in the activation type unless
+    /// <paramref name="outputType"/> says otherwise (the logits are fp32; a bias is only ever added to activations).
     /// </summary>
-    private void RowProduct(DecodeLaunch decode, CudaDeviceVariable<float> output, int outputs, ulong weight, int depth, ulong bias, ulong input, int inputStride, int batch)
+    private void RowProduct(DecodeLaunch decode, CudaDeviceVariable<float> output, int outputs, ulong weight, int depth, ulong bias, ulong input, int inputStride, int batch,
+        CudaDataType? outputType = null)
     {
         float beta = 0f;
         if (bias != 0)
         {
             long total = (long)batch * outputs;
-            EnqueueOnDecodeStream(decode, _kernels.FillBroadcast, ElementwiseBlocks(total), ElementwiseThreads, 0, false, output, bias, outputs, 1L, total);
+            EnqueueOnDecodeStream(decode, _compute.FillBroadcast, ElementwiseBlocks(total), ElementwiseThreads, 0, false, output, bias, outputs, 1L, total);
             beta = 1f;
         }
         // Column-major view: outᵀ (outputs × batch) = W (outputs × depth) · inᵀ (depth × batch).
         decode.Blas.GemmEx(CublasOperation.Transpose, CublasOperation.None, outputs, batch, depth,
-            1f, weight, CudaDataType.Float32, depth, input, CudaDataType.Float32, inputStride,
-            beta, output.DevicePointer, CudaDataType.Float32, outputs);
+            1f, weight, ActivationType, depth, input, ActivationType, inputStride,
+            beta, output.DevicePointer, outputType ?? ActivationType, outputs);
     }
 
     /// <summary>
@@ -336,7 +346,7 @@ public sealed partial class CudaMambaModel
     /// <summary>What a decode step launches on, apart from the model's weights and the state's buffers.</summary>
     private sealed class DecodeLaunch : IDisposable
     {
-        private readonly List<IDisposable> _owned = new();
+        private readonly DisposalStack _owned = new();
 
         public DecodeLaunch(CudaContext context, CudaModule module, MambaShape s, int workspaceBytes)
         {
@@ -394,18 +404,10 @@ public sealed partial class CudaMambaModel
             if (bytes > kernel.MaxDynamicSharedMemory) kernel.MaxDynamicSharedMemory = bytes;
         }
 
-        private T Own<T>(T resource) where T : IDisposable
-        {
-            _owned.Add(resource);
-            return resource;
-        }
+        private T Own<T>(T resource) where T : IDisposable => _owned.Own(resource);
 
         /// <summary>Frees in reverse order of making: the handle, its workspace, the stream.</summary>
-        public void Dispose()
-        {
-            for (int i = _owned.Count - 1; i >= 0; i--) _owned[i].Dispose();
-            _owned.Clear();
-        }
+        public void Dispose() => _owned.Dispose();
     }
 }
 
@@ -416,7 +418,7 @@ public sealed partial class CudaMambaModel
 /// </summary>
 public sealed class CudaDecodeState : Generation.IGreedyDecodeState, IDisposable
 {
-    private readonly List<IDisposable> _buffers = new();
+    private readonly DisposalStack _buffers = new();
     private readonly int _convPerLayer, _ssmPerLayer;
 
     internal CudaDecodeState(CudaMambaModel model, CudaContext context, MambaShape s, int batch)
@@ -535,15 +537,10 @@ public sealed class CudaDecodeState : Generation.IGreedyDecodeState, IDisposable
     {
         Graph?.Dispose();
         Graph = null;
-        for (int i = _buffers.Count - 1; i >= 0; i--) _buffers[i].Dispose();
-        _buffers.Clear();
+        _buffers.Dispose();
     }
 
     private CudaDeviceVariable<float> Floats(CudaContext context, long count) => Add(new CudaDeviceVariable<float>(context, count));
 
-    private T Add<T>(T buffer) where T : IDisposable
-    {
-        _buffers.Add(buffer);
-        return buffer;
-    }
+    private T Add<T>(T buffer) where T : IDisposable => _buffers.Own(buffer);
 }

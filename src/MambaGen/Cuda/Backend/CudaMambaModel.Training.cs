@@ -77,7 +77,7 @@ public sealed partial class CudaMambaModel
     /// <summary>Where each parameter lives in the flat vector (shared by parameters, gradients and moments).</summary>
     public ParameterLayout Layout => _parameters.Layout;
 
-    private TrainingKernels Training => _trainingKernels ??= new TrainingKernels(_computeModule, _context);
+    private TrainingKernels Training => _trainingKernels ??= new TrainingKernels(_module, _context);
 
     private ulong Gradient(int offset) => _gradients!.DevicePointer + (ulong)offset * sizeof(float);
 

@@ -12,12 +12,13 @@ namespace MambaGen.Cuda.Backend;
 /// </summary>
 /// <remarks>
 /// <para>The device's <see cref="GpuPrecision"/> picks the compute type. fp32: every activation and product is fp32.
-/// bf16: the same source is compiled a second time with <c>MAMBA_INPUT_BF16</c>, so the activations the products and
+/// bf16: the source is compiled with <c>MAMBA_INPUT_BF16=1</c> instead (one build per model), so the activations the products and
 /// the scan read (normed rows, x, z, u, Δ, B, C, y, the mixer output, the logits and their gradients) are bf16; the
 /// products run on tensor cores with bf16 operands (a bf16 copy of the fp32 weights, refreshed on upload and by
 /// AdamW) and fp32 accumulation; the residual stream, norm statistics, scan states, partial sums, weights and their
-/// gradients stay fp32. The one-token decode steps keep the fp32 kernels in either mode (the prefill hands them fp32
-/// states).</para>
+/// gradients stay fp32. The one-token decode steps run the same build on the same weight copy: the fused small-batch
+/// kernels read the bf16 matrices with fp32 inputs and sums, the cuBLAS path multiplies bf16 operands; the decode
+/// states, the residual stream and the logits stay fp32.</para>
 /// <para>The parameters are copied to the device when the model is made; <see cref="UploadParameters"/> copies them
 /// again after they change on the host. Calls on one instance run one at a time.</para>
 /// </remarks>
@@ -38,15 +39,15 @@ public sealed partial class CudaMambaModel : IMambaBackend
     private readonly CudaContext _context;
     private readonly CudaStream _stream;
     private readonly CublasHandle _blas;
-    /// <summary>The fp32 build: the decode steps' kernels (<see cref="_kernels"/>), in either precision.</summary>
+    /// <summary>
+    /// The variant's kernels, built for the precision: fp32 activations, or bf16 ones (<c>MAMBA_INPUT_BF16=1</c>). The
+    /// optimizer's and the gradient norm's kernels read fp32 in both builds.
+    /// </summary>
     private readonly CudaModule _module;
-    /// <summary>The build the forward and backward run: <see cref="_module"/> in fp32, the bf16 build in bf16.</summary>
-    private readonly CudaModule _computeModule;
     private readonly CudaDeviceVariable<float> _weights;
     /// <summary>bf16 mode: the weights rounded to bf16, which the products read. Null in fp32 mode.</summary>
     private readonly CudaDeviceVariable<ushort>? _computeWeights;
     private readonly CudaDeviceVariable<float> _scaledA;
-    private readonly KernelSet _kernels;
     private readonly KernelSet _compute;
     private readonly LaunchFacts _launch;
     private readonly StageClock _stages;
@@ -74,20 +75,11 @@ public sealed partial class CudaMambaModel : IMambaBackend
             _stream = owned.Own(new CudaStream(_context, nonBlocking: false));
             _blas = owned.Own(new CublasHandle(_context, _stream));
             compiler ??= new KernelCompiler();
-            _module = owned.Own(_context.LoadModule(compiler.CompileFor(_context, cudaSource, sourceName, CompileOptions).Image));
-            _kernels = new KernelSet(_module);
-            if (_precision == GpuPrecision.BFloat16)
-            {
-                _computeModule = owned.Own(_context.LoadModule(compiler.CompileFor(_context, cudaSource, sourceName, BFloat16CompileOptions).Image));
-                _compute = new KernelSet(_computeModule);
-                _computeWeights = owned.Own(new CudaDeviceVariable<ushort>(_context, parameters.Values.Length));
-            }
-            else
-            {
-                _computeModule = _module;
-                _compute = _kernels;
-            }
-            _launch = LaunchFacts.Read(_computeModule, _compute.ScanForward, _context);
+            bool bf16 = _precision == GpuPrecision.BFloat16;
+            _module = owned.Own(_context.LoadModule(compiler.CompileFor(_context, cudaSource, sourceName, bf16 ? BFloat16CompileOptions : CompileOptions).Image));
+            _compute = new KernelSet(_module);
+            if (bf16) _computeWeights = owned.Own(new CudaDeviceVariable<ushort>(_context, parameters.Values.Length));
+            _launch = LaunchFacts.Read(_module, _compute.ScanForward, _context);
             _weights = owned.Own(new CudaDeviceVariable<float>(_context, parameters.Values.Length));
             _scaledA = owned.Own(new CudaDeviceVariable<float>(_context, (long)_shape.Layers * _shape.DInner * _shape.DState));
             _stages = owned.Own(new StageClock(_context, _stream));
@@ -369,21 +361,12 @@ public sealed partial class CudaMambaModel : IMambaBackend
     private float FillBias(ActivationBuffer output, ulong bias, int channels, long inner, long total) =>
         FillBias(_compute.FillBroadcast, output.DevicePointer, bias, channels, inner, total);
 
-    /// <summary>As above into an fp32 output, with the fp32 build (what the decode steps use).</summary>
-    private float FillBias(CudaDeviceVariable<float> output, ulong bias, int channels, long inner, long total) =>
-        FillBias(_kernels.FillBroadcast, output.DevicePointer, bias, channels, inner, total);
-
     private float FillBias(CudaKernel fill, ulong output, ulong bias, int channels, long inner, long total)
     {
         if (bias == 0) return 0f;
         LaunchElementwise(fill, total, output, bias, channels, inner, total);
         return 1f;
     }
-
-    /// <summary>The fp32 build's fused residual add + RMSNorm (what the decode steps use).</summary>
-    private void LaunchNorm(CudaDeviceVariable<float> residualIn, ulong addend, ulong weight, CudaDeviceVariable<float> residualOut,
-        CudaDeviceVariable<float> normed, CudaDeviceVariable<float> inverseRms, int rows) =>
-        LaunchNorm(_kernels.NormForward, residualIn, addend, weight, residualOut, normed.DevicePointer, inverseRms, rows);
 
     /// <summary>The fused residual add + RMSNorm: one block per row; the addend and the normed rows are in <paramref name="norm"/>'s build's activation type.</summary>
     private void LaunchNorm(CudaKernel norm, CudaDeviceVariable<float> residualIn, ulong addend, ulong weight, CudaDeviceVariable<float> residualOut,
@@ -441,7 +424,6 @@ public sealed partial class CudaMambaModel : IMambaBackend
             _scaledA.Dispose();
             _weights.Dispose();
             _computeWeights?.Dispose();
-            if (_computeModule != _module) _computeModule.Dispose();
             _module.Dispose();
             _blas.Dispose();
             _stream.Dispose();
