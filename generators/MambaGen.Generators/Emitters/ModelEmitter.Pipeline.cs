@@ -23,8 +23,9 @@ namespace MambaGen.Generators.Emitters
                 w.Line("ws.Batch = batch;");
                 w.Line("ws.Length = length;");
                 w.Line("ws.State = state;");
-                w.Comment("A one-token step reads every weight once per token: it takes the 16-bit copy, if one is in use (UseHalfPrecisionWeights).");
-                w.Line($"{Cpu}.HalfWeights? half = state is not null && length == 1 ? DecodeWeights() : null;");
+                w.Comment("A one-token step reads every weight once per token: it takes the 16-bit copy, if one is in use (UseHalfPrecisionWeights),\nand per-layer constants kept from the previous step instead of rebuilding them.");
+                w.Line("bool oneTokenStep = state is not null && length == 1;");
+                w.Line($"{Cpu}.HalfWeights? half = oneTokenStep ? DecodeWeights() : null;");
                 w.Comment("r = Embed(tokens): one row of the (Vocab, D) embedding per token.");
                 w.Line($"{Cpu}.Embedding.Gather(p.AsSpan(Layout.Embedding, Vocab * DModel), DModel, tokens, ws.Residual);");
                 using (w.Block("for (int layer = 0; layer < Layers; layer++)"))
@@ -45,7 +46,8 @@ namespace MambaGen.Generators.Emitters
                         w.Line($"{Cpu}.Rows.AddBias(act.Gate, rows, DInnerStride, p.AsSpan(o.InProjBias + DInner, DInner));");
                     }
                     w.Comment("The layer's per-channel constants in the kernels' layout: conv taps, A = −exp(A_log), D, dt bias" + (s.SelectiveB && s.SelectiveC ? "." : ", fixed B/C."));
-                    w.Line("_constants.Prepare(p, o);");
+                    w.Line("if (oneTokenStep) ws.Constants = StepConstants(layer);");
+                    w.Line("else (ws.Constants = _constants).Prepare(p, o);");
                     w.Comment($"x = SiLU(causal depthwise conv(x){(s.ConvBias ? " + b" : "")}), K = {s.ConvKernel} taps: one task per (sequence, ConvolveBlocksPerTask blocks of {ChannelBlock} channels).");
                     w.Line($"{Cpu}.WorkerPool.For(batch * ConvolveTasks, _convolveTask);");
                     if (s.XProjRows > 0)
@@ -92,6 +94,7 @@ namespace MambaGen.Generators.Emitters
                 w.Line("Project(half, batch, Vocab, DModel, ws.Normed, DModel, HeadOffset, false, logits, Vocab);");
             }
             w.Line();
+            EmitStepConstants(w);
             w.Summary(
                 "y = x·Wᵀ (+ y when <paramref name=\"accumulate\"/>) for the n × k weight at <paramref name=\"weightOffset\"/> of the\n" +
                 "parameter vector: from the 16-bit copy when <paramref name=\"half\"/> is given, else the fp32 product.");
@@ -99,6 +102,27 @@ namespace MambaGen.Generators.Emitters
             {
                 w.Line($"if (half is not null) {Cpu}.HalfGemv.Multiply(half.Format, rows, n, k, x, ldx, half.Bits.AsSpan(weightOffset, n * k), accumulate, y, ldy);");
                 w.Line($"else {Gemm}(false, true, rows, n, k, 1f, x, ldx, Parameters.Values.AsSpan(weightOffset, n * k), k, accumulate ? 1f : 0f, y, ldy);");
+            }
+            w.Line();
+        }
+
+        /// <summary>Every layer's constants, built once for one-token steps and again only after the parameters change.</summary>
+        private static void EmitStepConstants(CodeWriter w)
+        {
+            w.Comment("Per-layer constants of one-token steps and the parameter version they were built from. A step would otherwise rebuild\nthem (exp of A_log, transposes) for every layer and token, a few per cent of a step's time.");
+            w.Line("private LayerConstants[]? _stepConstants;");
+            w.Line("private long _stepConstantsVersion;");
+            w.Line();
+            using (w.Block("private LayerConstants StepConstants(int layer)"))
+            {
+                using (w.Block("if (_stepConstants is null || _stepConstantsVersion != Parameters.Version)"))
+                {
+                    w.Line("_stepConstants ??= new LayerConstants[Layers];");
+                    w.Line("for (int i = 0; i < Layers; i++)");
+                    w.Line("    (_stepConstants[i] ??= new LayerConstants()).Prepare(Parameters.Values, Layout.LayerOffsets[i]);");
+                    w.Line("_stepConstantsVersion = Parameters.Version;");
+                }
+                w.Line("return _stepConstants[layer];");
             }
             w.Line();
         }
@@ -116,7 +140,7 @@ namespace MambaGen.Generators.Emitters
         private static void EmitTasks(CodeWriter w, ModelSpec s)
         {
             w.Comment("── Kernel tasks: index → (sequence, channel block), run on the widest native vectors ─────────────");
-            string convArgs = "act.XIn, act.XConv, sequence * ws.Length, ws.Length, firstChannel, _constants" + (s.ConvKernel > 1 ? ", history" : "");
+            string convArgs = "act.XIn, act.XConv, sequence * ws.Length, ws.Length, firstChannel, ws.Constants" + (s.ConvKernel > 1 ? ", history" : "");
             w.Summary(
                 "Channel blocks one convolution task runs, one after the other. A block's 64 bytes of a row need not be cache-line\n" +
                 "aligned, so tasks of neighbouring blocks running at once on two threads write the same lines: with one block per task\n" +
@@ -141,7 +165,7 @@ namespace MambaGen.Generators.Emitters
             }
             w.Line();
             var scanArgs = "act.XConv, " + (s.SelectiveDelta ? "act.DtRaw, " : "") + (s.XProjRows > 0 ? "act.XDbl, " : "") +
-                           "act.Gate, act.Y, sequence * ws.Length, ws.Length, firstChannel, _constants, initialState, snapshots, snapshotEvery";
+                           "act.Gate, act.Y, sequence * ws.Length, ws.Length, firstChannel, ws.Constants, initialState, snapshots, snapshotEvery";
             using (w.Block("private void ScanTask(int index)"))
             {
                 w.Line("var ws = _active!;");
@@ -337,6 +361,8 @@ namespace MambaGen.Generators.Emitters
                 w.Line("public int Length;");
                 w.Line("public int Layer;");
                 w.Line("public DecodeState? State;");
+                w.Comment("The running layer's constants, which the forward kernel tasks read.");
+                w.Line("public LayerConstants Constants = null!;");
                 w.Line();
                 using (w.Block("public Workspace(int rows, int snapshotRows)"))
                 {

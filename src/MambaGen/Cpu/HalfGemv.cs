@@ -32,6 +32,9 @@ public static unsafe class HalfGemv
         : Vector128.IsHardwareAccelerated ? HalfGemvPath.Vector128
         : HalfGemvPath.Scalar;
 
+    /// <summary>The path <see cref="Multiply(HalfPrecision, int, int, int, ReadOnlySpan{float}, int, ReadOnlySpan{ushort}, bool, Span{float}, int)"/> takes on this machine, for reports.</summary>
+    public static string BestPathName => BestPath.ToString();
+
     /// <summary>
     /// y[i, j] = Σₚ x[i, p]·w[j, p] (+ y[i, j] when <paramref name="accumulate"/>) for i &lt; <paramref name="rows"/>,
     /// j &lt; <paramref name="n"/>, p &lt; <paramref name="k"/>; x has row stride <paramref name="ldx"/>, w row stride
