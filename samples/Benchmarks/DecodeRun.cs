@@ -40,6 +40,9 @@ public static class DecodeRun
         Console.WriteLine($"Decode, 130M shape, batch 1, {threads} threads, prompt {PromptLength}, {rounds} rounds of {steps} steps; " +
                           $"{matrixWeights / 1e6:F1} M matrix weights read per token. Vector path: {HalfGemv.BestPathName}.");
 
+        Console.WriteLine($"  memory read bandwidth (sum of a 512 MB array, {threads} threads): best {ReadBandwidth(threads):F1} GB/s");
+        HeadAlone(threads);
+        LayerProductsAlone();
         var model = Mamba130M.Create(seed: 1);
         var random = new Random(2);
         var prompt = Enumerable.Range(0, PromptLength).Select(_ => random.Next(Mamba130M.Vocab)).ToArray();
@@ -66,5 +69,89 @@ public static class DecodeRun
             Console.WriteLine($"  {precision?.ToString() ?? "Float32",-9} load {load,5}: best {best,7:F1} tok/s, median {median,7:F1} tok/s, " +
                               $"{best * matrixWeights * bytes / 1e9,6:F1} GB/s of weights");
         }
+    }
+
+    /// <summary>The head's product alone (50,280 × 768, one row), fp32 through Gemm and 16-bit through HalfGemv: best of 15 calls.</summary>
+    private static void HeadAlone(int threads)
+    {
+        int n = Mamba130M.Vocab, k = Mamba130M.DModel;
+        var random = new Random(3);
+        var x = Enumerable.Range(0, k).Select(_ => (float)random.NextDouble()).ToArray();
+        var weights = Enumerable.Range(0, n * k).Select(_ => (float)random.NextDouble() - 0.5f).ToArray();
+        var bits = new ushort[weights.Length];
+        var y = new float[n];
+        string Time(Action product, int bytes)
+        {
+            double best = double.MaxValue;
+            for (int trial = 0; trial < 16; trial++)
+            {
+                long start = Stopwatch.GetTimestamp();
+                product();
+                if (trial > 0) best = Math.Min(best, Stopwatch.GetElapsedTime(start).TotalSeconds);
+            }
+            return $"{best * 1e3:F2} ms, {(double)n * k * bytes / best / 1e9:F1} GB/s";
+        }
+        Console.Write($"  head product alone ({threads} threads): fp32 {Time(() => Gemm.Multiply(false, true, 1, n, k, 1f, x, k, weights, k, 0f, y, n), 4)}");
+        foreach (var format in new[] { HalfPrecision.BFloat16, HalfPrecision.Float16 })
+        {
+            HalfWeights.Round(weights, bits, format);
+            Console.Write($"; {format} {Time(() => HalfGemv.Multiply(format, 1, n, k, x, k, bits, false, y, n), 2)}");
+        }
+        Console.WriteLine();
+    }
+
+    /// <summary>
+    /// The layer products of one decode step alone, in bfloat16, each over 24 different matrices as in the model (so they
+    /// come from memory, not the cache): their total is the floor of a step's layer time at this kernel's speed.
+    /// </summary>
+    private static void LayerProductsAlone()
+    {
+        var shapes = new (string Name, int N, int K)[]
+        {
+            ("in_proj x", Mamba130M.DInner, Mamba130M.DModel), ("in_proj z", Mamba130M.DInner, Mamba130M.DModel),
+            ("x_proj", Mamba130M.XProjRows, Mamba130M.DInner), ("dt_proj", Mamba130M.DInner, Mamba130M.DtRank),
+            ("out_proj", Mamba130M.DModel, Mamba130M.DInner),
+        };
+        var random = new Random(4);
+        double total = 0;
+        Console.Write("  layer products alone, bf16, ×24 layers:");
+        foreach (var (name, n, k) in shapes)
+        {
+            var matrices = Enumerable.Range(0, Mamba130M.Layers).Select(_ => Enumerable.Range(0, n * k).Select(_ => (ushort)random.Next(0x3C00, 0x3D00)).ToArray()).ToArray();
+            var x = new float[k];
+            var y = new float[n];
+            double best = double.MaxValue;
+            for (int trial = 0; trial < 11; trial++)
+            {
+                long start = Stopwatch.GetTimestamp();
+                foreach (var w in matrices) HalfGemv.Multiply(HalfPrecision.BFloat16, 1, n, k, x, k, w, false, y, n);
+                if (trial > 0) best = Math.Min(best, Stopwatch.GetElapsedTime(start).TotalSeconds);
+            }
+            total += best;
+            Console.Write($" {name} {best * 1e3:F2} ms ({24.0 * n * k * 2 / best / 1e9:F1} GB/s);");
+        }
+        Console.WriteLine($" total {total * 1e3:F2} ms");
+    }
+
+    /// <summary>
+    /// What streaming reads reach here: the best of 7 sums of a 512 MB array (far beyond the caches), split in 64 chunks
+    /// over the worker threads — the ceiling for a decode step, which streams its weights the same way.
+    /// </summary>
+    private static double ReadBandwidth(int threads)
+    {
+        const int chunks = 64;
+        var data = new float[128 << 20];
+        data.AsSpan().Fill(1f);
+        int chunk = data.Length / chunks;
+        var sums = new float[chunks];
+        double best = 0;
+        for (int trial = 0; trial < 7; trial++)
+        {
+            long start = Stopwatch.GetTimestamp();
+            WorkerPool.For(chunks, c => sums[c] = System.Numerics.Tensors.TensorPrimitives.Sum(data.AsSpan(c * chunk, chunk)), threads);
+            best = Math.Max(best, data.Length * 4.0 / Stopwatch.GetElapsedTime(start).TotalSeconds / 1e9);
+        }
+        if (sums.Sum() != data.Length) throw new InvalidOperationException("The bandwidth probe summed wrongly.");
+        return best;
     }
 }
