@@ -236,9 +236,12 @@ internal readonly struct Float16Bits : IHalfFormat
 /// <summary>
 /// Loads as many 16-bit values as a vector of floats has lanes and widens them to fp32, for one vector width.
 /// bfloat16 is the top half of an fp32, so widening is a 16-bit shift. IEEE half has no conversion instruction that
-/// .NET 10 exposes, so it is widened in integer lanes: the exponent and mantissa bits shifted into fp32's places and
-/// multiplied by 2¹¹² (the difference of the exponent biases, 127 − 15) give every finite value exactly, subnormals
-/// included; lanes with the all-ones exponent become ∞ or NaN; the sign bit is moved over last.
+/// .NET 10 exposes, so it is widened in integer lanes, each case exactly: a normal half's exponent and mantissa bits
+/// shifted into fp32's places, plus the difference of the exponent biases (127 − 15) in the exponent field; a subnormal
+/// half's mantissa m converted to fp32 and scaled by 2⁻²⁴ (its value is m·2⁻²⁴, a normal fp32); the all-ones exponent
+/// as fp32's ∞ or NaN; the sign bit moved over last. No step computes on an fp32 subnormal: with weights from a
+/// trained or random model a few lanes in a thousand are half subnormals, and a multiply with a subnormal operand (the
+/// shorter route of multiplying the shifted bits by 2¹¹²) took a microcode assist that made decoding 2–4× slower.
 /// </summary>
 internal interface IHalfWiden<TVector> where TVector : struct
 {
@@ -253,8 +256,10 @@ internal static class Float16Widening
     public const uint ExponentMask = 0x7C00;
     public const uint SignMask = 0x8000;
     public const uint Fp32ExponentBits = 0x7F80_0000;
-    /// <summary>2¹¹²: moves an fp16 exponent, placed in fp32's field, from fp16's bias (15) to fp32's (127).</summary>
-    public const float BiasShift = 5.192296858534828e33f;
+    /// <summary>(127 − 15) in fp32's exponent field: moves a normal half's exponent from fp16's bias to fp32's.</summary>
+    public const uint BiasDifference = 112u << 23;
+    /// <summary>2⁻²⁴, the value of a half subnormal's mantissa unit.</summary>
+    public const float SubnormalUnit = 5.9604645e-8f;
 }
 
 internal readonly struct Widen512 : IHalfWiden<Vector512<float>>
@@ -267,11 +272,14 @@ internal readonly struct Widen512 : IHalfWiden<Vector512<float>>
     public static Vector512<float> Float16(ref ushort source, nuint index)
     {
         var bits = Vector512.WidenLower(Vector256.LoadUnsafe(ref source, index).ToVector512Unsafe());
-        var finite = Vector512.ShiftLeft(bits & Vector512.Create(Float16Widening.MagnitudeMask), 13).AsSingle() * Vector512.Create(Float16Widening.BiasShift);
-        var special = Vector512.ShiftLeft(bits & Vector512.Create(Float16Widening.MagnitudeMask), 13) | Vector512.Create(Float16Widening.Fp32ExponentBits);
-        var isSpecial = Vector512.Equals(bits & Vector512.Create(Float16Widening.ExponentMask), Vector512.Create(Float16Widening.ExponentMask));
-        var magnitude = Vector512.ConditionalSelect(isSpecial, special, finite.AsUInt32());
-        return (magnitude | Vector512.ShiftLeft(bits & Vector512.Create(Float16Widening.SignMask), 16)).AsSingle();
+        var magnitude = bits & Vector512.Create(Float16Widening.MagnitudeMask);
+        var exponent = bits & Vector512.Create(Float16Widening.ExponentMask);
+        var normal = Vector512.ShiftLeft(magnitude, 13) + Vector512.Create(Float16Widening.BiasDifference);
+        var subnormal = (Vector512.ConvertToSingle(magnitude.AsInt32()) * Vector512.Create(Float16Widening.SubnormalUnit)).AsUInt32();
+        var special = Vector512.ShiftLeft(magnitude, 13) | Vector512.Create(Float16Widening.Fp32ExponentBits);
+        var value = Vector512.ConditionalSelect(Vector512.Equals(exponent, Vector512<uint>.Zero), subnormal,
+            Vector512.ConditionalSelect(Vector512.Equals(exponent, Vector512.Create(Float16Widening.ExponentMask)), special, normal));
+        return (value | Vector512.ShiftLeft(bits & Vector512.Create(Float16Widening.SignMask), 16)).AsSingle();
     }
 }
 
@@ -285,11 +293,14 @@ internal readonly struct Widen256 : IHalfWiden<Vector256<float>>
     public static Vector256<float> Float16(ref ushort source, nuint index)
     {
         var bits = Vector256.WidenLower(Vector128.LoadUnsafe(ref source, index).ToVector256Unsafe());
-        var finite = Vector256.ShiftLeft(bits & Vector256.Create(Float16Widening.MagnitudeMask), 13).AsSingle() * Vector256.Create(Float16Widening.BiasShift);
-        var special = Vector256.ShiftLeft(bits & Vector256.Create(Float16Widening.MagnitudeMask), 13) | Vector256.Create(Float16Widening.Fp32ExponentBits);
-        var isSpecial = Vector256.Equals(bits & Vector256.Create(Float16Widening.ExponentMask), Vector256.Create(Float16Widening.ExponentMask));
-        var magnitude = Vector256.ConditionalSelect(isSpecial, special, finite.AsUInt32());
-        return (magnitude | Vector256.ShiftLeft(bits & Vector256.Create(Float16Widening.SignMask), 16)).AsSingle();
+        var magnitude = bits & Vector256.Create(Float16Widening.MagnitudeMask);
+        var exponent = bits & Vector256.Create(Float16Widening.ExponentMask);
+        var normal = Vector256.ShiftLeft(magnitude, 13) + Vector256.Create(Float16Widening.BiasDifference);
+        var subnormal = (Vector256.ConvertToSingle(magnitude.AsInt32()) * Vector256.Create(Float16Widening.SubnormalUnit)).AsUInt32();
+        var special = Vector256.ShiftLeft(magnitude, 13) | Vector256.Create(Float16Widening.Fp32ExponentBits);
+        var value = Vector256.ConditionalSelect(Vector256.Equals(exponent, Vector256<uint>.Zero), subnormal,
+            Vector256.ConditionalSelect(Vector256.Equals(exponent, Vector256.Create(Float16Widening.ExponentMask)), special, normal));
+        return (value | Vector256.ShiftLeft(bits & Vector256.Create(Float16Widening.SignMask), 16)).AsSingle();
     }
 }
 
@@ -303,10 +314,13 @@ internal readonly struct Widen128 : IHalfWiden<Vector128<float>>
     public static Vector128<float> Float16(ref ushort source, nuint index)
     {
         var bits = Vector128.WidenLower(Vector64.LoadUnsafe(ref source, index).ToVector128Unsafe());
-        var finite = Vector128.ShiftLeft(bits & Vector128.Create(Float16Widening.MagnitudeMask), 13).AsSingle() * Vector128.Create(Float16Widening.BiasShift);
-        var special = Vector128.ShiftLeft(bits & Vector128.Create(Float16Widening.MagnitudeMask), 13) | Vector128.Create(Float16Widening.Fp32ExponentBits);
-        var isSpecial = Vector128.Equals(bits & Vector128.Create(Float16Widening.ExponentMask), Vector128.Create(Float16Widening.ExponentMask));
-        var magnitude = Vector128.ConditionalSelect(isSpecial, special, finite.AsUInt32());
-        return (magnitude | Vector128.ShiftLeft(bits & Vector128.Create(Float16Widening.SignMask), 16)).AsSingle();
+        var magnitude = bits & Vector128.Create(Float16Widening.MagnitudeMask);
+        var exponent = bits & Vector128.Create(Float16Widening.ExponentMask);
+        var normal = Vector128.ShiftLeft(magnitude, 13) + Vector128.Create(Float16Widening.BiasDifference);
+        var subnormal = (Vector128.ConvertToSingle(magnitude.AsInt32()) * Vector128.Create(Float16Widening.SubnormalUnit)).AsUInt32();
+        var special = Vector128.ShiftLeft(magnitude, 13) | Vector128.Create(Float16Widening.Fp32ExponentBits);
+        var value = Vector128.ConditionalSelect(Vector128.Equals(exponent, Vector128<uint>.Zero), subnormal,
+            Vector128.ConditionalSelect(Vector128.Equals(exponent, Vector128.Create(Float16Widening.ExponentMask)), special, normal));
+        return (value | Vector128.ShiftLeft(bits & Vector128.Create(Float16Widening.SignMask), 16)).AsSingle();
     }
 }
