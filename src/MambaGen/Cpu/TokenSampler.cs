@@ -75,7 +75,7 @@ public sealed class TokenSampler
     /// <summary>
     /// Draws from the tempered softmax restricted by top-k, top-p and min-p. Every rule reads the tokens in descending
     /// order of logit from the most likely one, and usually stops after a few dozen, so the order is built lazily: a
-    /// prefix of ranked tokens, extended (doubling) by one pass over the vocabulary that keeps the best of the rest in a
+    /// prefix of ranked tokens, extended (at least fourfold) by one pass over the vocabulary that keeps the best of the rest in a
     /// heap, only when a rule reaches its end. A step costs one pass over the logits (and one exp per token where a total
     /// over the whole vocabulary is needed) instead of a sort of all of them; a flat distribution that needs most of the
     /// vocabulary costs about a full sort, as before. Ties rank the lower id first.
@@ -146,15 +146,18 @@ public sealed class TokenSampler
 
     /// <summary>
     /// Makes at least <paramref name="count"/> tokens ranked: _order[0, _ranked) holds the most likely tokens in
-    /// descending order. Each extension at least doubles the prefix, so a draw that walks far down costs O(log) passes.
+    /// descending order. Each extension at least quadruples the prefix, and one past an eighth of the vocabulary sorts
+    /// the rest, so a draw that walks far down costs at most five passes and a sort.
     /// Returns true (so it can sit in a loop condition).
     /// </summary>
     private bool Rank(int count)
     {
         if (count <= _ranked) return true;
         int vocab = _logits.Length;
-        int target = Math.Min(vocab, Math.Max(count, Math.Max(2 * _ranked, InitialRanked)));
+        int target = Math.Min(vocab, Math.Max(count, Math.Max(4 * _ranked, InitialRanked)));
         int last = _ranked > 0 ? _order[_ranked - 1] : -1;
+        // Past an eighth of the vocabulary, heap passes would cost more than sorting what is left.
+        if (target > vocab / 8) target = vocab;
         if (target == vocab)
         {
             // The rest of the vocabulary: collect and sort it.
@@ -169,11 +172,23 @@ public sealed class TokenSampler
             int take = target - _ranked;
             var heap = _heap ??= new PriorityQueue<int, int>(_rank.Worse);
             heap.Clear();
-            for (int id = 0; id < _logits.Length; id++)
+            // Once the heap is full, a logit below its worst one cannot enter: most ids stop at that one comparison.
+            float floor = float.NegativeInfinity;
+            var logits = _logits;
+            for (int id = 0; id < logits.Length; id++)
             {
+                if (logits[id] < floor) continue;
                 if (last >= 0 && !_rank.Ranks(last, id)) continue;   // already ranked
-                if (heap.Count < take) heap.Enqueue(id, id);
-                else if (_rank.Ranks(id, heap.Peek())) heap.DequeueEnqueue(id, id);
+                if (heap.Count < take)
+                {
+                    heap.Enqueue(id, id);
+                    if (heap.Count == take) floor = logits[heap.Peek()];
+                }
+                else if (_rank.Ranks(id, heap.Peek()))
+                {
+                    heap.DequeueEnqueue(id, id);
+                    floor = logits[heap.Peek()];
+                }
             }
             for (int i = target - 1; i >= _ranked; i--) _order[i] = heap.Dequeue();
         }
