@@ -75,10 +75,10 @@ public sealed class TokenSampler
     /// <summary>
     /// Draws from the tempered softmax restricted by top-k, top-p and min-p. Every rule reads the tokens in descending
     /// order of logit from the most likely one, and usually stops after a few dozen, so the order is built lazily: a
-    /// prefix of ranked tokens, extended (at least fourfold) by one pass over the vocabulary that keeps the best of the rest in a
-    /// heap, only when a rule reaches its end. A step costs one pass over the logits (and one exp per token where a total
-    /// over the whole vocabulary is needed) instead of a sort of all of them; a flat distribution that needs most of the
-    /// vocabulary costs about a full sort, as before. Ties rank the lower id first.
+    /// prefix of ranked tokens, extended (at least fourfold) by one pass over the vocabulary that keeps the best of the
+    /// rest in a heap, only when a rule reaches its end. A step costs one pass over the logits (and one exp per token
+    /// where a total over the whole vocabulary is needed) instead of a sort of all of them; a flat distribution that
+    /// needs most of the vocabulary costs about a full sort, as before. Ties rank the lower id first.
     /// </summary>
     private int Sample(ReadOnlySpan<float> logits)
     {
