@@ -14,12 +14,18 @@ if (args.Any(arg => arg is "--help" or "-h" or "-?"))
             --threads N      Threads to use, 1 to the number of logical CPUs (default: all).
             --shape TEXT     Only the items whose name contains TEXT.
             --seconds S      Time budget per item in seconds (default: 1.5).
+          --decode           Decode tokens/s of the 130M shape at batch 1 with fp32, bfloat16 and half weights
+                             (--steps N, --rounds N, --threads N).
           (anything else)    BenchmarkDotNet, with its statistics and reports; e.g. --filter *Gemm* or --list flat.
 
         Results are discussed in docs/benchmarks.md. BenchmarkDotNet's own options follow.
 
         """);
     BenchmarkSwitcher.FromAssembly(typeof(GemmBenchmarks).Assembly).Run(["--help"]);
+}
+else if (args.Contains("--decode"))
+{
+    DecodeRun.Run(args);
 }
 else if (args.Contains("--quick"))
 {

@@ -23,6 +23,9 @@ namespace MambaGen.Generators.Emitters
                 w.Line("ws.Batch = batch;");
                 w.Line("ws.Length = length;");
                 w.Line("ws.State = state;");
+                w.Comment("A one-token step reads every weight once per token: it takes the 16-bit copy, if one is in use (UseHalfPrecisionWeights),\nand per-layer constants kept from the previous step instead of rebuilding them.");
+                w.Line("bool oneTokenStep = state is not null && length == 1;");
+                w.Line($"{Cpu}.HalfWeights? half = oneTokenStep ? DecodeWeights() : null;");
                 w.Comment("r = Embed(tokens): one row of the (Vocab, D) embedding per token.");
                 w.Line($"{Cpu}.Embedding.Gather(p.AsSpan(Layout.Embedding, Vocab * DModel), DModel, tokens, ws.Residual);");
                 using (w.Block("for (int layer = 0; layer < Layers; layer++)"))
@@ -34,8 +37,8 @@ namespace MambaGen.Generators.Emitters
                     w.Line("if (act.ResidualIn is not null) ws.Residual.AsSpan(0, rows * DModel).CopyTo(act.ResidualIn);");
                     w.Line($"{Cpu}.RmsNorm.Forward(ws.Residual, p.AsSpan(o.Norm, DModel), NormEpsilon, ws.Normed, act.InverseRms, rows, DModel);");
                     w.Comment("in_proj (2ED × D) as two products: x = normed·W_in[0, ED)ᵀ and the gate z = normed·W_in[ED, 2ED)ᵀ.");
-                    w.Line($"{Gemm}(false, true, rows, DInner, DModel, 1f, ws.Normed, DModel, p.AsSpan(o.InProj, DInner * DModel), DModel, 0f, act.XIn, DInnerStride);");
-                    w.Line($"{Gemm}(false, true, rows, DInner, DModel, 1f, ws.Normed, DModel, p.AsSpan(o.InProj + DInner * DModel, DInner * DModel), DModel, 0f, act.Gate, DInnerStride);");
+                    w.Line("Project(half, rows, DInner, DModel, ws.Normed, DModel, o.InProj, false, act.XIn, DInnerStride);");
+                    w.Line("Project(half, rows, DInner, DModel, ws.Normed, DModel, o.InProj + DInner * DModel, false, act.Gate, DInnerStride);");
                     if (s.ProjBias)
                     {
                         w.Comment("+ in_proj.bias (ProjBias).");
@@ -43,23 +46,24 @@ namespace MambaGen.Generators.Emitters
                         w.Line($"{Cpu}.Rows.AddBias(act.Gate, rows, DInnerStride, p.AsSpan(o.InProjBias + DInner, DInner));");
                     }
                     w.Comment("The layer's per-channel constants in the kernels' layout: conv taps, A = −exp(A_log), D, dt bias" + (s.SelectiveB && s.SelectiveC ? "." : ", fixed B/C."));
-                    w.Line("_constants.Prepare(p, o);");
+                    w.Line("if (oneTokenStep) ws.Constants = StepConstants(layer);");
+                    w.Line("else (ws.Constants = _constants).Prepare(p, o);");
                     w.Comment($"x = SiLU(causal depthwise conv(x){(s.ConvBias ? " + b" : "")}), K = {s.ConvKernel} taps: one task per (sequence, ConvolveBlocksPerTask blocks of {ChannelBlock} channels).");
                     w.Line($"{Cpu}.WorkerPool.For(batch * ConvolveTasks, _convolveTask);");
                     if (s.XProjRows > 0)
                     {
                         w.Comment("x_dbl = x·W_xᵀ: the input-dependent " + SelectiveParts(s) + ", one row per token.");
-                        w.Line($"{Gemm}(false, true, rows, XProjRows, DInner, 1f, act.XConv, DInnerStride, p.AsSpan(o.XProj, XProjRows * DInner), DInner, 0f, act.XDbl, XProjRows);");
+                        w.Line("Project(half, rows, XProjRows, DInner, act.XConv, DInnerStride, o.XProj, false, act.XDbl, XProjRows);");
                     }
                     if (s.SelectiveDelta)
                     {
                         w.Comment("dt = dt_low·W_dtᵀ (inner dimension R = DtRank); + dt bias and softplus are fused into the scan.");
-                        w.Line($"{Gemm}(false, true, rows, DInner, DtRank, 1f, act.XDbl, XProjRows, p.AsSpan(o.DtProjWeight, DInner * DtRank), DtRank, 0f, act.DtRaw, DInnerStride);");
+                        w.Line("Project(half, rows, DInner, DtRank, act.XDbl, XProjRows, o.DtProjWeight, false, act.DtRaw, DInnerStride);");
                     }
                     w.Comment("y = SSM(x) ⊙ SiLU(z): the scan, one task per (sequence, channel block).");
                     w.Line($"{Cpu}.WorkerPool.For(batch * ChannelBlocks, _scanTask);");
                     w.Comment("r += y·W_outᵀ" + (s.ProjBias ? " + b_out" : "") + ": out_proj accumulates straight into the fp32 residual stream.");
-                    w.Line($"{Gemm}(false, true, rows, DModel, DInner, 1f, act.Y, DInnerStride, p.AsSpan(o.OutProj, DModel * DInner), DInner, 1f, ws.Residual, DModel);");
+                    w.Line("Project(half, rows, DModel, DInner, act.Y, DInnerStride, o.OutProj, true, ws.Residual, DModel);");
                     if (s.ProjBias)
                         w.Line($"{Cpu}.Rows.AddBias(ws.Residual, rows, DModel, p.AsSpan(o.OutProjBias, DModel));");
                 }
@@ -80,14 +84,45 @@ namespace MambaGen.Generators.Emitters
                 w.Line($"{Gemm}(false, true, rows, Vocab, DModel, 1f, ws.Normed, DModel, p.AsSpan(HeadOffset, Vocab * DModel), DModel, 0f, logits, Vocab);");
             }
             w.Line();
-            w.Summary("The head for the last token of each sequence only (what decoding needs).");
-            using (w.Block($"private void HeadForLastRows(Workspace ws, int batch, int length, {Sys}.Span<float> logits)"))
+            w.Summary("The head for the last token of each sequence only (what decoding needs), from the 16-bit weights when <paramref name=\"half\"/> is given.");
+            using (w.Block($"private void HeadForLastRows(Workspace ws, int batch, int length, {Sys}.Span<float> logits, {Cpu}.HalfWeights? half)"))
             {
                 w.Line("var p = Parameters.Values;");
                 w.Line("for (int sequence = 0; sequence < batch; sequence++)");
                 w.Line($"    {Cpu}.RmsNorm.Forward(ws.Residual.AsSpan(((sequence + 1) * length - 1) * DModel, DModel), p.AsSpan(Layout.NormF, DModel), NormEpsilon,");
                 w.Line("        ws.Normed.AsSpan(sequence * DModel, DModel), default, 1, DModel);");
-                w.Line($"{Gemm}(false, true, batch, Vocab, DModel, 1f, ws.Normed, DModel, p.AsSpan(HeadOffset, Vocab * DModel), DModel, 0f, logits, Vocab);");
+                w.Line("Project(half, batch, Vocab, DModel, ws.Normed, DModel, HeadOffset, false, logits, Vocab);");
+            }
+            w.Line();
+            EmitStepConstants(w);
+            w.Summary(
+                "y = x·Wᵀ (+ y when <paramref name=\"accumulate\"/>) for the n × k weight at <paramref name=\"weightOffset\"/> of the\n" +
+                "parameter vector: from the 16-bit copy when <paramref name=\"half\"/> is given, else the fp32 product.");
+            using (w.Block($"private void Project({Cpu}.HalfWeights? half, int rows, int n, int k, {Sys}.ReadOnlySpan<float> x, int ldx, int weightOffset, bool accumulate, {Sys}.Span<float> y, int ldy)"))
+            {
+                w.Line($"if (half is not null) {Cpu}.HalfGemv.Multiply(half.Format, rows, n, k, x, ldx, half.Bits.AsSpan(weightOffset, n * k), accumulate, y, ldy);");
+                w.Line($"else {Gemm}(false, true, rows, n, k, 1f, x, ldx, Parameters.Values.AsSpan(weightOffset, n * k), k, accumulate ? 1f : 0f, y, ldy);");
+            }
+            w.Line();
+        }
+
+        /// <summary>Every layer's constants, built once for one-token steps and again only after the parameters change.</summary>
+        private static void EmitStepConstants(CodeWriter w)
+        {
+            w.Comment("Per-layer constants of one-token steps and the parameter version they were built from. A step would otherwise rebuild\nthem (exp of A_log, transposes) for every layer and token, a few per cent of a step's time.");
+            w.Line("private LayerConstants[]? _stepConstants;");
+            w.Line("private long _stepConstantsVersion;");
+            w.Line();
+            using (w.Block("private LayerConstants StepConstants(int layer)"))
+            {
+                using (w.Block("if (_stepConstants is null || _stepConstantsVersion != Parameters.Version)"))
+                {
+                    w.Line("_stepConstants ??= new LayerConstants[Layers];");
+                    w.Line("for (int i = 0; i < Layers; i++)");
+                    w.Line("    (_stepConstants[i] ??= new LayerConstants()).Prepare(Parameters.Values, Layout.LayerOffsets[i]);");
+                    w.Line("_stepConstantsVersion = Parameters.Version;");
+                }
+                w.Line("return _stepConstants[layer];");
             }
             w.Line();
         }
@@ -105,7 +140,7 @@ namespace MambaGen.Generators.Emitters
         private static void EmitTasks(CodeWriter w, ModelSpec s)
         {
             w.Comment("── Kernel tasks: index → (sequence, channel block), run on the widest native vectors ─────────────");
-            string convArgs = "act.XIn, act.XConv, sequence * ws.Length, ws.Length, firstChannel, _constants" + (s.ConvKernel > 1 ? ", history" : "");
+            string convArgs = "act.XIn, act.XConv, sequence * ws.Length, ws.Length, firstChannel, ws.Constants" + (s.ConvKernel > 1 ? ", history" : "");
             w.Summary(
                 "Channel blocks one convolution task runs, one after the other. A block's 64 bytes of a row need not be cache-line\n" +
                 "aligned, so tasks of neighbouring blocks running at once on two threads write the same lines: with one block per task\n" +
@@ -130,7 +165,7 @@ namespace MambaGen.Generators.Emitters
             }
             w.Line();
             var scanArgs = "act.XConv, " + (s.SelectiveDelta ? "act.DtRaw, " : "") + (s.XProjRows > 0 ? "act.XDbl, " : "") +
-                           "act.Gate, act.Y, sequence * ws.Length, ws.Length, firstChannel, _constants, initialState, snapshots, snapshotEvery";
+                           "act.Gate, act.Y, sequence * ws.Length, ws.Length, firstChannel, ws.Constants, initialState, snapshots, snapshotEvery";
             using (w.Block("private void ScanTask(int index)"))
             {
                 w.Line("var ws = _active!;");
@@ -326,6 +361,8 @@ namespace MambaGen.Generators.Emitters
                 w.Line("public int Length;");
                 w.Line("public int Layer;");
                 w.Line("public DecodeState? State;");
+                w.Comment("The running layer's constants, which the forward kernel tasks read.");
+                w.Line("public LayerConstants Constants = null!;");
                 w.Line();
                 using (w.Block("public Workspace(int rows, int snapshotRows)"))
                 {

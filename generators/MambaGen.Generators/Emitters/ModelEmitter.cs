@@ -283,7 +283,7 @@ namespace MambaGen.Generators.Emitters
                     w.Line("var workspace = InferenceWorkspaceFor(tokens.Length);");
                     w.Line("int length = tokens.Length / batch;");
                     w.Line("RunLayers(workspace, tokens, batch, length, state: null);");
-                    w.Line($"if (logitsFor == {Runtime}.LogitsFor.LastPosition) HeadForLastRows(workspace, batch, length, logits);");
+                    w.Line($"if (logitsFor == {Runtime}.LogitsFor.LastPosition) HeadForLastRows(workspace, batch, length, logits, half: null);");
                     w.Line("else HeadForAllRows(workspace, tokens.Length, logits, inverseRms: default);");
                 }
             }
@@ -417,10 +417,35 @@ namespace MambaGen.Generators.Emitters
                 {
                     w.Line("var workspace = InferenceWorkspaceFor(tokens.Length);");
                     w.Line("RunLayers(workspace, tokens, state.Batch, length, state);");
-                    w.Line("HeadForLastRows(workspace, state.Batch, length, lastLogits);");
+                    w.Line("HeadForLastRows(workspace, state.Batch, length, lastLogits, length == 1 ? DecodeWeights() : null);");
                     w.Line("state.Position += length;");
                 }
             }
+            w.Line();
+            w.Comment("A 16-bit copy of the weights for one-token steps, or null (fp32 throughout).");
+            w.Line($"private {Cpu}.HalfWeights? _halfWeights;");
+            w.Line();
+            w.Summary(
+                "Keeps a 16-bit copy of the weights (<paramref name=\"precision\"/>; null drops it) that one-token steps of\n" +
+                "<see cref=\"Advance\"/> — every decode step after the prefill — read instead of the fp32 parameters: the products\n" +
+                "in_proj, x_proj, dt_proj, out_proj and the head widen it to fp32 in registers, so a token reads half the bytes.\n" +
+                "Everything else (prefill, Forward, training, the state) stays fp32. The copy is converted again before the next\n" +
+                "step whenever <see cref=\"" + Runtime + ".MambaParameters.MarkChanged\"/> was called. It costs 2 bytes per parameter on top\n" +
+                "of the fp32 ones.");
+            using (w.Block($"public void UseHalfPrecisionWeights({Cpu}.HalfPrecision? precision)"))
+            {
+                w.Line(RequireCpu("UseHalfPrecisionWeights"));
+                using (w.Block("lock (_sync)"))
+                {
+                    w.Line("if (precision is null) _halfWeights = null;");
+                    w.Line($"else if (_halfWeights?.Format != precision) _halfWeights = {Cpu}.HalfWeights.Create(Parameters, precision.Value);");
+                }
+            }
+            w.Line();
+            w.Summary("The 16-bit format one-token steps read the weights in, or null for fp32 (see <see cref=\"UseHalfPrecisionWeights\"/>).");
+            w.Line($"public {Cpu}.HalfPrecision? DecodeWeightPrecision => _halfWeights?.Format;");
+            w.Line();
+            w.Line($"private {Cpu}.HalfWeights? DecodeWeights() => _halfWeights?.For(Parameters);");
             w.Line();
             w.Comment("The generation loop (sampling, stopping, batching, streaming) is runtime code that drives the model through this interface.");
             w.Line($"int {Gen}.IDecodingModel.VocabularySize => Vocab;");

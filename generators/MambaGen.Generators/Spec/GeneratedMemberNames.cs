@@ -22,6 +22,7 @@ namespace MambaGen.Generators.Spec
             "ModelShape", "Layout", "Shape", "Parameters", "FromParameters", "Create", "Load", "Save", "Forward",
             "DecodeState", "CreateDecodeState", "Advance", "Generate", "ForwardBackward", "Device", "DeviceTraining", "To", "Dispose",
             "CudaSource", "LogitRows", "ConvolveBlocksPerTask", "ConvolveTasks", "GenerateBatch", "GenerateStreamingAsync", "EndOfSequenceId", "VocabularySize",
+            "UseHalfPrecisionWeights", "DecodeWeightPrecision",
             // Implementation: nested types, fields and helpers.
             "Activations", "Backward", "BackwardBuffers", "LayerConstants", "LayerGradients", "Workspace",
             "InferenceWorkspaceFor", "TrainingWorkspaceFor", "RunLayers", "HeadForAllRows", "HeadForLastRows",
@@ -29,6 +30,7 @@ namespace MambaGen.Generators.Spec
             "Kernels", "CpuBackend", "CpuForward", "CpuForwardBackward", "CreateCpuBackend", "CreateCudaBackend", "_backend",
             "_active", "_constants", "_convolveBackwardTask", "_convolveTask", "_inference", "_scanBackwardTask",
             "_scanTask", "_sync", "_training",
+            "DecodeWeights", "Project", "StepConstants", "_halfWeights", "_stepConstants", "_stepConstantsVersion",
         };
     }
 }

@@ -10,8 +10,10 @@ namespace MambaGen.Generation;
 /// How prompts of different lengths share a batch: the first <see cref="Step"/> prefills each prompt on its own through a
 /// one-sequence state, in chunks of <see cref="PrefillChunk"/> tokens (one parallel scan per chunk, whose last state
 /// carries over), copies that state into the prompt's slot of a batched state and samples the sequence's first token
-/// from its last logits. Every later step feeds one token per sequence through the batched state in a single call.
-/// A sequence that has stopped keeps being fed its last token until the others finish; its outputs are ignored.
+/// from its last logits. Every later step feeds one token per running sequence through the batched state in a single
+/// call. When sequences stop (a stop token, the length limit, <see cref="EndSequence"/>), the next step first moves the
+/// running ones into a smaller state (<see cref="IDecodeState.CopySequenceFrom"/>), so a finished sequence costs no
+/// further model work.
 /// </para>
 /// <para>
 /// Greedy decoding without a repetition penalty picks on the device when the state can (<see cref="IGreedyDecodeState"/>,
@@ -37,8 +39,11 @@ public sealed class GenerationSession
     private readonly List<int>[] _seenIds;
     private readonly bool[][] _seen;
     private readonly float[] _logits;
+    // Row r of the batched state holds sequence _rowSequence[r] and is fed _feed[r], for r < _rows.
     private readonly int[] _feed;
-    // Ids picked on the device by a greedy step (unused when the host picks).
+    private readonly int[] _rowSequence;
+    private int _rows;
+    // Ids picked on the device by a greedy step, per row (unused when the host picks).
     private readonly int[] _picked;
     private readonly bool _pickOnDevice;
     private IDecodeState? _state;
@@ -95,6 +100,7 @@ public sealed class GenerationSession
         _running = _options.MaxNewTokens == 0 ? 0 : batch;
         _logits = new float[batch * _vocab];
         _feed = new int[batch];
+        _rowSequence = new int[batch];
         _picked = new int[batch];
         _pickOnDevice = _options.IsGreedy && _options.RepetitionPenalty == 1f;
     }
@@ -141,18 +147,20 @@ public sealed class GenerationSession
         bool picked = false;
         if (!prefill)
         {
+            if (_running < _rows) DropFinishedRows();
             if (_pickOnDevice && _state is IGreedyDecodeState greedy)
             {
-                greedy.StepGreedy(_feed, _picked, _options.VocabularyLimit ?? _vocab);
+                greedy.StepGreedy(_feed.AsSpan(0, _rows), _picked.AsSpan(0, _rows), _options.VocabularyLimit ?? _vocab);
                 picked = true;
             }
-            else _model.Advance(_state!, _feed, _logits);
-            _decodeTokens += _running;
+            else _model.Advance(_state!, _feed.AsSpan(0, _rows), _logits.AsSpan(0, _rows * _vocab));
+            _decodeTokens += _rows;
         }
-        for (int i = 0; i < Batch; i++)
+        next.Fill(-1);
+        for (int row = 0; row < _rows; row++)
         {
-            if (_finished[i] is not null) { next[i] = -1; continue; }
-            next[i] = _feed[i] = picked ? Accept(i, _picked[i]) : Pick(i);
+            int sequence = _rowSequence[row];
+            if (_finished[sequence] is null) next[sequence] = _feed[row] = picked ? Accept(sequence, _picked[row]) : Pick(sequence, row);
         }
         long elapsed = Stopwatch.GetTimestamp() - start;
         if (prefill) _prefillTicks += elapsed; else _decodeTicks += elapsed;
@@ -188,12 +196,37 @@ public sealed class GenerationSession
                 _model.Advance(single, prompt.AsSpan(offset, Math.Min(PrefillChunk, prompt.Length - offset)), logits);
             if (single != _state) _state.CopySequenceFrom(single, 0, i);
             _prefillTokens += prompt.Length;
+            _rowSequence[i] = i;
         }
+        if (single != _state) (single as IDisposable)?.Dispose();
+        _rows = Batch;
     }
 
-    private int Pick(int sequence)
+    /// <summary>
+    /// Moves the running sequences, in order, into a state with one row each, so stopped ones are no longer fed. The copy
+    /// is a few MB per sequence for a 130M model, less than one decode step reads.
+    /// </summary>
+    private void DropFinishedRows()
     {
-        var logits = _logits.AsSpan(sequence * _vocab, _options.VocabularyLimit ?? _vocab);
+        var smaller = _model.CreateDecodeState(_running);
+        int kept = 0;
+        for (int row = 0; row < _rows; row++)
+        {
+            int sequence = _rowSequence[row];
+            if (_finished[sequence] is not null) continue;
+            smaller.CopySequenceFrom(_state!, row, kept);
+            _rowSequence[kept] = sequence;
+            _feed[kept] = _feed[row];
+            kept++;
+        }
+        (_state as IDisposable)?.Dispose();
+        _state = smaller;
+        _rows = kept;
+    }
+
+    private int Pick(int sequence, int row)
+    {
+        var logits = _logits.AsSpan(row * _vocab, _options.VocabularyLimit ?? _vocab);
         if (_options.RepetitionPenalty != 1f)
             TokenSampler.ApplyRepetitionPenalty(logits, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_seenIds[sequence]), _options.RepetitionPenalty);
         return Accept(sequence, _samplers[sequence].Next(logits));

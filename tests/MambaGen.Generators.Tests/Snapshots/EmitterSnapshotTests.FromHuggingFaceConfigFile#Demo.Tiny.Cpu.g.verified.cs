@@ -77,7 +77,7 @@ namespace Demo
                 var workspace = InferenceWorkspaceFor(tokens.Length);
                 int length = tokens.Length / batch;
                 RunLayers(workspace, tokens, batch, length, state: null);
-                if (logitsFor == global::MambaGen.LogitsFor.LastPosition) HeadForLastRows(workspace, batch, length, logits);
+                if (logitsFor == global::MambaGen.LogitsFor.LastPosition) HeadForLastRows(workspace, batch, length, logits, half: null);
                 else HeadForAllRows(workspace, tokens.Length, logits, inverseRms: default);
             }
         }
@@ -180,10 +180,36 @@ namespace Demo
             {
                 var workspace = InferenceWorkspaceFor(tokens.Length);
                 RunLayers(workspace, tokens, state.Batch, length, state);
-                HeadForLastRows(workspace, state.Batch, length, lastLogits);
+                HeadForLastRows(workspace, state.Batch, length, lastLogits, length == 1 ? DecodeWeights() : null);
                 state.Position += length;
             }
         }
+
+        // A 16-bit copy of the weights for one-token steps, or null (fp32 throughout).
+        private global::MambaGen.Cpu.HalfWeights? _halfWeights;
+
+        /// <summary>
+        /// Keeps a 16-bit copy of the weights (<paramref name="precision"/>; null drops it) that one-token steps of
+        /// <see cref="Advance"/> — every decode step after the prefill — read instead of the fp32 parameters: the products
+        /// in_proj, x_proj, dt_proj, out_proj and the head widen it to fp32 in registers, so a token reads half the bytes.
+        /// Everything else (prefill, Forward, training, the state) stays fp32. The copy is converted again before the next
+        /// step whenever <see cref="global::MambaGen.MambaParameters.MarkChanged"/> was called. It costs 2 bytes per parameter on top
+        /// of the fp32 ones.
+        /// </summary>
+        public void UseHalfPrecisionWeights(global::MambaGen.Cpu.HalfPrecision? precision)
+        {
+            if (_backend.Device.Kind != global::MambaGen.DeviceKind.Cpu) throw new global::System.NotSupportedException($"UseHalfPrecisionWeights runs on the CPU only so far; this instance is on {_backend.Device}. Use To(MambaGen.Device.Cpu).");
+            lock (_sync)
+            {
+                if (precision is null) _halfWeights = null;
+                else if (_halfWeights?.Format != precision) _halfWeights = global::MambaGen.Cpu.HalfWeights.Create(Parameters, precision.Value);
+            }
+        }
+
+        /// <summary>The 16-bit format one-token steps read the weights in, or null for fp32 (see <see cref="UseHalfPrecisionWeights"/>).</summary>
+        public global::MambaGen.Cpu.HalfPrecision? DecodeWeightPrecision => _halfWeights?.Format;
+
+        private global::MambaGen.Cpu.HalfWeights? DecodeWeights() => _halfWeights?.For(Parameters);
 
         // The generation loop (sampling, stopping, batching, streaming) is runtime code that drives the model through this interface.
         int global::MambaGen.Generation.IDecodingModel.VocabularySize => Vocab;
@@ -253,6 +279,10 @@ namespace Demo
             ws.Batch = batch;
             ws.Length = length;
             ws.State = state;
+            // A one-token step reads every weight once per token: it takes the 16-bit copy, if one is in use (UseHalfPrecisionWeights),
+            // and per-layer constants kept from the previous step instead of rebuilding them.
+            bool oneTokenStep = state is not null && length == 1;
+            global::MambaGen.Cpu.HalfWeights? half = oneTokenStep ? DecodeWeights() : null;
             // r = Embed(tokens): one row of the (Vocab, D) embedding per token.
             global::MambaGen.Cpu.Embedding.Gather(p.AsSpan(Layout.Embedding, Vocab * DModel), DModel, tokens, ws.Residual);
             for (int layer = 0; layer < Layers; layer++)
@@ -264,23 +294,24 @@ namespace Demo
                 if (act.ResidualIn is not null) ws.Residual.AsSpan(0, rows * DModel).CopyTo(act.ResidualIn);
                 global::MambaGen.Cpu.RmsNorm.Forward(ws.Residual, p.AsSpan(o.Norm, DModel), NormEpsilon, ws.Normed, act.InverseRms, rows, DModel);
                 // in_proj (2ED × D) as two products: x = normed·W_in[0, ED)ᵀ and the gate z = normed·W_in[ED, 2ED)ᵀ.
-                global::MambaGen.Cpu.Gemm.Multiply(false, true, rows, DInner, DModel, 1f, ws.Normed, DModel, p.AsSpan(o.InProj, DInner * DModel), DModel, 0f, act.XIn, DInnerStride);
-                global::MambaGen.Cpu.Gemm.Multiply(false, true, rows, DInner, DModel, 1f, ws.Normed, DModel, p.AsSpan(o.InProj + DInner * DModel, DInner * DModel), DModel, 0f, act.Gate, DInnerStride);
+                Project(half, rows, DInner, DModel, ws.Normed, DModel, o.InProj, false, act.XIn, DInnerStride);
+                Project(half, rows, DInner, DModel, ws.Normed, DModel, o.InProj + DInner * DModel, false, act.Gate, DInnerStride);
                 // + in_proj.bias (ProjBias).
                 global::MambaGen.Cpu.Rows.AddBias(act.XIn, rows, DInnerStride, p.AsSpan(o.InProjBias, DInner));
                 global::MambaGen.Cpu.Rows.AddBias(act.Gate, rows, DInnerStride, p.AsSpan(o.InProjBias + DInner, DInner));
                 // The layer's per-channel constants in the kernels' layout: conv taps, A = −exp(A_log), D, dt bias.
-                _constants.Prepare(p, o);
+                if (oneTokenStep) ws.Constants = StepConstants(layer);
+                else (ws.Constants = _constants).Prepare(p, o);
                 // x = SiLU(causal depthwise conv(x) + b), K = 3 taps: one task per (sequence, ConvolveBlocksPerTask blocks of 16 channels).
                 global::MambaGen.Cpu.WorkerPool.For(batch * ConvolveTasks, _convolveTask);
                 // x_dbl = x·W_xᵀ: the input-dependent columns dt_low [0, R), B_t [XProjB, +N), C_t [XProjC, +N), one row per token.
-                global::MambaGen.Cpu.Gemm.Multiply(false, true, rows, XProjRows, DInner, 1f, act.XConv, DInnerStride, p.AsSpan(o.XProj, XProjRows * DInner), DInner, 0f, act.XDbl, XProjRows);
+                Project(half, rows, XProjRows, DInner, act.XConv, DInnerStride, o.XProj, false, act.XDbl, XProjRows);
                 // dt = dt_low·W_dtᵀ (inner dimension R = DtRank); + dt bias and softplus are fused into the scan.
-                global::MambaGen.Cpu.Gemm.Multiply(false, true, rows, DInner, DtRank, 1f, act.XDbl, XProjRows, p.AsSpan(o.DtProjWeight, DInner * DtRank), DtRank, 0f, act.DtRaw, DInnerStride);
+                Project(half, rows, DInner, DtRank, act.XDbl, XProjRows, o.DtProjWeight, false, act.DtRaw, DInnerStride);
                 // y = SSM(x) ⊙ SiLU(z): the scan, one task per (sequence, channel block).
                 global::MambaGen.Cpu.WorkerPool.For(batch * ChannelBlocks, _scanTask);
                 // r += y·W_outᵀ + b_out: out_proj accumulates straight into the fp32 residual stream.
-                global::MambaGen.Cpu.Gemm.Multiply(false, true, rows, DModel, DInner, 1f, act.Y, DInnerStride, p.AsSpan(o.OutProj, DModel * DInner), DInner, 1f, ws.Residual, DModel);
+                Project(half, rows, DModel, DInner, act.Y, DInnerStride, o.OutProj, true, ws.Residual, DModel);
                 global::MambaGen.Cpu.Rows.AddBias(ws.Residual, rows, DModel, p.AsSpan(o.OutProjBias, DModel));
             }
             ws.State = null;
@@ -297,14 +328,41 @@ namespace Demo
             global::MambaGen.Cpu.Gemm.Multiply(false, true, rows, Vocab, DModel, 1f, ws.Normed, DModel, p.AsSpan(HeadOffset, Vocab * DModel), DModel, 0f, logits, Vocab);
         }
 
-        /// <summary>The head for the last token of each sequence only (what decoding needs).</summary>
-        private void HeadForLastRows(Workspace ws, int batch, int length, global::System.Span<float> logits)
+        /// <summary>The head for the last token of each sequence only (what decoding needs), from the 16-bit weights when <paramref name="half"/> is given.</summary>
+        private void HeadForLastRows(Workspace ws, int batch, int length, global::System.Span<float> logits, global::MambaGen.Cpu.HalfWeights? half)
         {
             var p = Parameters.Values;
             for (int sequence = 0; sequence < batch; sequence++)
                 global::MambaGen.Cpu.RmsNorm.Forward(ws.Residual.AsSpan(((sequence + 1) * length - 1) * DModel, DModel), p.AsSpan(Layout.NormF, DModel), NormEpsilon,
                     ws.Normed.AsSpan(sequence * DModel, DModel), default, 1, DModel);
-            global::MambaGen.Cpu.Gemm.Multiply(false, true, batch, Vocab, DModel, 1f, ws.Normed, DModel, p.AsSpan(HeadOffset, Vocab * DModel), DModel, 0f, logits, Vocab);
+            Project(half, batch, Vocab, DModel, ws.Normed, DModel, HeadOffset, false, logits, Vocab);
+        }
+
+        // Per-layer constants of one-token steps and the parameter version they were built from. A step would otherwise rebuild
+        // them (exp of A_log, transposes) for every layer and token, a few per cent of a step's time.
+        private LayerConstants[]? _stepConstants;
+        private long _stepConstantsVersion;
+
+        private LayerConstants StepConstants(int layer)
+        {
+            if (_stepConstants is null || _stepConstantsVersion != Parameters.Version)
+            {
+                _stepConstants ??= new LayerConstants[Layers];
+                for (int i = 0; i < Layers; i++)
+                    (_stepConstants[i] ??= new LayerConstants()).Prepare(Parameters.Values, Layout.LayerOffsets[i]);
+                _stepConstantsVersion = Parameters.Version;
+            }
+            return _stepConstants[layer];
+        }
+
+        /// <summary>
+        /// y = x·Wᵀ (+ y when <paramref name="accumulate"/>) for the n × k weight at <paramref name="weightOffset"/> of the
+        /// parameter vector: from the 16-bit copy when <paramref name="half"/> is given, else the fp32 product.
+        /// </summary>
+        private void Project(global::MambaGen.Cpu.HalfWeights? half, int rows, int n, int k, global::System.ReadOnlySpan<float> x, int ldx, int weightOffset, bool accumulate, global::System.Span<float> y, int ldy)
+        {
+            if (half is not null) global::MambaGen.Cpu.HalfGemv.Multiply(half.Format, rows, n, k, x, ldx, half.Bits.AsSpan(weightOffset, n * k), accumulate, y, ldy);
+            else global::MambaGen.Cpu.Gemm.Multiply(false, true, rows, n, k, 1f, x, ldx, Parameters.Values.AsSpan(weightOffset, n * k), k, accumulate ? 1f : 0f, y, ldy);
         }
 
         // ── The backward pass ───────────────────────────────────────────────────────────────────────────
@@ -397,7 +455,7 @@ namespace Demo
             for (int block = firstBlock; block < global::System.Math.Min(firstBlock + ConvolveBlocksPerTask, ChannelBlocks); block++)
             {
                 int firstChannel = block * ChannelBlock;
-                Kernels.Native.ConvolveSilu(act.XIn, act.XConv, sequence * ws.Length, ws.Length, firstChannel, _constants, history);
+                Kernels.Native.ConvolveSilu(act.XIn, act.XConv, sequence * ws.Length, ws.Length, firstChannel, ws.Constants, history);
             }
         }
 
@@ -420,7 +478,7 @@ namespace Demo
                 snapshots = act.Snapshots.AsSpan(sequence * perSequence, perSequence);
                 snapshotEvery = ScanChunk;
             }
-            Kernels.Native.Scan(act.XConv, act.DtRaw, act.XDbl, act.Gate, act.Y, sequence * ws.Length, ws.Length, firstChannel, _constants, initialState, snapshots, snapshotEvery);
+            Kernels.Native.Scan(act.XConv, act.DtRaw, act.XDbl, act.Gate, act.Y, sequence * ws.Length, ws.Length, firstChannel, ws.Constants, initialState, snapshots, snapshotEvery);
         }
 
         // Backward tasks own a channel block across every sequence, so per-channel gradients need no locks.
@@ -546,6 +604,8 @@ namespace Demo
             public int Length;
             public int Layer;
             public DecodeState? State;
+            // The running layer's constants, which the forward kernel tasks read.
+            public LayerConstants Constants = null!;
 
             public Workspace(int rows, int snapshotRows)
             {

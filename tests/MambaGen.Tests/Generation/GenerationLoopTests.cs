@@ -46,8 +46,9 @@ public class GenerationLoopTests
         Assert.Equal([4, 4, 9], outputs[1]);
         Assert.Equal([2], outputs[2]);
         Assert.Equal(FinishReason.StopToken, session.FinishReasonOf(0));
-        // Each prompt is prefilled alone; then the batch steps together, finished sequences fed their last token.
-        Assert.Equal([[1, 0, 0], [3], [4, 0], [5, 4, 2], [6, 4, 2]], model.Calls);
+        // Each prompt is prefilled alone; then the running sequences step together: the third stopped at its first token,
+        // so it is never fed again.
+        Assert.Equal([[1, 0, 0], [3], [4, 0], [5, 4], [6, 4]], model.Calls);
         var stats = session.Statistics;
         Assert.Equal(6, stats.PrefillTokens);
         Assert.Equal(4, stats.DecodeTokens); // two steps with two sequences still running

@@ -50,6 +50,43 @@ public class ModelGenerationTests
     }
 
     [Fact]
+    public void SequencesThatStopLeaveTheBatchWithoutChangingTheOthers()
+    {
+        var model = OddWidthModel.Create(24);
+        Perturb(model.Parameters, 24, scale: 0.3);
+        int[][] prompts = [[3, 1, 4], [9], [2, 6, 5, 3], [7, 7]];
+        var options = new GenerationOptions { MaxNewTokens = 10, Temperature = 1f, Seed = 8, StopAtEndOfSequence = false };
+        var alone = prompts.Select((prompt, i) => model.Generate(prompt, options with { Seed = 8 + i })).ToArray();
+        // Stop ids taken from the runs alone so that sequences 1 and 2 stop early, at different steps (and 0 and 3 run on).
+        int stopOne = alone[1][2], stopTwo = alone[2][5];
+        options = options with { StopTokenIds = [stopOne, stopTwo] };
+        alone = prompts.Select((prompt, i) => model.Generate(prompt, options with { Seed = 8 + i })).ToArray();
+        Assert.True(alone[1].Length <= 3 && alone[2].Length <= 6, "the stop ids end sequences 1 and 2 early");
+
+        var counting = new RowCountingModel(model);
+        var batch = new GenerationSession(counting, prompts, options).Run();
+        for (int i = 0; i < prompts.Length; i++) Assert.Equal(alone[i], batch[i]);
+        // After one prefill call per (short) prompt, each decode step feeds exactly the sequences still running.
+        var expectedRows = Enumerable.Range(1, alone.Max(a => a.Length) - 1).Select(step => alone.Count(a => a.Length > step)).ToArray();
+        Assert.Equal(expectedRows, counting.Rows.Skip(prompts.Length));
+        Assert.Contains(expectedRows, rows => rows < prompts.Length);
+    }
+
+    /// <summary>Passes everything to a model and records the rows of the state of each call.</summary>
+    private sealed class RowCountingModel(IDecodingModel inner) : IDecodingModel
+    {
+        public List<int> Rows { get; } = [];
+        public int VocabularySize => inner.VocabularySize;
+        public int? EndOfSequenceId => inner.EndOfSequenceId;
+        public IDecodeState CreateDecodeState(int batch) => inner.CreateDecodeState(batch);
+        public void Advance(IDecodeState state, ReadOnlySpan<int> tokens, Span<float> lastLogits)
+        {
+            Rows.Add(state.Batch);
+            inner.Advance(state, tokens, lastLogits);
+        }
+    }
+
+    [Fact]
     public void GreedyBatchEqualsGreedyPerPrompt()
     {
         var model = BiasedUntiedModel.Create(22);
