@@ -1,5 +1,6 @@
 using MambaGen.Generation;
 using MambaGen.Text;
+using MambaGen.Text.Tests;
 using Microsoft.Extensions.AI;
 
 namespace MambaGen.Extensions.AI.Tests;
@@ -8,27 +9,6 @@ namespace MambaGen.Extensions.AI.Tests;
 [MambaModel(DModel = 16, Layers = 2, Vocab = 1607)]
 [SelectiveSsm(DState = 4, Expand = 2)]
 public partial class ChatTestModel { }
-
-/// <summary>A stand-in model that next favours the following id of a fixed list, whatever it is fed (the last repeats).</summary>
-internal sealed class ReplayModel(int vocab, params int[] ids) : IDecodingModel
-{
-    private int _step;
-    public int VocabularySize => vocab;
-    public int? EndOfSequenceId => 0;
-    public IDecodeState CreateDecodeState(int batch) => new NoState(batch);
-    public void Advance(IDecodeState state, ReadOnlySpan<int> tokens, Span<float> lastLogits)
-    {
-        lastLogits.Clear();
-        lastLogits[ids[Math.Min(_step++, ids.Length - 1)]] = 1f;
-    }
-
-    private sealed class NoState(int batch) : IDecodeState
-    {
-        public int Batch => batch;
-        public void Reset() { }
-        public void CopySequenceFrom(IDecodeState source, int sourceSequence, int sequence) { }
-    }
-}
 
 public class MambaChatClientTests
 {
@@ -45,7 +25,7 @@ public class MambaChatClientTests
 
     /// <summary>A client whose model "says" <paramref name="reply"/> and then repeats its last token.</summary>
     private static MambaChatClient Replying(string reply) =>
-        new(new ReplayModel(Tokenizer.VocabularySize, Tokenizer.Encode(reply)), Tokenizer, "replay");
+        new(new ReplayModel(Tokenizer.VocabularySize, 0, Tokenizer.Encode(reply)), Tokenizer, "replay");
 
     [Fact]
     public void TheTranscriptFormatIsAsDocumented()
