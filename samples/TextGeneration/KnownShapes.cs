@@ -1,4 +1,5 @@
 using MambaGen;
+using MambaGen.Cpu;
 using MambaGen.Generation;
 
 /// <summary>
@@ -7,36 +8,43 @@ using MambaGen.Generation;
 /// </summary>
 internal static class KnownShapes
 {
-    private sealed record Known(string Name, MambaShape Shape, Func<string, Device, IDecodingModel> Load);
+    private sealed record Known(string Name, MambaShape Shape, Func<string, Device, HalfPrecision?, IDecodingModel> Load);
 
     private static readonly Known[] All =
     [
-        new("mamba-130m (state-spaces/mamba-130m, -hf)", Mamba130M.ModelShape, (directory, device) => Mamba130M.Load(directory, device)),
-        new("mamba-370m (state-spaces/mamba-370m, -hf)", Mamba370M.ModelShape, (directory, device) => Mamba370M.Load(directory, device)),
-        new("mamba-790m (state-spaces/mamba-790m, -hf)", Mamba790M.ModelShape, (directory, device) => Mamba790M.Load(directory, device)),
-        new("mamba-1.4b (state-spaces/mamba-1.4b, -hf)", Mamba1_4B.ModelShape, (directory, device) => Mamba1_4B.Load(directory, device)),
+        new("mamba-130m (state-spaces/mamba-130m, -hf)", Mamba130M.ModelShape, (directory, device, half) => Prepared(Mamba130M.Load(directory, device), half, m => m.UseHalfPrecisionWeights(half))),
+        new("mamba-370m (state-spaces/mamba-370m, -hf)", Mamba370M.ModelShape, (directory, device, half) => Prepared(Mamba370M.Load(directory, device), half, m => m.UseHalfPrecisionWeights(half))),
+        new("mamba-790m (state-spaces/mamba-790m, -hf)", Mamba790M.ModelShape, (directory, device, half) => Prepared(Mamba790M.Load(directory, device), half, m => m.UseHalfPrecisionWeights(half))),
+        new("mamba-1.4b (state-spaces/mamba-1.4b, -hf)", Mamba1_4B.ModelShape, (directory, device, half) => Prepared(Mamba1_4B.Load(directory, device), half, m => m.UseHalfPrecisionWeights(half))),
         // mamba-2.8b (D 2560, 64 layers) has 2.77 billion parameters, more than the flat float[] parameter vector holds
         // (MAMBA0010), so it cannot be declared yet.
-        new("tiny test shape (D 16, 2 layers, vocabulary 1607 of the tokenizer fixture)", TinyTextModel.ModelShape, (directory, device) => TinyTextModel.Load(directory, device)),
+        new("tiny test shape (D 16, 2 layers, vocabulary 1607 of the tokenizer fixture)", TinyTextModel.ModelShape, (directory, device, half) => Prepared(TinyTextModel.Load(directory, device), half, m => m.UseHalfPrecisionWeights(half))),
     ];
 
     /// <summary>
     /// Loads the checkpoint in <paramref name="directory"/> into the declared type whose shape its config.json has, on
-    /// <paramref name="device"/>.
+    /// <paramref name="device"/>; on the CPU, one-token steps read a <paramref name="half"/> copy of the weights when given.
     /// </summary>
-    public static (string Name, IDecodingModel Model) Pick(string directory, Device device)
+    public static (string Name, IDecodingModel Model) Pick(string directory, Device device, HalfPrecision? half = null)
     {
         string config = Path.Combine(directory, "config.json");
         if (!File.Exists(config)) throw new FileNotFoundException($"{directory} has no config.json; a checkpoint directory holds config.json, model.safetensors and tokenizer.json.", config);
         var shape = WithoutTokenIds(MambaGen.Checkpoints.MambaConfig.ReadShape(config));
         foreach (var known in All)
             if (WithoutTokenIds(known.Shape) == shape)
-                return (known.Name, known.Load(directory, device));
+                return (known.Name, known.Load(directory, device, half));
         throw new InvalidOperationException(
             $"{config} describes a shape this sample does not declare (D {shape.DModel}, {shape.Layers} layers, vocabulary {shape.Vocab}, N {shape.DState}, " +
             $"ED {shape.DInner}, R {shape.DtRank}, K {shape.ConvKernel}). Known: {string.Join("; ", All.Select(k => k.Name))}. " +
             "Declare it in samples/TextGeneration/KnownShapes.cs: [MambaModel(ConfigFile = \"path/to/config.json\")] internal partial class MyModel { } " +
             "with the config listed as <AdditionalFiles> in TextGeneration.csproj, and add MyModel to KnownShapes.All.");
+    }
+
+    /// <summary>Applies the 16-bit decode weights through <paramref name="useHalf"/> when asked for (a CPU model's option).</summary>
+    private static T Prepared<T>(T model, HalfPrecision? half, Action<T> useHalf) where T : IDecodingModel
+    {
+        if (half is not null) useHalf(model);
+        return model;
     }
 
     private static MambaShape WithoutTokenIds(MambaShape shape) => shape with { BosTokenId = null, EosTokenId = null, PadTokenId = null };

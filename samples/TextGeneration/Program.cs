@@ -21,12 +21,19 @@ var repetitionPenalty = new Option<float>("--repetition-penalty") { Description 
 var seed = new Option<int?>("--seed") { Description = "Seed for sampling (the same seed gives the same text); random when left out" };
 var stop = new Option<string[]>("--stop") { Description = "Stop before this text (repeatable)", AllowMultipleArgumentsPerToken = false };
 var ignoreEos = new Option<bool>("--ignore-eos") { Description = "Do not stop at the end-of-sequence token" };
-var device = new Option<string>("--device") { Description = "cpu, cuda or cuda:N (an NVIDIA GPU: the driver, NVRTC and cuBLAS are needed)", DefaultValueFactory = _ => "cpu" };
+var device = new Option<string>("--device") { Description = "cpu, cuda, cuda:N or cuda:bf16 (an NVIDIA GPU: the driver, NVRTC and cuBLAS are needed; :bf16 computes in bf16 and decodes from bf16 weights)", DefaultValueFactory = _ => "cpu" };
+var half = new Option<string?>("--half") { Description = "On the CPU, decode from a 16-bit copy of the weights: bf16 or fp16 (half the bytes per token)" };
+half.AcceptOnlyFromAmong("bf16", "fp16");
 
 var root = new RootCommand("Continue a text prompt with a Mamba checkpoint, streaming the output")
 {
-    checkpoint, promptArgument, maxNewTokens, temperature, topK, topP, minP, repetitionPenalty, seed, stop, ignoreEos, device,
+    checkpoint, promptArgument, maxNewTokens, temperature, topK, topP, minP, repetitionPenalty, seed, stop, ignoreEos, device, half,
 };
+root.Validators.Add(result =>
+{
+    if (result.GetValue(half) is not null && result.GetValue(device) is { } d && !d.Equals("cpu", StringComparison.OrdinalIgnoreCase))
+        result.AddError($"--half applies to the CPU; on a GPU use --device cuda:bf16 (bf16 compute and bf16 decode weights), not --half with --device {d}.");
+});
 root.SetAction(result =>
 {
     var status = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
@@ -40,7 +47,13 @@ root.SetAction(result =>
         if (promptText is null or "-") promptText = Console.In.ReadToEnd();
 
         var tokenizer = MambaTokenizer.FromDirectory(directory);
-        var (shapeName, model) = KnownShapes.Pick(directory, where);
+        var halfPrecision = result.GetValue(half) switch
+        {
+            "bf16" => MambaGen.Cpu.HalfPrecision.BFloat16,
+            "fp16" => MambaGen.Cpu.HalfPrecision.Float16,
+            _ => (MambaGen.Cpu.HalfPrecision?)null,
+        };
+        var (shapeName, model) = KnownShapes.Pick(directory, where, halfPrecision);
         var generator = new TextGenerator(model, tokenizer);
         var options = new GenerationOptions
         {
@@ -54,7 +67,8 @@ root.SetAction(result =>
             StopAtEndOfSequence = !result.GetValue(ignoreEos),
         };
         var run = generator.Start(promptText, options, result.GetValue(stop) ?? []);
-        status.MarkupLine(Markup.Escape($"{directory}: {shapeName} on {where}; prompt of {run.PromptTokens.Count} tokens"));
+        string weights = halfPrecision is null ? "" : $", decoding from {result.GetValue(half)} weights";
+        status.MarkupLine(Markup.Escape($"{directory}: {shapeName} on {where}{weights}; prompt of {run.PromptTokens.Count} tokens"));
 
         // Ctrl+C ends the stream cleanly: the text so far and the speeds are still printed.
         using var cancel = new CancellationTokenSource();

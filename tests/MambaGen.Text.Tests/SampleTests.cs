@@ -96,7 +96,29 @@ public sealed class SampleTests : IDisposable
         Assert.Contains("TopP", error);
         var (helpExit, help, _) = RunSample(null, "--help");
         Assert.Equal(0, helpExit);
-        foreach (var flag in new[] { "--max-new-tokens", "--temperature", "--top-k", "--top-p", "--min-p", "--repetition-penalty", "--seed", "--stop", "--device" })
+        foreach (var flag in new[] { "--max-new-tokens", "--temperature", "--top-k", "--top-p", "--min-p", "--repetition-penalty", "--seed", "--stop", "--device", "--half" })
             Assert.Contains(flag, help);
+        (exit, _, error) = RunSample(null, _checkpoint.Path, "x", "--half", "fp8");
+        Assert.Equal(1, exit);
+        Assert.Contains("fp8", error);
+        (exit, _, error) = RunSample(null, _checkpoint.Path, "x", "--half", "bf16", "--device", "cuda");
+        Assert.Equal(1, exit);
+        Assert.Contains("cuda:bf16", error);
+    }
+
+    [Theory]
+    [InlineData("bf16")]
+    [InlineData("fp16")]
+    public void DecodesFromSixteenBitWeightsLikeTheModelsOwnOption(string format)
+    {
+        const string prompt = "Once upon a time";
+        var (exit, output, error) = RunSample(null, _checkpoint.Path, prompt, "--max-new-tokens", "12", "--half", format, "--ignore-eos");
+        Assert.True(exit == 0, error);
+        Assert.Contains($"decoding from {format} weights", error);
+        var model = FixtureVocabModel.Load(_checkpoint.Path);
+        model.UseHalfPrecisionWeights(format == "bf16" ? MambaGen.Cpu.HalfPrecision.BFloat16 : MambaGen.Cpu.HalfPrecision.Float16);
+        var generator = new TextGenerator(model, TokenizerFixture.Tokenizer);
+        string expected = generator.Generate(prompt, new GenerationOptions { MaxNewTokens = 12, StopAtEndOfSequence = false });
+        Assert.Equal(prompt + expected + Environment.NewLine, output);
     }
 }
