@@ -50,6 +50,8 @@ public interface IVectorWidth<TVector> where TVector : struct
     /// <summary>The larger lane of each pair, in one instruction; NaN as for <see cref="Min"/>.</summary>
     static abstract TVector Max(TVector a, TVector b);
     static abstract TVector Abs(TVector value);
+    /// <summary>Whether every lane of <paramref name="value"/> is ≤ the same lane of <paramref name="limit"/> (false where a lane is NaN).</summary>
+    static abstract bool AllAtMost(TVector value, TVector limit);
     /// <summary>Each lane rounded to the nearest integer, ties to even.</summary>
     static abstract TVector Round(TVector value);
     static abstract TVector Floor(TVector value);
@@ -70,6 +72,12 @@ public interface IVectorWidth<TVector> where TVector : struct
     /// (see <see cref="VectorWidthShared.ScaleInHalves"/>).
     /// </summary>
     static abstract TVector ScaleByPowerOfTwo(TVector value, TVector exponent);
+
+    /// <summary>
+    /// Whether <see cref="ScaleByPowerOfTwo"/> is one instruction (AVX-512's vscalefps); without it, it takes two
+    /// multiplies and their exponent arithmetic, which exp avoids where its result stays normal.
+    /// </summary>
+    static abstract bool HasScaleInstruction { get; }
 
     /// <summary>
     /// A mask of the lanes whose index has bit <paramref name="half"/> set (half a power of two below Count). With
@@ -103,11 +111,13 @@ public readonly struct Width512 : IVectorWidth<Vector512<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Min(Vector512<float> a, Vector512<float> b) => Vector512.MinNative(a, b);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Max(Vector512<float> a, Vector512<float> b) => Vector512.MaxNative(a, b);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Abs(Vector512<float> value) => Vector512.Abs(value);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static bool AllAtMost(Vector512<float> value, Vector512<float> limit) => Vector512.LessThanOrEqualAll(value, limit);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Round(Vector512<float> value) => Vector512.Round(value);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Floor(Vector512<float> value) => Vector512.Floor(value);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> GreaterThan(Vector512<float> a, Vector512<float> b) => Vector512.GreaterThan(a, b);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> ConditionalSelect(Vector512<float> mask, Vector512<float> ifTrue, Vector512<float> ifFalse) => Vector512.ConditionalSelect(mask, ifTrue, ifFalse);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> PowerOfTwo(Vector512<float> exponent) => ((Vector512.ConvertToInt32Native(exponent) + Vector512.Create(127)) << 23).AsSingle();
+    public static bool HasScaleInstruction => Avx512F.IsSupported;
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> ScaleByPowerOfTwo(Vector512<float> value, Vector512<float> exponent) =>
         Avx512F.IsSupported ? Avx512F.Scale(value, exponent) : VectorWidthShared.ScaleInHalves<Vector512<float>, Width512>(value, exponent);
@@ -155,11 +165,13 @@ public readonly struct Width256 : IVectorWidth<Vector256<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Min(Vector256<float> a, Vector256<float> b) => Vector256.MinNative(a, b);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Max(Vector256<float> a, Vector256<float> b) => Vector256.MaxNative(a, b);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Abs(Vector256<float> value) => Vector256.Abs(value);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static bool AllAtMost(Vector256<float> value, Vector256<float> limit) => Vector256.LessThanOrEqualAll(value, limit);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Round(Vector256<float> value) => Vector256.Round(value);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Floor(Vector256<float> value) => Vector256.Floor(value);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> GreaterThan(Vector256<float> a, Vector256<float> b) => Vector256.GreaterThan(a, b);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> ConditionalSelect(Vector256<float> mask, Vector256<float> ifTrue, Vector256<float> ifFalse) => Vector256.ConditionalSelect(mask, ifTrue, ifFalse);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> PowerOfTwo(Vector256<float> exponent) => ((Vector256.ConvertToInt32Native(exponent) + Vector256.Create(127)) << 23).AsSingle();
+    public static bool HasScaleInstruction => Avx512F.VL.IsSupported;
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> ScaleByPowerOfTwo(Vector256<float> value, Vector256<float> exponent) =>
         Avx512F.VL.IsSupported ? Avx512F.VL.Scale(value, exponent) : VectorWidthShared.ScaleInHalves<Vector256<float>, Width256>(value, exponent);
@@ -205,11 +217,13 @@ public readonly struct Width128 : IVectorWidth<Vector128<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Min(Vector128<float> a, Vector128<float> b) => Vector128.MinNative(a, b);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Max(Vector128<float> a, Vector128<float> b) => Vector128.MaxNative(a, b);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Abs(Vector128<float> value) => Vector128.Abs(value);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static bool AllAtMost(Vector128<float> value, Vector128<float> limit) => Vector128.LessThanOrEqualAll(value, limit);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Round(Vector128<float> value) => Vector128.Round(value);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Floor(Vector128<float> value) => Vector128.Floor(value);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> GreaterThan(Vector128<float> a, Vector128<float> b) => Vector128.GreaterThan(a, b);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> ConditionalSelect(Vector128<float> mask, Vector128<float> ifTrue, Vector128<float> ifFalse) => Vector128.ConditionalSelect(mask, ifTrue, ifFalse);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> PowerOfTwo(Vector128<float> exponent) => ((Vector128.ConvertToInt32Native(exponent) + Vector128.Create(127)) << 23).AsSingle();
+    public static bool HasScaleInstruction => Avx512F.VL.IsSupported;
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector128<float> ScaleByPowerOfTwo(Vector128<float> value, Vector128<float> exponent) =>
         Avx512F.VL.IsSupported ? Avx512F.VL.Scale(value, exponent) : VectorWidthShared.ScaleInHalves<Vector128<float>, Width128>(value, exponent);
