@@ -141,6 +141,8 @@ public static class Simd<TVector, TWidth>
     /// (for 16 lanes about 60 instructions instead of 16 separate horizontal sums' 130); the rest are summed one by one.
     /// The scan backward uses it to reduce a chunk's ∂B_t and ∂C_t products across a block's channels.
     /// </summary>
+    // Compiled fully optimised at once, as the kernels that call it are: its tier-0 code calls every lane operation.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public static void AddLaneSums(ReadOnlySpan<TVector> vectors, Span<float> sums)
     {
         if (sums.Length < vectors.Length) throw new ArgumentException($"{vectors.Length} sums are needed, the output holds {sums.Length}.", nameof(sums));
