@@ -50,6 +50,8 @@ public interface IVectorWidth<TVector> where TVector : struct
     /// <summary>The larger lane of each pair, in one instruction; NaN as for <see cref="Min"/>.</summary>
     static abstract TVector Max(TVector a, TVector b);
     static abstract TVector Abs(TVector value);
+    /// <summary>Whether every lane of <paramref name="value"/> is ≤ the same lane of <paramref name="limit"/> (false where a lane is NaN).</summary>
+    static abstract bool AllAtMost(TVector value, TVector limit);
     /// <summary>Each lane rounded to the nearest integer, ties to even.</summary>
     static abstract TVector Round(TVector value);
     static abstract TVector Floor(TVector value);
@@ -70,6 +72,12 @@ public interface IVectorWidth<TVector> where TVector : struct
     /// (see <see cref="VectorWidthShared.ScaleInHalves"/>).
     /// </summary>
     static abstract TVector ScaleByPowerOfTwo(TVector value, TVector exponent);
+
+    /// <summary>
+    /// Whether <see cref="ScaleByPowerOfTwo"/> is one instruction (AVX-512's vscalefps); without it, it takes two
+    /// multiplies and their exponent arithmetic, which exp avoids where its result stays normal.
+    /// </summary>
+    static abstract bool HasScaleInstruction { get; }
 
     /// <summary>
     /// A mask of the lanes whose index has bit <paramref name="half"/> set (half a power of two below Count). With
@@ -103,11 +111,13 @@ public readonly struct Width512 : IVectorWidth<Vector512<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Min(Vector512<float> a, Vector512<float> b) => Vector512.MinNative(a, b);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Max(Vector512<float> a, Vector512<float> b) => Vector512.MaxNative(a, b);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Abs(Vector512<float> value) => Vector512.Abs(value);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static bool AllAtMost(Vector512<float> value, Vector512<float> limit) => Vector512.LessThanOrEqualAll(value, limit);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Round(Vector512<float> value) => Vector512.Round(value);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> Floor(Vector512<float> value) => Vector512.Floor(value);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> GreaterThan(Vector512<float> a, Vector512<float> b) => Vector512.GreaterThan(a, b);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> ConditionalSelect(Vector512<float> mask, Vector512<float> ifTrue, Vector512<float> ifFalse) => Vector512.ConditionalSelect(mask, ifTrue, ifFalse);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector512<float> PowerOfTwo(Vector512<float> exponent) => ((Vector512.ConvertToInt32Native(exponent) + Vector512.Create(127)) << 23).AsSingle();
+    public static bool HasScaleInstruction => Avx512F.IsSupported;
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector512<float> ScaleByPowerOfTwo(Vector512<float> value, Vector512<float> exponent) =>
         Avx512F.IsSupported ? Avx512F.Scale(value, exponent) : VectorWidthShared.ScaleInHalves<Vector512<float>, Width512>(value, exponent);
@@ -119,7 +129,7 @@ public readonly struct Width512 : IVectorWidth<Vector512<float>>
         4 => Vector512.Create(0, 0, 0, 0, -1, -1, -1, -1, 0, 0, 0, 0, -1, -1, -1, -1).AsSingle(),
         2 => Vector512.Create(0, 0, -1, -1, 0, 0, -1, -1, 0, 0, -1, -1, 0, 0, -1, -1).AsSingle(),
         1 => Vector512.Create(0, -1, 0, -1, 0, -1, 0, -1, 0, -1, 0, -1, 0, -1, 0, -1).AsSingle(),
-        _ => throw new ArgumentOutOfRangeException(nameof(half), half, "A power of two below the lane count."),
+        _ => VectorWidthShared.NotAHalf<Vector512<float>>(half),
     };
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -129,7 +139,7 @@ public readonly struct Width512 : IVectorWidth<Vector512<float>>
         4 => Vector512.Shuffle(value, Vector512.Create(4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11)),
         2 => Vector512.Shuffle(value, Vector512.Create(2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13)),
         1 => Vector512.Shuffle(value, Vector512.Create(1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14)),
-        _ => throw new ArgumentOutOfRangeException(nameof(half), half, "A power of two below the lane count."),
+        _ => VectorWidthShared.NotAHalf<Vector512<float>>(half),
     };
 }
 
@@ -155,11 +165,13 @@ public readonly struct Width256 : IVectorWidth<Vector256<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Min(Vector256<float> a, Vector256<float> b) => Vector256.MinNative(a, b);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Max(Vector256<float> a, Vector256<float> b) => Vector256.MaxNative(a, b);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Abs(Vector256<float> value) => Vector256.Abs(value);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static bool AllAtMost(Vector256<float> value, Vector256<float> limit) => Vector256.LessThanOrEqualAll(value, limit);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Round(Vector256<float> value) => Vector256.Round(value);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> Floor(Vector256<float> value) => Vector256.Floor(value);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> GreaterThan(Vector256<float> a, Vector256<float> b) => Vector256.GreaterThan(a, b);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> ConditionalSelect(Vector256<float> mask, Vector256<float> ifTrue, Vector256<float> ifFalse) => Vector256.ConditionalSelect(mask, ifTrue, ifFalse);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector256<float> PowerOfTwo(Vector256<float> exponent) => ((Vector256.ConvertToInt32Native(exponent) + Vector256.Create(127)) << 23).AsSingle();
+    public static bool HasScaleInstruction => Avx512F.VL.IsSupported;
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector256<float> ScaleByPowerOfTwo(Vector256<float> value, Vector256<float> exponent) =>
         Avx512F.VL.IsSupported ? Avx512F.VL.Scale(value, exponent) : VectorWidthShared.ScaleInHalves<Vector256<float>, Width256>(value, exponent);
@@ -170,7 +182,7 @@ public readonly struct Width256 : IVectorWidth<Vector256<float>>
         4 => Vector256.Create(0, 0, 0, 0, -1, -1, -1, -1).AsSingle(),
         2 => Vector256.Create(0, 0, -1, -1, 0, 0, -1, -1).AsSingle(),
         1 => Vector256.Create(0, -1, 0, -1, 0, -1, 0, -1).AsSingle(),
-        _ => throw new ArgumentOutOfRangeException(nameof(half), half, "A power of two below the lane count."),
+        _ => VectorWidthShared.NotAHalf<Vector256<float>>(half),
     };
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -179,7 +191,7 @@ public readonly struct Width256 : IVectorWidth<Vector256<float>>
         4 => Vector256.Shuffle(value, Vector256.Create(4, 5, 6, 7, 0, 1, 2, 3)),
         2 => Vector256.Shuffle(value, Vector256.Create(2, 3, 0, 1, 6, 7, 4, 5)),
         1 => Vector256.Shuffle(value, Vector256.Create(1, 0, 3, 2, 5, 4, 7, 6)),
-        _ => throw new ArgumentOutOfRangeException(nameof(half), half, "A power of two below the lane count."),
+        _ => VectorWidthShared.NotAHalf<Vector256<float>>(half),
     };
 }
 
@@ -205,11 +217,13 @@ public readonly struct Width128 : IVectorWidth<Vector128<float>>
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Min(Vector128<float> a, Vector128<float> b) => Vector128.MinNative(a, b);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Max(Vector128<float> a, Vector128<float> b) => Vector128.MaxNative(a, b);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Abs(Vector128<float> value) => Vector128.Abs(value);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)] public static bool AllAtMost(Vector128<float> value, Vector128<float> limit) => Vector128.LessThanOrEqualAll(value, limit);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Round(Vector128<float> value) => Vector128.Round(value);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> Floor(Vector128<float> value) => Vector128.Floor(value);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> GreaterThan(Vector128<float> a, Vector128<float> b) => Vector128.GreaterThan(a, b);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> ConditionalSelect(Vector128<float> mask, Vector128<float> ifTrue, Vector128<float> ifFalse) => Vector128.ConditionalSelect(mask, ifTrue, ifFalse);
     [MethodImpl(MethodImplOptions.AggressiveInlining)] public static Vector128<float> PowerOfTwo(Vector128<float> exponent) => ((Vector128.ConvertToInt32Native(exponent) + Vector128.Create(127)) << 23).AsSingle();
+    public static bool HasScaleInstruction => Avx512F.VL.IsSupported;
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector128<float> ScaleByPowerOfTwo(Vector128<float> value, Vector128<float> exponent) =>
         Avx512F.VL.IsSupported ? Avx512F.VL.Scale(value, exponent) : VectorWidthShared.ScaleInHalves<Vector128<float>, Width128>(value, exponent);
@@ -219,7 +233,7 @@ public readonly struct Width128 : IVectorWidth<Vector128<float>>
     {
         2 => Vector128.Create(0, 0, -1, -1).AsSingle(),
         1 => Vector128.Create(0, -1, 0, -1).AsSingle(),
-        _ => throw new ArgumentOutOfRangeException(nameof(half), half, "A power of two below the lane count."),
+        _ => VectorWidthShared.NotAHalf<Vector128<float>>(half),
     };
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -227,13 +241,21 @@ public readonly struct Width128 : IVectorWidth<Vector128<float>>
     {
         2 => Vector128.Shuffle(value, Vector128.Create(2, 3, 0, 1)),
         1 => Vector128.Shuffle(value, Vector128.Create(1, 0, 3, 2)),
-        _ => throw new ArgumentOutOfRangeException(nameof(half), half, "A power of two below the lane count."),
+        _ => VectorWidthShared.NotAHalf<Vector128<float>>(half),
     };
 }
 
 /// <summary>Width-independent formulas the width traits share.</summary>
 internal static class VectorWidthShared
 {
+    /// <summary>
+    /// The error for a lane distance that is not a power of two below the lane count. A throw statement inside
+    /// UpperLanes or SwapLanes kept the JIT from inlining them into the lane-sum butterfly on 256-bit vectors (calls
+    /// in place of single instructions, 5× slower); a call to this out-of-line method does not.
+    /// </summary>
+    [DoesNotReturn, MethodImpl(MethodImplOptions.NoInlining)]
+    public static T NotAHalf<T>(int half) => throw new ArgumentOutOfRangeException(nameof(half), half, "A power of two below the lane count.");
+
     /// <summary>
     /// value·2^e for integral e in [−252, 252] without a scale instruction, as two normal powers of two:
     /// e = ⌊e/2⌋ + (e − ⌊e/2⌋), each half in [−126, 126]. The first product only shifts the exponent, so it is exact

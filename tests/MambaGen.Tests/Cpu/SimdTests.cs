@@ -87,6 +87,34 @@ public class SimdTests
     public void ExpSaturatesInsteadOfProducingNaN(int bits) =>
         OnWidth(bits, ExpSaturates<Vector512<float>, Width512>, ExpSaturates<Vector256<float>, Width256>, ExpSaturates<Vector128<float>, Width128>);
 
+    // A vector whose lanes all lie within ±86 may be scaled by one normal power of two (the widths without a scale
+    // instruction do); one lane outside, NaN or ±∞ sends the whole vector down the general path. Both must give every lane
+    // the same bits, so a lane's exp never depends on its neighbours.
+    private static void ExpLanesAreIndependent<TVector, TWidth>() where TVector : struct where TWidth : struct, IVectorWidth<TVector>
+    {
+        var lanes = new float[TWidth.Count];
+        float[] outsiders = [-95f, 88.5f, float.NaN, float.NegativeInfinity];
+        int i = 0;
+        foreach (var x in Grid(-86f, 86f, 20_001))
+        {
+            float alone = TWidth.GetElement(Simd<TVector, TWidth>.Exp(TWidth.Create(x)), 0);
+            Array.Fill(lanes, x);
+            float outsider = outsiders[i++ % outsiders.Length];
+            lanes[^1] = outsider;
+            var mixed = Simd<TVector, TWidth>.Exp(TWidth.Load(ref lanes[0], 0));
+            Assert.True(BitConverter.SingleToInt32Bits(alone) == BitConverter.SingleToInt32Bits(TWidth.GetElement(mixed, 0)),
+                $"{TWidth.Count * 32}-bit exp({x:R}) is {alone:R} alone, {TWidth.GetElement(mixed, 0):R} beside {outsider}");
+            float outsiderAlone = TWidth.GetElement(Simd<TVector, TWidth>.Exp(TWidth.Create(outsider)), 0);
+            Assert.Equal(outsiderAlone, TWidth.GetElement(mixed, TWidth.Count - 1));
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(Widths))]
+    public void ExpOfALaneDoesNotDependOnItsNeighbours(int bits) =>
+        OnWidth(bits, ExpLanesAreIndependent<Vector512<float>, Width512>, ExpLanesAreIndependent<Vector256<float>, Width256>,
+            ExpLanesAreIndependent<Vector128<float>, Width128>);
+
     private static void LaneSums<TVector, TWidth>(int count) where TVector : struct where TWidth : struct, IVectorWidth<TVector>
     {
         var random = new Random(count);
