@@ -9,7 +9,7 @@ using Spectre.Console;
 // compare held-out accuracy, as in the paper's Tables 1 and 7. Defaults are sized to finish on a 2-core CPU in a
 // few minutes; the flags scale the task and the budget up.
 
-var common = new CommonOptions(steps: 2500, batch: 16, learningRate: 3e-3f, evaluationSequences: 256, evaluationEvery: 250);
+var common = new CommonOptions(steps: 4000, batch: 16, learningRate: 3e-3f, evaluationSequences: 256, evaluationEvery: 250);
 var length = CommonOptions.RequireAtLeast(new Option<int>("--length")
     { Description = "Tokens per sequence, including the markers at the end", DefaultValueFactory = _ => 128 }, 2);
 var count = CommonOptions.RequireAtLeast(new Option<int>("--count")

@@ -105,7 +105,7 @@ public class BFloat16CudaTests
                 string shape = $"{name} batch {batch} length {length}";
                 if (!(Math.Abs(loss - expectedLoss) <= LossRelative * Math.Abs(expectedLoss)))
                     failures.Add($"{shape}: loss {loss} vs CPU {expectedLoss}");
-                var (worstRatio, errors) = CompareGradients(model.Parameters.Layout, actual, expected);
+                var (worstRatio, errors) = CudaTrainingTests.CompareGradients(model.Parameters.Layout, actual, expected, GradientRelativeToMax, GradientAbsolute);
                 failures.AddRange(errors.Select(e => $"{shape}: {e}"));
                 Console.WriteLine($"{shape}: bf16 loss {loss} vs CPU {expectedLoss}; worst gradient error {worstRatio:P1} of its tolerance");
             }
@@ -205,30 +205,6 @@ public class BFloat16CudaTests
             if (ratio > worst) (worst, at) = (ratio, i);
         }
         return (worst, worst <= 1 ? null : $"logit {at}: GPU {actual[at]} vs {expected[at]} ({worst:F2}× the tolerance)");
-    }
-
-    private static (double WorstRatio, List<string> Errors) CompareGradients(ParameterLayout layout, float[] actual, float[] expected)
-    {
-        var errors = new List<string>();
-        double worstRatio = 0;
-        foreach (var tensor in layout.Tensors)
-        {
-            double scale = 0;
-            for (int i = tensor.Offset; i < tensor.Offset + tensor.Length; i++) scale = Math.Max(scale, Math.Abs(expected[i]));
-            double tolerance = GradientRelativeToMax * scale + GradientAbsolute;
-            double worst = -1;
-            int at = -1;
-            for (int i = tensor.Offset; i < tensor.Offset + tensor.Length; i++)
-            {
-                double error = Math.Abs(actual[i] - expected[i]);
-                if (double.IsNaN(error)) error = double.PositiveInfinity;
-                if (error > worst) (worst, at) = (error, i);
-            }
-            worstRatio = Math.Max(worstRatio, worst / tolerance);
-            if (worst > tolerance)
-                errors.Add($"{tensor.Key}[{at - tensor.Offset}]: GPU {actual[at]:G6} vs CPU {expected[at]:G6} (error {worst:E2}, tolerance {tolerance:E2})");
-        }
-        return (worstRatio, errors);
     }
 
     private static int[] RandomTokens(int count, int vocab, int seed)
