@@ -1,3 +1,5 @@
+using System.Numerics;
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using MambaGen.Cpu;
 
@@ -196,16 +198,40 @@ public sealed partial class CudaMambaModel : IMambaBackend
     /// <summary>Copies the first <c>destination.Length</c> bf16 values of <paramref name="source"/> to the host as floats.</summary>
     private static void CopyBFloat16ToHost(CudaDeviceVariable<float> source, Span<float> destination)
     {
-        // The bf16 values sit two to a float slot; fetch their bytes, then widen each (a bf16 is an fp32's top half).
-        var raw = new ushort[destination.Length];
-        source.CopyToHost(MemoryMarshal.Cast<ushort, float>(raw.AsSpan(0, destination.Length & ~1)));
-        if ((destination.Length & 1) != 0)
+        // The bf16 values sit two to a float slot. Their bytes land in the upper half of the destination, which is
+        // then widened in place: no second host buffer, however large the logits.
+        int count = destination.Length;
+        var raw = MemoryMarshal.Cast<float, ushort>(destination)[count..];
+        source.CopyToHost(MemoryMarshal.Cast<ushort, float>(raw[..(count & ~1)]));
+        if ((count & 1) != 0)
         {
             Span<float> last = stackalloc float[1];
-            source.CopyToHost(last, destination.Length / 2);
+            source.CopyToHost(last, count / 2);
             raw[^1] = (ushort)BitConverter.SingleToUInt32Bits(last[0]);
         }
-        for (int i = 0; i < raw.Length; i++) destination[i] = BitConverter.UInt32BitsToSingle((uint)raw[i] << 16);
+        WidenBFloat16InPlace(destination);
+    }
+
+    /// <summary>
+    /// Widens the <c>values.Length</c> bf16 values held in the upper half of <paramref name="values"/>' bytes into the
+    /// floats of <paramref name="values"/> (a bf16 is an fp32's top half). Front to back is safe in place: writing
+    /// floats [i, i + c) covers bytes up to 4(i + c), and the first bf16 value not yet read sits at byte
+    /// 2·Length + 2(i + c), no lower while i + c ≤ Length.
+    /// </summary>
+    internal static void WidenBFloat16InPlace(Span<float> values)
+    {
+        int count = values.Length;
+        ref uint wide = ref Unsafe.As<float, uint>(ref MemoryMarshal.GetReference(values));
+        ref ushort raw = ref Unsafe.Add(ref Unsafe.As<uint, ushort>(ref wide), count);
+        int i = 0;
+        if (Vector.IsHardwareAccelerated)
+            for (; i + Vector<ushort>.Count <= count; i += Vector<ushort>.Count)
+            {
+                Vector.Widen(Vector.LoadUnsafe(ref raw, (nuint)i), out Vector<uint> low, out Vector<uint> high);
+                Vector.StoreUnsafe(low << 16, ref wide, (nuint)i);
+                Vector.StoreUnsafe(high << 16, ref wide, (nuint)(i + Vector<uint>.Count));
+            }
+        for (; i < count; i++) Unsafe.Add(ref wide, i) = (uint)Unsafe.Add(ref raw, i) << 16;
     }
 
     /// <summary>The type of the activations the products and the scan read: fp32, or bf16 in bf16 mode.</summary>
