@@ -1,6 +1,4 @@
 using System.Diagnostics;
-using System.Net;
-using System.Net.Sockets;
 using MambaGen.Cuda.Nccl;
 using MambaGen.Training;
 using Spectre.Console;
@@ -41,7 +39,7 @@ internal static class DataParallelLauncher
     /// </summary>
     public static bool Launch(string[] args, int gpus, CancellationToken cancellationToken)
     {
-        int port = FreePort();
+        int port = TcpRendezvous.FreeLoopbackPort();
         var (program, prefix) = SelfCommand();
         AnsiConsole.MarkupLine(Markup.Escape($"Starting {gpus} ranks (one per GPU) on 127.0.0.1:{port} with NCCL_NVLS_ENABLE=0"));
         var ranks = new List<Process>();
@@ -92,14 +90,5 @@ internal static class DataParallelLauncher
         return name.Equals("dotnet", StringComparison.OrdinalIgnoreCase)
             ? (process, [typeof(DataParallelLauncher).Assembly.Location])
             : (process, []);
-    }
-
-    private static int FreePort()
-    {
-        var probe = new TcpListener(IPAddress.Loopback, 0);
-        probe.Start();
-        int port = ((IPEndPoint)probe.LocalEndpoint).Port;
-        probe.Stop();
-        return port;
     }
 }

@@ -12,13 +12,13 @@ internal static class KnownShapes
 
     private static readonly Known[] All =
     [
-        new("mamba-130m (state-spaces/mamba-130m, -hf)", Mamba130M.ModelShape, (directory, device, half) => Prepared(Mamba130M.Load(directory, device), half, m => m.UseHalfPrecisionWeights(half))),
-        new("mamba-370m (state-spaces/mamba-370m, -hf)", Mamba370M.ModelShape, (directory, device, half) => Prepared(Mamba370M.Load(directory, device), half, m => m.UseHalfPrecisionWeights(half))),
-        new("mamba-790m (state-spaces/mamba-790m, -hf)", Mamba790M.ModelShape, (directory, device, half) => Prepared(Mamba790M.Load(directory, device), half, m => m.UseHalfPrecisionWeights(half))),
-        new("mamba-1.4b (state-spaces/mamba-1.4b, -hf)", Mamba1_4B.ModelShape, (directory, device, half) => Prepared(Mamba1_4B.Load(directory, device), half, m => m.UseHalfPrecisionWeights(half))),
+        new("mamba-130m (state-spaces/mamba-130m, -hf)", Mamba130M.ModelShape, (directory, device, half) => Prepared(Mamba130M.Load(directory, device), half, (m, h) => m.UseHalfPrecisionWeights(h))),
+        new("mamba-370m (state-spaces/mamba-370m, -hf)", Mamba370M.ModelShape, (directory, device, half) => Prepared(Mamba370M.Load(directory, device), half, (m, h) => m.UseHalfPrecisionWeights(h))),
+        new("mamba-790m (state-spaces/mamba-790m, -hf)", Mamba790M.ModelShape, (directory, device, half) => Prepared(Mamba790M.Load(directory, device), half, (m, h) => m.UseHalfPrecisionWeights(h))),
+        new("mamba-1.4b (state-spaces/mamba-1.4b, -hf)", Mamba1_4B.ModelShape, (directory, device, half) => Prepared(Mamba1_4B.Load(directory, device), half, (m, h) => m.UseHalfPrecisionWeights(h))),
         // mamba-2.8b (D 2560, 64 layers) has 2.77 billion parameters, more than the flat float[] parameter vector holds
         // (MAMBA0010), so it cannot be declared yet.
-        new("tiny test shape (D 16, 2 layers, vocabulary 1607 of the tokenizer fixture)", TinyTextModel.ModelShape, (directory, device, half) => Prepared(TinyTextModel.Load(directory, device), half, m => m.UseHalfPrecisionWeights(half))),
+        new("tiny test shape (D 16, 2 layers, vocabulary 1607 of the tokenizer fixture)", TinyTextModel.ModelShape, (directory, device, half) => Prepared(TinyTextModel.Load(directory, device), half, (m, h) => m.UseHalfPrecisionWeights(h))),
     ];
 
     /// <summary>
@@ -41,9 +41,9 @@ internal static class KnownShapes
     }
 
     /// <summary>Applies the 16-bit decode weights through <paramref name="useHalf"/> when asked for (a CPU model's option).</summary>
-    private static T Prepared<T>(T model, HalfPrecision? half, Action<T> useHalf) where T : IDecodingModel
+    private static T Prepared<T>(T model, HalfPrecision? half, Action<T, HalfPrecision> useHalf) where T : IDecodingModel
     {
-        if (half is not null) useHalf(model);
+        if (half is { } format) useHalf(model, format);
         return model;
     }
 

@@ -24,6 +24,24 @@ public static class TcpRendezvous
     private const int MaxPayload = 1 << 20;
 
     /// <summary>
+    /// A TCP port on the loopback interface that nothing listens on now, for a launcher that starts every rank on this
+    /// host (the operating system picks it; another process could take it before rank 0 listens, so use it at once).
+    /// </summary>
+    public static int FreeLoopbackPort()
+    {
+        var probe = new TcpListener(IPAddress.Loopback, 0);
+        probe.Start();
+        try
+        {
+            return ((IPEndPoint)probe.LocalEndpoint).Port;
+        }
+        finally
+        {
+            probe.Stop();
+        }
+    }
+
+    /// <summary>
     /// Runs the rendezvous for this rank. Rank 0 calls <paramref name="createPayload"/> once and hands its result to
     /// every rank; every rank returns it. Throws <see cref="TimeoutException"/> when the ranks do not all meet within
     /// <see cref="DataParallelOptions.Timeout"/>, and <see cref="InvalidDataException"/> when a peer disagrees about

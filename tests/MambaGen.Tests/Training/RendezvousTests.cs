@@ -1,5 +1,3 @@
-using System.Net;
-using System.Net.Sockets;
 using MambaGen.Cuda.Interop;
 using MambaGen.Training;
 
@@ -11,15 +9,6 @@ namespace MambaGen.Tests.Training;
 /// </summary>
 public sealed class RendezvousTests
 {
-    private static int FreePort()
-    {
-        var probe = new TcpListener(IPAddress.Loopback, 0);
-        probe.Start();
-        int port = ((IPEndPoint)probe.LocalEndpoint).Port;
-        probe.Stop();
-        return port;
-    }
-
     private static DataParallelOptions Rank(int rank, int worldSize, int port, double timeoutSeconds = 20) => new()
     {
         Rank = rank, WorldSize = worldSize, LocalRank = rank, MasterAddress = "127.0.0.1", MasterPort = port,
@@ -30,7 +19,7 @@ public sealed class RendezvousTests
     public async Task EveryRankReceivesRankZerosPayloadWhateverTheOrderTheyStartIn()
     {
         const int worldSize = 4;
-        int port = FreePort();
+        int port = TcpRendezvous.FreeLoopbackPort();
         var payload = Enumerable.Range(0, 128).Select(i => (byte)(i * 7 + 3)).ToArray();
         int created = 0;
         // The other ranks start first and must retry until rank 0 listens.
@@ -47,7 +36,7 @@ public sealed class RendezvousTests
     [Fact]
     public void ARankWithoutRankZeroTimesOutNamingTheAddress()
     {
-        int port = FreePort();
+        int port = TcpRendezvous.FreeLoopbackPort();
         var error = Assert.Throws<TimeoutException>(() => TcpRendezvous.Exchange(Rank(1, 2, port, timeoutSeconds: 1), () => []));
         Assert.Contains($"127.0.0.1:{port}", error.Message);
         Assert.Contains("MASTER_ADDR", error.Message);
@@ -56,7 +45,7 @@ public sealed class RendezvousTests
     [Fact]
     public async Task RankZeroTimesOutNamingTheRanksThatNeverJoined()
     {
-        int port = FreePort();
+        int port = TcpRendezvous.FreeLoopbackPort();
         var joined = Task.Run(() => Record.Exception(() => TcpRendezvous.Exchange(Rank(2, 3, port, timeoutSeconds: 20), () => [])));
         var error = Assert.Throws<TimeoutException>(() => TcpRendezvous.Exchange(Rank(0, 3, port, timeoutSeconds: 2), () => [1, 2, 3]));
         Assert.Contains("rank(s) 1 of 3 never joined", error.Message);
@@ -68,7 +57,7 @@ public sealed class RendezvousTests
     [Fact]
     public async Task RanksThatDisagreeAboutTheWorldSizeAreRefused()
     {
-        int port = FreePort();
+        int port = TcpRendezvous.FreeLoopbackPort();
         var peer = Task.Run(() => Record.Exception(() => TcpRendezvous.Exchange(Rank(1, 3, port), () => [])));
         var error = Assert.Throws<InvalidDataException>(() => TcpRendezvous.Exchange(Rank(0, 2, port), () => [9]));
         Assert.Contains("world size 3, rank 0 with 2", error.Message);
