@@ -140,22 +140,16 @@ __device__ __forceinline__ float mg_block_max(float v, float* scratch)
     return scratch[0];
 }
 
-// Σ_j in[j·count + i] over `parts` slices, added in slice order. The loop is unrolled so that eight slices' loads
-// are in flight at once (the adds keep their order, so the bits do not depend on the unrolling).
-__device__ __forceinline__ float mg_slice_sum(const float* __restrict__ in, int parts, long long count, long long i)
-{
-    float acc = 0.f;
-#pragma unroll 8
-    for (int j = 0; j < parts; ++j) acc += in[(long long)j * count + i];
-    return acc;
-}
-
 // Sums `parts` slices of `count` floats in slice order: out[i] = Σ_j in[j·count + i]. Used to finish per-block
 // partial gradients without atomics, so every backward is bit-deterministic.
 extern "C" __global__ void mg_sum_slices(const float* __restrict__ in, float* __restrict__ out, int parts, long long count)
 {
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < count; i += (long long)gridDim.x * blockDim.x)
-        out[i] = mg_slice_sum(in, parts, count, i);
+    {
+        float acc = 0.f;
+        for (int j = 0; j < parts; ++j) acc += in[(long long)j * count + i];
+        out[i] = acc;
+    }
 }
 
 #endif // MAMBA_COMMON_CUH

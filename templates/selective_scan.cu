@@ -177,13 +177,6 @@ constexpr int PF_CH = (BWD_CPB * TTB + BWD_THREADS - 1) / BWD_THREADS;
 constexpr int PF_ST = (N * TTB + BWD_THREADS - 1) / BWD_THREADS;
 constexpr bool PREFETCH = MAMBA_SCAN_BWD_PREFETCH &&
                           PF_CH * (2 + MAMBA_SELECTIVE_DELTA + MAMBA_HAS_Z) + KINDS * PF_ST <= 12;
-// FINISH_RAW: the lanes that finish a step (dz, du, dΔ) load its u, dt, dout, z from global memory at the tile's start
-// (they were staged a chunk earlier, so they come from L2) instead of reading u, softplus', dout·silu'(z) rows
-// staged in shared memory: three rows fewer (26 KB at N = 16). Where a lane finishes at most 2 steps of a tile.
-#ifndef MAMBA_SCAN_BWD_FINISH_RAW
-#define MAMBA_SCAN_BWD_FINISH_RAW 0
-#endif
-constexpr bool FINISH_RAW = MAMBA_SCAN_BWD_FINISH_RAW && R_STEPS <= 2;
 struct BwdRaw { float v, u, g, z; bool ok; };      // one channel step as loaded: dt + bias, u, dout, z
 
 // Backward shared memory (floats): the whole chunk staged once (per-channel rows, B/C rows), the warps' dB/dC
@@ -193,11 +186,10 @@ constexpr int BS_ROW = BWD_CPB * CHP;
 constexpr int B_OFF_DELTA = 0;
 constexpr int B_OFF_DU = B_OFF_DELTA + BS_ROW;      // Δ·u
 constexpr int B_OFF_DY = B_OFF_DU + BS_ROW;         // dout·silu(z): gradient of y before the gate
-constexpr int FIN_ROW = FINISH_RAW ? 0 : BS_ROW;     // rows only the finishing step reads
 constexpr int B_OFF_U = B_OFF_DY + BS_ROW;
-constexpr int B_OFF_DSP = B_OFF_U + FIN_ROW;        // softplus'(dt + bias)
-constexpr int B_OFF_DZF = B_OFF_DSP + FIN_ROW;      // dout·silu'(z): dz = this · y before the gate
-constexpr int B_OFF_B = B_OFF_DZF + (MAMBA_HAS_Z ? FIN_ROW : 0);
+constexpr int B_OFF_DSP = B_OFF_U + BS_ROW;         // softplus'(dt + bias)
+constexpr int B_OFF_DZF = B_OFF_DSP + BS_ROW;       // dout·silu'(z): dz = this · y before the gate
+constexpr int B_OFF_B = B_OFF_DZF + (MAMBA_HAS_Z ? BS_ROW : 0);
 constexpr int B_OFF_C = B_OFF_B + (MAMBA_SELECTIVE_B ? N * CHP : 0);
 constexpr int B_OFF_RED = B_OFF_C + (MAMBA_SELECTIVE_C ? N * CHP : 0);
 constexpr int B_RED = BWD_WARPS * 32 * LC;          // one kind's warp partials of one tile
@@ -531,8 +523,8 @@ mamba_scan_bwd(const mg_in_t* __restrict__ u, const mg_in_t* __restrict__ dt, co
     float* s_delta = smem + B_OFF_DELTA;
     float* s_du = smem + B_OFF_DU;
     float* s_dy = smem + B_OFF_DY;
-    [[maybe_unused]] float* s_u = smem + B_OFF_U;
-    [[maybe_unused]] float* s_dsp = smem + B_OFF_DSP;
+    float* s_u = smem + B_OFF_U;
+    float* s_dsp = smem + B_OFF_DSP;
     [[maybe_unused]] float* s_dzf = smem + B_OFF_DZF;
     [[maybe_unused]] float* s_b = smem + B_OFF_B;
     [[maybe_unused]] float* s_c = smem + B_OFF_C;
@@ -615,17 +607,14 @@ mamba_scan_bwd(const mg_in_t* __restrict__ u, const mg_in_t* __restrict__ dt, co
         const float delta = r.ok ? mg_softplus(r.v) : 0.f;
 #if MAMBA_HAS_Z
         s_dy[i] = r.g * mg_silu(r.z);
-        if constexpr (!FINISH_RAW) s_dzf[i] = r.g * mg_silu_grad(r.z);
+        s_dzf[i] = r.g * mg_silu_grad(r.z);
 #else
         s_dy[i] = r.g;
 #endif
         s_delta[i] = delta;
         s_du[i] = delta * r.u;
-        if constexpr (!FINISH_RAW)
-        {
-            s_u[i] = r.u;
-            s_dsp[i] = r.ok ? mg_softplus_grad(r.v) : 0.f;
-        }
+        s_u[i] = r.u;
+        s_dsp[i] = r.ok ? mg_softplus_grad(r.v) : 0.f;
     };
     auto load_state_in = [&](int n, int t, float& bv, float& cv) {   // B_t[n], C_t[n] (t: absolute step)
         [[maybe_unused]] const bool ok = t < L;
@@ -811,13 +800,6 @@ mamba_scan_bwd(const mg_in_t* __restrict__ u, const mg_in_t* __restrict__ dt, co
             [[maybe_unused]] const int t0 = ts + lt0;
             if constexpr (PREFETCH)
                 if (kc > 0) load_tile(ts - CHUNK, q);
-            [[maybe_unused]] BwdRaw fin[FINISH_RAW ? R_STEPS : 1];
-            if constexpr (FINISH_RAW)
-            {
-#pragma unroll
-                for (int r = 0; r < R_STEPS; ++r)
-                    fin[r] = load_channel(active && j % O_SN == 0 ? c : BWD_CPB, t0 + (j / O_SN) * R_STEPS + r);
-            }
             float hprev0[SPTB];
 #pragma unroll
             for (int s = 0; s < SPTB; ++s) hprev0[s] = s_hs[(q * SPTB + s) * BWD_THREADS + tid];
@@ -920,14 +902,12 @@ mamba_scan_bwd(const mg_in_t* __restrict__ u, const mg_in_t* __restrict__ dt, co
                     if (ts + lt >= L) break;
                     const int i = c * CHP + lt;
                     const long long g_at = chan_base + (long long)c * L + ts + lt;
-                    const float uu = FINISH_RAW ? fin[r].u : s_u[i], dyt = s_dy[i];
+                    const float uu = s_u[i], dyt = s_dy[i];
 #if MAMBA_HAS_Z
-                    const float dzf = FINISH_RAW ? fin[r].g * mg_silu_grad(fin[r].z) : s_dzf[i];
-                    mg_store(dz_out + g_at, dzf * fmaf(dd, uu, p[r]));
+                    mg_store(dz_out + g_at, s_dzf[i] * fmaf(dd, uu, p[r]));
 #endif
                     mg_store(du_out + g_at, fmaf(dyt, dd, s_delta[i] * q1[r]));
-                    const float dsp = FINISH_RAW ? mg_softplus_grad(fin[r].v) : s_dsp[i];
-                    const float ddelta_in = fmaf(uu, q1[r], q2[r]) * dsp;
+                    const float ddelta_in = fmaf(uu, q1[r], q2[r]) * s_dsp[i];
 #if MAMBA_SELECTIVE_DELTA
                     mg_store(ddt_out + g_at, ddelta_in);
 #endif
