@@ -1627,6 +1627,23 @@ constexpr int SCAT_D = cmin(clog2(32 / TPCB), clog2(LEN_D));
 constexpr int LC = LEN_D >> SCAT_D;
 static_assert(TPCB == 32 || (LEN_D & (LEN_D - 1)) == 0, "channel sums halve a power-of-two list");
 constexpr int KINDS = MAMBA_SELECTIVE_B + MAMBA_SELECTIVE_C;   // per-time gradients reduced across channels
+// Blocks per SM the backward's register budget must allow (__launch_bounds__; 0: no demand). 256-thread blocks ask
+// for 2 (at most 128 registers), so the two blocks that their shared memory allows stay resident; 128-thread blocks
+// are left to the compiler's default.
+#ifndef MAMBA_SCAN_BWD_MIN_BLOCKS
+#define MAMBA_SCAN_BWD_MIN_BLOCKS (MAMBA_SCAN_BWD_THREADS >= 256 ? 512 / MAMBA_SCAN_BWD_THREADS : 0)
+#endif
+// Staging of the next chunk during pass 2 (see the backward): a tile's channel steps and state steps per thread.
+// PREFETCH: their loads are issued at the tile's start and held in registers while the tile computes, where that
+// takes at most 12 registers (8 <= N <= 64); otherwise each is loaded just before it is stored.
+#ifndef MAMBA_SCAN_BWD_PREFETCH
+#define MAMBA_SCAN_BWD_PREFETCH 1
+#endif
+constexpr int PF_CH = (BWD_CPB * TTB + BWD_THREADS - 1) / BWD_THREADS;
+constexpr int PF_ST = (N * TTB + BWD_THREADS - 1) / BWD_THREADS;
+constexpr bool PREFETCH = MAMBA_SCAN_BWD_PREFETCH &&
+                          PF_CH * (2 + MAMBA_SELECTIVE_DELTA + MAMBA_HAS_Z) + KINDS * PF_ST <= 12;
+struct BwdRaw { float v, u, g, z; bool ok; };      // one channel step as loaded: dt + bias, u, dout, z
 
 // Backward shared memory (floats): the whole chunk staged once (per-channel rows, B/C rows), the warps' dB/dC
 // partials of a tile (double-buffered: one barrier per tile), each thread's state at every tile start.
@@ -1944,7 +1961,7 @@ mamba_scan_fwd(const mg_in_t* __restrict__ u, const mg_in_t* __restrict__ dt, co
 // chunk state and keeps each tile's start state; pass 2 takes the tiles last to first, recomputes the tile's decays
 // and states in registers and walks it backwards. Every sum (over states, over channels) is a butterfly or a loop in
 // a fixed order and each output has one writer: the backward is bit-identical run to run.
-extern "C" __global__ void __launch_bounds__(mg_scan::BWD_THREADS)
+extern "C" __global__ void __launch_bounds__(mg_scan::BWD_THREADS, MAMBA_SCAN_BWD_MIN_BLOCKS)
 mamba_scan_bwd(const mg_in_t* __restrict__ u, const mg_in_t* __restrict__ dt, const float* __restrict__ dt_bias,
                const float* __restrict__ A2, const mg_scan::b_t* __restrict__ Bm, const mg_scan::c_t* __restrict__ Cm,
                const float* __restrict__ Dv, const mg_in_t* __restrict__ z, const mg_in_t* __restrict__ dout,
@@ -2032,50 +2049,130 @@ mamba_scan_bwd(const mg_in_t* __restrict__ u, const mg_in_t* __restrict__ dt, co
 #endif
     };
 
-    // Stages the chunk from step ts: per channel Δ, Δ·u, dy, u, softplus', dout·silu'(z); per state B, C. Steps past
-    // L and channels past ED get zeros (Δ = 0 leaves the state unchanged, dy = 0 adds nothing).
+    // Staging, split into loads (into registers) and stores of what the two passes read. Per channel Δ, Δ·u, dy,
+    // u, softplus', dout·silu'(z); per state B, C. Steps past L and channels past ED get zeros (Δ = 0 leaves the
+    // state unchanged, dy = 0 adds nothing).
+    auto load_channel = [&](int row, int t) {    // row: channel in the block; t: absolute step
+        BwdRaw r{};
+        r.ok = row < rows && t < L;
+        const long long at = chan_base + (long long)row * L + t;
+        const float bias = row < rows ? dt_bias[d0 + row] : 0.f;
+#if MAMBA_SELECTIVE_DELTA
+        r.v = r.ok ? mg_load(dt + at) + bias : 0.f;
+#else
+        r.v = bias;
+#endif
+        r.u = r.ok ? mg_load(u + at) : 0.f;
+        r.g = r.ok ? mg_load(dout + at) : 0.f;
+#if MAMBA_HAS_Z
+        r.z = r.ok ? mg_load(z + at) : 0.f;
+#endif
+        return r;
+    };
+    auto put_channel = [&](int i, const BwdRaw& r) {   // i: index in the per-channel rows
+        const float delta = r.ok ? mg_softplus(r.v) : 0.f;
+#if MAMBA_HAS_Z
+        s_dy[i] = r.g * mg_silu(r.z);
+        s_dzf[i] = r.g * mg_silu_grad(r.z);
+#else
+        s_dy[i] = r.g;
+#endif
+        s_delta[i] = delta;
+        s_du[i] = delta * r.u;
+        s_u[i] = r.u;
+        s_dsp[i] = r.ok ? mg_softplus_grad(r.v) : 0.f;
+    };
+    auto load_state_in = [&](int n, int t, float& bv, float& cv) {   // B_t[n], C_t[n] (t: absolute step)
+        [[maybe_unused]] const bool ok = t < L;
+        [[maybe_unused]] const long long at = state_base + (long long)n * L + t;
+#if MAMBA_SELECTIVE_B
+        bv = ok ? mg_load(Bm + at) : 0.f;
+#endif
+#if MAMBA_SELECTIVE_C
+        cv = ok ? mg_load(Cm + at) : 0.f;
+#endif
+    };
+    auto put_state_in = [&](int i, float bv, float cv) {
+#if MAMBA_SELECTIVE_B
+        s_b[i] = bv;
+#endif
+#if MAMBA_SELECTIVE_C
+        s_c[i] = cv;
+#endif
+    };
+    // The whole chunk from step ts (the last chunk, before the loop; the others are staged a tile at a time below).
     auto stage = [&](int ts) {
         for (int e = tid; e < BWD_CPB * CHUNK; e += BWD_THREADS)
         {
             const int row = e / CHUNK, t = e % CHUNK;
-            const bool ok = row < rows && ts + t < L;
-            const long long at = chan_base + (long long)row * L + ts + t;
-            const float bias = row < rows ? dt_bias[d0 + row] : 0.f;
-#if MAMBA_SELECTIVE_DELTA
-            const float v = ok ? mg_load(dt + at) + bias : 0.f;
-#else
-            const float v = bias;
-#endif
-            const float delta = ok ? mg_softplus(v) : 0.f;
-            const float uu = ok ? mg_load(u + at) : 0.f;
-            const float g_out = ok ? mg_load(dout + at) : 0.f;
-            const int i = row * CHP + t;
-#if MAMBA_HAS_Z
-            const float zz = ok ? mg_load(z + at) : 0.f;
-            s_dy[i] = g_out * mg_silu(zz);
-            s_dzf[i] = g_out * mg_silu_grad(zz);
-#else
-            s_dy[i] = g_out;
-#endif
-            s_delta[i] = delta;
-            s_du[i] = delta * uu;
-            s_u[i] = uu;
-            s_dsp[i] = ok ? mg_softplus_grad(v) : 0.f;
+            put_channel(row * CHP + t, load_channel(row, ts + t));
         }
 #if MAMBA_SELECTIVE_B || MAMBA_SELECTIVE_C
         for (int e = tid; e < N * CHUNK; e += BWD_THREADS)
         {
             const int n = e / CHUNK, t = e % CHUNK;
-            const bool ok = ts + t < L;
-            const long long at = state_base + (long long)n * L + ts + t;
-#if MAMBA_SELECTIVE_B
-            s_b[n * CHP + t] = ok ? mg_load(Bm + at) : 0.f;
-#endif
-#if MAMBA_SELECTIVE_C
-            s_c[n * CHP + t] = ok ? mg_load(Cm + at) : 0.f;
-#endif
+            float bv = 0.f, cv = 0.f;
+            load_state_in(n, ts + t, bv, cv);
+            put_state_in(n * CHP + t, bv, cv);
         }
 #endif
+    };
+    // With PREFETCH: tile q of the chunk from step ts, PF_CH channel steps and PF_ST state steps per thread, loaded
+    // into registers, then stored.
+    [[maybe_unused]] BwdRaw pf_ch[PF_CH];
+    [[maybe_unused]] float pf_b[PF_ST], pf_c[PF_ST];
+    [[maybe_unused]] auto load_tile = [&](int ts, int q) {
+#pragma unroll
+        for (int k = 0; k < PF_CH; ++k)
+        {
+            const int e = tid + k * BWD_THREADS;
+            pf_ch[k] = load_channel(e < BWD_CPB * TTB ? e / TTB : BWD_CPB, ts + q * TTB + e % TTB);
+        }
+#if MAMBA_SELECTIVE_B || MAMBA_SELECTIVE_C
+#pragma unroll
+        for (int k = 0; k < PF_ST; ++k)
+        {
+            const int e = tid + k * BWD_THREADS;
+            pf_b[k] = pf_c[k] = 0.f;
+            if (e < N * TTB) load_state_in(e / TTB, ts + q * TTB + e % TTB, pf_b[k], pf_c[k]);
+        }
+#endif
+    };
+    [[maybe_unused]] auto put_tile = [&](int q) {
+#pragma unroll
+        for (int k = 0; k < PF_CH; ++k)
+        {
+            const int e = tid + k * BWD_THREADS;
+            if (e < BWD_CPB * TTB) put_channel((e / TTB) * CHP + q * TTB + e % TTB, pf_ch[k]);
+        }
+#if MAMBA_SELECTIVE_B || MAMBA_SELECTIVE_C
+#pragma unroll
+        for (int k = 0; k < PF_ST; ++k)
+        {
+            const int e = tid + k * BWD_THREADS;
+            if (e < N * TTB) put_state_in((e / TTB) * CHP + q * TTB + e % TTB, pf_b[k], pf_c[k]);
+        }
+#endif
+    };
+    // Without PREFETCH: each step loaded and stored in turn, so only one is held in registers.
+    [[maybe_unused]] auto stage_tile = [&](int ts, int q) {
+        for (int e = tid; e < BWD_CPB * TTB; e += BWD_THREADS)
+            put_channel((e / TTB) * CHP + q * TTB + e % TTB, load_channel(e / TTB, ts + q * TTB + e % TTB));
+#if MAMBA_SELECTIVE_B || MAMBA_SELECTIVE_C
+        for (int e = tid; e < N * TTB; e += BWD_THREADS)
+        {
+            float bv = 0.f, cv = 0.f;
+            load_state_in(e / TTB, ts + q * TTB + e % TTB, bv, cv);
+            put_state_in((e / TTB) * CHP + q * TTB + e % TTB, bv, cv);
+        }
+#endif
+    };
+    // The saved state a chunk starts from (zero for the first).
+    auto load_start_state = [&](float* hh, int kc) {
+#pragma unroll
+        for (int s = 0; s < SPTB; ++s)
+            hh[s] = (kc > 0 && active && j + s * TPCB < N)
+                        ? chunk_states[(((long long)b * ED + d) * chunks + kc - 1) * N + j + s * TPCB] : 0.f;
     };
 
 #if MAMBA_SELECTIVE_B || MAMBA_SELECTIVE_C
@@ -2115,19 +2212,28 @@ mamba_scan_bwd(const mg_in_t* __restrict__ u, const mg_in_t* __restrict__ dt, co
     int buf = 0;
 #endif
 
+    // Chunks last first. The last is staged whole here; each earlier one is staged a tile at a time during the pass 2
+    // of the chunk after it: tile q's columns are free once every warp has finished tile q (the barrier at its end),
+    // and with PREFETCH its loads are issued at the tile's start, so they complete while the tile computes.
+    // With PREFETCH the next chunk's start state is loaded a chunk ahead too.
+    stage((chunks - 1) * CHUNK);
+    [[maybe_unused]] float h_next[SPTB];
+    if constexpr (PREFETCH) load_start_state(h_next, chunks - 1);
     for (int kc = chunks - 1; kc >= 0; --kc)
     {
         const int ts = kc * CHUNK;
-        __syncthreads();   // the previous chunk's reads of the staged rows are done
-        stage(ts);
-        __syncthreads();
+        __syncthreads();   // the chunk is staged
 
         // Pass 1: forward over the chunk from its saved start state, keeping each tile's start state.
         float h[SPTB];
+        if constexpr (PREFETCH)
+        {
 #pragma unroll
-        for (int s = 0; s < SPTB; ++s)
-            h[s] = (kc > 0 && active && j + s * TPCB < N)
-                       ? chunk_states[(((long long)b * ED + d) * chunks + kc - 1) * N + j + s * TPCB] : 0.f;
+            for (int s = 0; s < SPTB; ++s) h[s] = h_next[s];
+            if (kc > 0) load_start_state(h_next, kc - 1);
+        }
+        else
+            load_start_state(h, kc);
         for (int q = 0; q < BWD_TILES; ++q)
         {
 #pragma unroll
@@ -2158,6 +2264,8 @@ mamba_scan_bwd(const mg_in_t* __restrict__ u, const mg_in_t* __restrict__ dt, co
         {
             const int lt0 = q * TTB;
             [[maybe_unused]] const int t0 = ts + lt0;
+            if constexpr (PREFETCH)
+                if (kc > 0) load_tile(ts - CHUNK, q);
             float hprev0[SPTB];
 #pragma unroll
             for (int s = 0; s < SPTB; ++s) hprev0[s] = s_hs[(q * SPTB + s) * BWD_THREADS + tid];
@@ -2274,10 +2382,17 @@ mamba_scan_bwd(const mg_in_t* __restrict__ u, const mg_in_t* __restrict__ dt, co
                 }
             }
 #if MAMBA_SELECTIVE_B || MAMBA_SELECTIVE_C
-            __syncthreads();   // every warp's partials of this tile are in s_red[buf]
+            __syncthreads();   // every warp's partials of this tile are in s_red[buf], and its columns are read
             flush(buf, t0);
             buf ^= 1;
+#else
+            if (kc > 0) __syncthreads();   // every warp has read this tile's columns
 #endif
+            if (kc > 0)
+            {
+                if constexpr (PREFETCH) put_tile(q);
+                else stage_tile(ts - CHUNK, q);
+            }
         }
     }
 
