@@ -1484,12 +1484,13 @@ mamba_rmsnorm_bwd(const float* __restrict__ r_out, const float* __restrict__ rst
 // shuffles in a fixed order (through shared memory where a channel's threads span warps); one barrier per tile.
 //
 // Backward: a channel's states sit in one warp (SPTB per thread), and per chunk, last first, the chunk's inputs are
-// staged in shared memory once; pass 1 reruns the forward from the saved chunk state and keeps each tile's start
-// state; pass 2 takes the tiles last to first, recomputes a tile's decays and states in registers and walks it
-// backwards. Sums over states (for y, du, dΔ) are shuffle butterflies; per-time dB/dC are summed over a warp's
-// channels by butterflies, over the block's warps in shared memory, and stored once per block into a per-block
-// partial buffer; dA, dD, dt_bias and constant dB/dC are summed per (batch, channel). Partials are finished by
-// mg_sum_slices in a fixed order: no atomics, so the backward is bit-identical run to run.
+// staged in shared memory once (a tile at a time, during the pass 2 of the chunk after it); pass 1 reruns the
+// forward from the saved chunk state and keeps each tile's start state; pass 2 takes the tiles last to first,
+// recomputes a tile's decays and states in registers and walks it backwards. Sums over states (for y, du, dΔ) are
+// shuffle butterflies; per-time dB/dC are summed over a warp's channels by butterflies, over the block's warps in
+// shared memory, and stored once per block into a per-block partial buffer; dA, dD, dt_bias and constant dB/dC are
+// summed per (batch, channel). Partials are finished by mg_sum_slices in a fixed order: no atomics, so the backward
+// is bit-identical run to run.
 #ifndef MAMBA_COMMON_CUH
 #include "common.cuh"
 #endif
@@ -1957,10 +1958,11 @@ mamba_scan_fwd(const mg_in_t* __restrict__ u, const mg_in_t* __restrict__ dt, co
 // partials finished by mg_sum_slices:
 //   part_dB / part_dC: variable → (BWD_BLOCKS_PER_BATCH, batch, N, L), summed over slice 0; constant → (batch, ED, N)
 //   part_dA (batch, ED, N), part_dD (batch, ED), part_dbias (batch, ED): summed over batch.
-// Per chunk, last first: the chunk's inputs are staged in shared memory once; pass 1 runs the forward from the saved
-// chunk state and keeps each tile's start state; pass 2 takes the tiles last to first, recomputes the tile's decays
-// and states in registers and walks it backwards. Every sum (over states, over channels) is a butterfly or a loop in
-// a fixed order and each output has one writer: the backward is bit-identical run to run.
+// Per chunk, last first: the chunk's inputs are staged in shared memory once (see the chunk loop); pass 1 runs the
+// forward from the saved chunk state and keeps each tile's start state; pass 2 takes the tiles last to first,
+// recomputes the tile's decays and states in registers and walks it backwards. Every sum (over states, over
+// channels) is a butterfly or a loop in a fixed order and each output has one writer: the backward is bit-identical
+// run to run.
 extern "C" __global__ void __launch_bounds__(mg_scan::BWD_THREADS, MAMBA_SCAN_BWD_MIN_BLOCKS)
 mamba_scan_bwd(const mg_in_t* __restrict__ u, const mg_in_t* __restrict__ dt, const float* __restrict__ dt_bias,
                const float* __restrict__ A2, const mg_scan::b_t* __restrict__ Bm, const mg_scan::c_t* __restrict__ Cm,
