@@ -170,7 +170,8 @@ constexpr int KINDS = MAMBA_SELECTIVE_B + MAMBA_SELECTIVE_C;   // per-time gradi
 #endif
 // Staging of the next chunk during pass 2 (see the backward): a tile's channel steps and state steps per thread.
 // PREFETCH: their loads are issued at the tile's start and held in registers while the tile computes, where that
-// takes at most 12 registers (8 <= N <= 64); otherwise each is loaded just before it is stored.
+// takes at most 12 registers (8 <= N <= 64 with selective Δ and z); otherwise each is loaded just before it is
+// stored.
 #ifndef MAMBA_SCAN_BWD_PREFETCH
 #define MAMBA_SCAN_BWD_PREFETCH 1
 #endif
