@@ -61,11 +61,11 @@ namespace MambaGen.Generators.Emitters
                 w.Line("var logitsGradient = back.Logits.AsSpan(0, rows * Vocab);");
                 w.Line("var dr = back.ResidualGradient.AsSpan(0, rows * DModel);");
                 w.Comment("Head: ∂W = (∂logits)ᵀ·RMSNorm_f(r)" + (s.TieEmbeddings ? " (tied: the embedding's gradient, to which the lookup adds below)" : "") + "; ∂RMSNorm_f(r) = ∂logits·W.");
-                w.Line($"{Gemm}(true, false, Vocab, DModel, rows, 1f, logitsGradient, Vocab, ws.Normed, DModel, 0f, {Runtime}.ParameterLayout.Part(gradients, HeadOffset, Vocab * DModel), DModel);");
+                w.Line($"{Gemm}(true, false, Vocab, DModel, rows, 1f, logitsGradient, Vocab, ws.Normed, DModel, 0f, global::MambaGen.ParameterLayout.Part(gradients, HeadOffset, Vocab * DModel), DModel);");
                 w.Line($"{Gemm}(false, false, rows, DModel, Vocab, 1f, logitsGradient, Vocab, Parameters.Span(HeadOffset, Vocab * DModel), DModel, 0f, back.NormedGradient, DModel);");
                 w.Comment("Final norm: ∂r = RMSNorm_f backward, from zero.");
                 w.Line("dr.Clear();");
-                w.Line($"{Cpu}.RmsNorm.Backward(ws.Residual, Parameters.Span(Layout.NormF, DModel), back.FinalInverseRms, back.NormedGradient, dr, {Runtime}.ParameterLayout.Part(gradients, Layout.NormF, DModel), rows, DModel);");
+                w.Line($"{Cpu}.RmsNorm.Backward(ws.Residual, Parameters.Span(Layout.NormF, DModel), back.FinalInverseRms, back.NormedGradient, dr, global::MambaGen.ParameterLayout.Part(gradients, Layout.NormF, DModel), rows, DModel);");
                 using (w.Block("for (int layer = Layers - 1; layer >= 0; layer--)"))
                 {
                     w.Line("var o = Layout.LayerOffsets[layer];");
@@ -73,9 +73,9 @@ namespace MambaGen.Generators.Emitters
                     w.Line("var act = ws.ByLayer[layer];");
                     w.Comment("out_proj: ∂y = ∂r·W_out, ∂W_out = (∂r)ᵀ·y" + (s.ProjBias ? ", ∂b_out = Σ_rows ∂r" : "") + " (∂r also flows on unchanged: the residual path).");
                     w.Line($"{Gemm}(false, false, rows, DInner, DModel, 1f, dr, DModel, Parameters.Span(o.OutProj, DModel * DInner), DInner, 0f, back.YGradient, DInnerStride);");
-                    w.Line($"{Gemm}(true, false, DModel, DInner, rows, 1f, dr, DModel, act.Y, DInnerStride, 0f, {Runtime}.ParameterLayout.Part(gradients, o.OutProj, DModel * DInner), DInner);");
+                    w.Line($"{Gemm}(true, false, DModel, DInner, rows, 1f, dr, DModel, act.Y, DInnerStride, 0f, global::MambaGen.ParameterLayout.Part(gradients, o.OutProj, DModel * DInner), DInner);");
                     if (s.ProjBias)
-                        w.Line($"{Cpu}.Rows.AddColumnSums(dr, rows, DModel, {Runtime}.ParameterLayout.Part(gradients, o.OutProjBias, DModel));");
+                        w.Line($"{Cpu}.Rows.AddColumnSums(dr, rows, DModel, global::MambaGen.ParameterLayout.Part(gradients, o.OutProjBias, DModel));");
                     w.Comment("Scan backward, one task per channel block over every sequence: ∂u, ∂z" +
                               (s.SelectiveDelta ? ", ∂dt" : "") + (s.SelectiveB || s.SelectiveC ? ", per-block shares of ∂B_t/∂C_t" : "") +
                               ", and the per-channel gradients of A_log, D, the dt bias" + (s.SelectiveB && s.SelectiveC ? "." : " and the fixed B/C."));
@@ -87,13 +87,13 @@ namespace MambaGen.Generators.Emitters
                     {
                         w.Comment("dt_proj: ∂dt_low = ∂dt·W_dt into x_dbl's first R columns; ∂W_dt = (∂dt)ᵀ·dt_low (the bias gradient came from the scan).");
                         w.Line($"{Gemm}(false, false, rows, DtRank, DInner, 1f, back.DtGradient, DInnerStride, Parameters.Span(o.DtProjWeight, DInner * DtRank), DtRank, 0f, back.XDblGradient, XProjRows);");
-                        w.Line($"{Gemm}(true, false, DInner, DtRank, rows, 1f, back.DtGradient, DInnerStride, act.XDbl, XProjRows, 0f, {Runtime}.ParameterLayout.Part(gradients, o.DtProjWeight, DInner * DtRank), DtRank);");
+                        w.Line($"{Gemm}(true, false, DInner, DtRank, rows, 1f, back.DtGradient, DInnerStride, act.XDbl, XProjRows, 0f, global::MambaGen.ParameterLayout.Part(gradients, o.DtProjWeight, DInner * DtRank), DtRank);");
                     }
                     if (s.XProjRows > 0)
                     {
                         w.Comment("x_proj: ∂u += ∂x_dbl·W_x; ∂W_x = (∂x_dbl)ᵀ·u.");
                         w.Line($"{Gemm}(false, false, rows, DInner, XProjRows, 1f, back.XDblGradient, XProjRows, Parameters.Span(o.XProj, XProjRows * DInner), DInner, 1f, back.UGradient, DInnerStride);");
-                        w.Line($"{Gemm}(true, false, XProjRows, DInner, rows, 1f, back.XDblGradient, XProjRows, act.XConv, DInnerStride, 0f, {Runtime}.ParameterLayout.Part(gradients, o.XProj, XProjRows * DInner), DInner);");
+                        w.Line($"{Gemm}(true, false, XProjRows, DInner, rows, 1f, back.XDblGradient, XProjRows, act.XConv, DInnerStride, 0f, global::MambaGen.ParameterLayout.Part(gradients, o.XProj, XProjRows * DInner), DInner);");
                     }
                     w.Comment("SiLU and causal conv backward, one task per channel block: ∂x (pre-conv) and the conv weight" + (s.ConvBias ? " and bias" : "") + " gradients.");
                     w.Line($"{Cpu}.WorkerPool.For(ChannelBlocks, _convolveBackwardTask);");
@@ -102,18 +102,18 @@ namespace MambaGen.Generators.Emitters
                     w.Line($"{Cpu}.RmsNorm.Forward(act.ResidualIn, Parameters.Span(o.Norm, DModel), NormEpsilon, ws.Normed, default, rows, DModel);");
                     w.Line($"{Gemm}(false, false, rows, DModel, DInner, 1f, back.XInGradient, DInnerStride, Parameters.Span(o.InProj, DInner * DModel), DModel, 0f, back.NormedGradient, DModel);");
                     w.Line($"{Gemm}(false, false, rows, DModel, DInner, 1f, back.GateGradient, DInnerStride, Parameters.Span(o.InProj + DInner * DModel, DInner * DModel), DModel, 1f, back.NormedGradient, DModel);");
-                    w.Line($"{Gemm}(true, false, DInner, DModel, rows, 1f, back.XInGradient, DInnerStride, ws.Normed, DModel, 0f, {Runtime}.ParameterLayout.Part(gradients, o.InProj, DInner * DModel), DModel);");
-                    w.Line($"{Gemm}(true, false, DInner, DModel, rows, 1f, back.GateGradient, DInnerStride, ws.Normed, DModel, 0f, {Runtime}.ParameterLayout.Part(gradients, o.InProj + DInner * DModel, DInner * DModel), DModel);");
+                    w.Line($"{Gemm}(true, false, DInner, DModel, rows, 1f, back.XInGradient, DInnerStride, ws.Normed, DModel, 0f, global::MambaGen.ParameterLayout.Part(gradients, o.InProj, DInner * DModel), DModel);");
+                    w.Line($"{Gemm}(true, false, DInner, DModel, rows, 1f, back.GateGradient, DInnerStride, ws.Normed, DModel, 0f, global::MambaGen.ParameterLayout.Part(gradients, o.InProj + DInner * DModel, DInner * DModel), DModel);");
                     if (s.ProjBias)
                     {
-                        w.Line($"{Cpu}.Rows.AddColumnSums(back.XInGradient, rows, DInnerStride, {Runtime}.ParameterLayout.Part(gradients, o.InProjBias, DInner));");
-                        w.Line($"{Cpu}.Rows.AddColumnSums(back.GateGradient, rows, DInnerStride, {Runtime}.ParameterLayout.Part(gradients, o.InProjBias + DInner, DInner));");
+                        w.Line($"{Cpu}.Rows.AddColumnSums(back.XInGradient, rows, DInnerStride, global::MambaGen.ParameterLayout.Part(gradients, o.InProjBias, DInner));");
+                        w.Line($"{Cpu}.Rows.AddColumnSums(back.GateGradient, rows, DInnerStride, global::MambaGen.ParameterLayout.Part(gradients, o.InProjBias + DInner, DInner));");
                     }
                     w.Comment("The block's norm: ∂r += RMSNorm backward (the residual path already carries ∂r).");
-                    w.Line($"{Cpu}.RmsNorm.Backward(act.ResidualIn, Parameters.Span(o.Norm, DModel), act.InverseRms, back.NormedGradient, dr, {Runtime}.ParameterLayout.Part(gradients, o.Norm, DModel), rows, DModel);");
+                    w.Line($"{Cpu}.RmsNorm.Backward(act.ResidualIn, Parameters.Span(o.Norm, DModel), act.InverseRms, back.NormedGradient, dr, global::MambaGen.ParameterLayout.Part(gradients, o.Norm, DModel), rows, DModel);");
                 }
                 w.Comment("Embedding lookup: each token's row of the embedding gradient gains ∂r of its position.");
-                w.Line($"{Cpu}.Embedding.ScatterAdd(dr, DModel, tokens, {Runtime}.ParameterLayout.Part(gradients, Layout.Embedding, Vocab * DModel));");
+                w.Line($"{Cpu}.Embedding.ScatterAdd(dr, DModel, tokens, global::MambaGen.ParameterLayout.Part(gradients, Layout.Embedding, Vocab * DModel));");
             }
             w.Line();
             if (s.SelectiveB || s.SelectiveC)
@@ -220,13 +220,13 @@ namespace MambaGen.Generators.Emitters
                 w.Line();
                 using (w.Block($"public void CopyTo({Sys}.Span<float> gradients, {Runtime}.LayerOffsets o)"))
                 {
-                    w.Line("ConvWeights.CopyTo({Runtime}.ParameterLayout.Part(gradients, o.ConvWeight, DInner * ConvKernel));");
-                    if (s.ConvBias) w.Line("ConvBiases.CopyTo({Runtime}.ParameterLayout.Part(gradients, o.ConvBias, DInner));");
-                    w.Line("ALog.CopyTo({Runtime}.ParameterLayout.Part(gradients, o.ALog, DInner * DState));");
-                    w.Line("DSkip.CopyTo({Runtime}.ParameterLayout.Part(gradients, o.D, DInner));");
-                    w.Line("DtBias.CopyTo({Runtime}.ParameterLayout.Part(gradients, o.DtProjBias, DInner));");
-                    if (!s.SelectiveB) w.Line("FixedB.CopyTo({Runtime}.ParameterLayout.Part(gradients, o.B, DInner * DState));");
-                    if (!s.SelectiveC) w.Line("FixedC.CopyTo({Runtime}.ParameterLayout.Part(gradients, o.C, DInner * DState));");
+                    w.Line("ConvWeights.CopyTo(global::MambaGen.ParameterLayout.Part(gradients, o.ConvWeight, DInner * ConvKernel));");
+                    if (s.ConvBias) w.Line("ConvBiases.CopyTo(global::MambaGen.ParameterLayout.Part(gradients, o.ConvBias, DInner));");
+                    w.Line("ALog.CopyTo(global::MambaGen.ParameterLayout.Part(gradients, o.ALog, DInner * DState));");
+                    w.Line("DSkip.CopyTo(global::MambaGen.ParameterLayout.Part(gradients, o.D, DInner));");
+                    w.Line("DtBias.CopyTo(global::MambaGen.ParameterLayout.Part(gradients, o.DtProjBias, DInner));");
+                    if (!s.SelectiveB) w.Line("FixedB.CopyTo(global::MambaGen.ParameterLayout.Part(gradients, o.B, DInner * DState));");
+                    if (!s.SelectiveC) w.Line("FixedC.CopyTo(global::MambaGen.ParameterLayout.Part(gradients, o.C, DInner * DState));");
                 }
             }
             w.Line();
