@@ -3,6 +3,9 @@
 import json, sys, time, torch
 from transformers import MambaConfig, MambaForCausalLM
 out = sys.argv[1]
+# A plain fp32 reference: no TF32 in matmuls nor in cuDNN's convolution (on by default for the latter).
+torch.backends.cuda.matmul.allow_tf32 = False
+torch.backends.cudnn.allow_tf32 = False
 t0 = time.time()
 torch.manual_seed(1234)
 config = MambaConfig(vocab_size=50280, hidden_size=2560, num_hidden_layers=64, state_size=16, expand=2, conv_kernel=4,
@@ -23,6 +26,6 @@ with torch.no_grad():
 top2 = torch.topk(last, 2).values.tolist()
 json.dump({"prompt": prompt, "greedy": greedy, "lastLogits": last.cpu().tolist(), "parameters": n,
            "top2": top2, "transformers_seconds": time.time() - t0, "save_seconds": t_save,
-           "reference": "transformers MambaForCausalLM fp32 forward from the bf16 weights, torch %s" % torch.__version__},
+           "reference": "transformers MambaForCausalLM fp32 forward (TF32 off) from the bf16 weights, torch %s" % torch.__version__},
           open(out + "/reference.json", "w"))
 print("parameters", n, "greedy", greedy, "top2", top2, "seconds", time.time() - t0, flush=True)
