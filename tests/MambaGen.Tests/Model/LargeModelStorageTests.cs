@@ -96,10 +96,7 @@ public sealed class LargeModelStorageTests
     {
         using var dir = new ScratchDirectory();
         var source = BiasedUntiedModel.Create(8).Parameters;
-        SafeTensorsWriter.Write(Path.Combine(dir.Path, MambaCheckpoint.WeightsFileName),
-            source.Layout.Tensors.Select(t => new SafeTensor(t.Key, t.Shape, source.Slice(t).ToArray(), DType.BF16)).ToList(),
-            new Dictionary<string, string> { ["format"] = "pt" });
-        MambaConfig.WriteHfConfig(Path.Combine(dir.Path, MambaCheckpoint.ConfigFileName), source.Shape);
+        WriteSixteenBitCheckpoint(dir.Path, source, DType.BF16);
 
         var fp32 = BiasedUntiedModel.Load(dir.Path);
         fp32.UseHalfPrecisionWeights(HalfPrecision.BFloat16);
@@ -133,6 +130,15 @@ public sealed class LargeModelStorageTests
         var error = Assert.Throws<CheckpointException>(() =>
             MambaCheckpoint.Load(dir.Path, BiasedUntiedModel.ModelShape, new CheckpointLoadOptions { KeepSixteenBitWeights = true }));
         Assert.Contains("is F32", error.Message);
+    }
+
+    /// <summary>A checkpoint of <paramref name="parameters"/> with every tensor stored in <paramref name="dtype"/> (F16 or BF16, rounded to nearest even).</summary>
+    internal static void WriteSixteenBitCheckpoint(string dir, MambaParameters parameters, DType dtype)
+    {
+        SafeTensorsWriter.Write(Path.Combine(dir, MambaCheckpoint.WeightsFileName),
+            parameters.Layout.Tensors.Select(t => new SafeTensor(t.Key, t.Shape, parameters.Slice(t).ToArray(), dtype)).ToList(),
+            new Dictionary<string, string> { ["format"] = "pt" });
+        MambaConfig.WriteHfConfig(Path.Combine(dir, MambaCheckpoint.ConfigFileName), parameters.Shape);
     }
 
     /// <summary>The same values in a layout whose segments are as short as its largest tensor allows.</summary>
