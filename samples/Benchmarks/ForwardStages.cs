@@ -24,7 +24,7 @@ public static class ForwardStages
         var model = Mamba130M.Create(seed: 1);
         var tokens = ForwardBenchmark.RandomTokens();
         var logits = new float[Length * Vocab];
-        var p = model.Parameters.Values;
+        var p = model.Parameters;
         var layout = Mamba130M.Layout;
         model.Forward(tokens, 1, logits);
 
@@ -47,22 +47,22 @@ public static class ForwardStages
         };
         var stages = new (string Name, Action Body)[]
         {
-            ("embedding gather", () => Embedding.Gather(p.AsSpan(layout.Embedding, Vocab * D), D, tokens, residual)),
+            ("embedding gather", () => Embedding.Gather(p.Span(layout.Embedding, Vocab * D), D, tokens, residual)),
             ("RMSNorm × 25", () =>
             {
                 for (int i = 0; i <= Layers; i++)
-                    RmsNorm.Forward(residual, p.AsSpan(layout.NormF, D), Mamba130M.NormEpsilon, normed, default, Length, D);
+                    RmsNorm.Forward(residual, p.Span(layout.NormF, D), Mamba130M.NormEpsilon, normed, default, Length, D);
             }),
-            ("in_proj, x half", EveryLayer(o => Gemm.Multiply(false, true, Length, ED, D, 1f, normed, D, p.AsSpan(o.InProj, ED * D), D, 0f, xIn, stride))),
-            ("in_proj, z half", EveryLayer(o => Gemm.Multiply(false, true, Length, ED, D, 1f, normed, D, p.AsSpan(o.InProj + ED * D, ED * D), D, 0f, gate, stride))),
+            ("in_proj, x half", EveryLayer(o => Gemm.Multiply(false, true, Length, ED, D, 1f, normed, D, p.Span(o.InProj, ED * D), D, 0f, xIn, stride))),
+            ("in_proj, z half", EveryLayer(o => Gemm.Multiply(false, true, Length, ED, D, 1f, normed, D, p.Span(o.InProj + ED * D, ED * D), D, 0f, gate, stride))),
             ("layer constants", EveryLayer(o => prepare.Invoke(constants, [p, o]))),
             ("conv + SiLU", EveryLayer(_ => WorkerPool.For(convolveTasks, convolve))),
             ("conv + SiLU, 1 thread", EveryLayer(_ => WorkerPool.For(convolveTasks, convolve, 1))),
-            ("x_proj", EveryLayer(o => Gemm.Multiply(false, true, Length, XProjRows, ED, 1f, xConv, stride, p.AsSpan(o.XProj, XProjRows * ED), ED, 0f, xDbl, XProjRows))),
-            ("dt_proj", EveryLayer(o => Gemm.Multiply(false, true, Length, ED, R, 1f, xDbl, XProjRows, p.AsSpan(o.DtProjWeight, ED * R), R, 0f, dtRaw, stride))),
+            ("x_proj", EveryLayer(o => Gemm.Multiply(false, true, Length, XProjRows, ED, 1f, xConv, stride, p.Span(o.XProj, XProjRows * ED), ED, 0f, xDbl, XProjRows))),
+            ("dt_proj", EveryLayer(o => Gemm.Multiply(false, true, Length, ED, R, 1f, xDbl, XProjRows, p.Span(o.DtProjWeight, ED * R), R, 0f, dtRaw, stride))),
             ("scan (with softplus, gate)", EveryLayer(_ => WorkerPool.For(channelBlocks, scan))),
-            ("out_proj (β = 1)", EveryLayer(o => Gemm.Multiply(false, true, Length, D, ED, 1f, y, stride, p.AsSpan(o.OutProj, D * ED), ED, 1f, residual, D))),
-            ("head, every row", () => Gemm.Multiply(false, true, Length, Vocab, D, 1f, normed, D, p.AsSpan(layout.Embedding, Vocab * D), D, 0f, logits, Vocab)),
+            ("out_proj (β = 1)", EveryLayer(o => Gemm.Multiply(false, true, Length, D, ED, 1f, y, stride, p.Span(o.OutProj, D * ED), ED, 1f, residual, D))),
+            ("head, every row", () => Gemm.Multiply(false, true, Length, Vocab, D, 1f, normed, D, p.Span(layout.Embedding, Vocab * D), D, 0f, logits, Vocab)),
         };
 
         Console.WriteLine();

@@ -46,7 +46,7 @@ root.SetAction(result =>
         var (model, generate) = match.Load(directory);
         int vocab = model.Shape.Vocab;
         AnsiConsole.MarkupLine(Markup.Escape(string.Create(CultureInfo.InvariantCulture,
-            $"Loaded {directory} as {match.Name}: {Describe(model.Shape)}, {model.Parameters.Values.Length:N0} parameters")));
+            $"Loaded {directory} as {match.Name}: {Describe(model.Shape)}, {model.Parameters.Count:N0} parameters")));
         AnsiConsole.MarkupLine(Markup.Escape($"Prompt: {string.Join(' ', tokens)}"));
 
         float[] logits = model.Forward(tokens, batch: 1);

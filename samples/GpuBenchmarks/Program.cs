@@ -186,7 +186,7 @@ static bool DecodeBenchmarks(CudaMambaModel gpu, Mamba130M host, Dictionary<stri
     }
 
     bool bf16 = gpu.Precision == GpuPrecision.BFloat16;
-    long weightBytes = (long)host.Parameters.Values.Length * (bf16 ? 2 : sizeof(float));
+    long weightBytes = host.Parameters.Count * (bf16 ? 2 : sizeof(float));
     double floor = HbmBytesPerSecond / weightBytes;
     string weightType = bf16 ? "bf16" : "fp32";
     Console.WriteLine($"weights {weightBytes / 1e6:F0} MB in {weightType}: reading them once per step at 4.2 TB/s allows {floor:N0} steps/s");

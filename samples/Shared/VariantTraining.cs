@@ -20,7 +20,7 @@ internal sealed record VariantOutcome(
     Variant Variant, IMambaModel Model, long Steps, double Seconds, TaskScore Score,
     float[] LossHistory, IReadOnlyList<EvaluationResult> Evaluations, bool Cancelled)
 {
-    public int Parameters => Model.Parameters.Values.Length;
+    public int Parameters => Model.Parameters.TrainableLength;
 }
 
 /// <summary>Trains every variant with the same budget and data, one after another, with console progress.</summary>

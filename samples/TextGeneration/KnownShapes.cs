@@ -1,4 +1,5 @@
 using MambaGen;
+using MambaGen.Checkpoints;
 using MambaGen.Cpu;
 using MambaGen.Generation;
 
@@ -16,8 +17,7 @@ internal static class KnownShapes
         new("mamba-370m (state-spaces/mamba-370m, -hf)", Mamba370M.ModelShape, (directory, device, half) => Prepared(Mamba370M.Load(directory, device), half, (m, h) => m.UseHalfPrecisionWeights(h))),
         new("mamba-790m (state-spaces/mamba-790m, -hf)", Mamba790M.ModelShape, (directory, device, half) => Prepared(Mamba790M.Load(directory, device), half, (m, h) => m.UseHalfPrecisionWeights(h))),
         new("mamba-1.4b (state-spaces/mamba-1.4b, -hf)", Mamba1_4B.ModelShape, (directory, device, half) => Prepared(Mamba1_4B.Load(directory, device), half, (m, h) => m.UseHalfPrecisionWeights(h))),
-        // mamba-2.8b (D 2560, 64 layers) has 2.77 billion parameters, more than the flat float[] parameter vector holds
-        // (MAMBA0010), so it cannot be declared yet.
+        new("mamba-2.8b (state-spaces/mamba-2.8b, -hf)", Mamba2_8B.ModelShape, (directory, device, half) => Prepared(LoadLarge(directory, device), half, (m, h) => m.UseHalfPrecisionWeights(h))),
         new("tiny test shape (D 16, 2 layers, vocabulary 1607 of the tokenizer fixture)", TinyTextModel.ModelShape, (directory, device, half) => Prepared(TinyTextModel.Load(directory, device), half, (m, h) => m.UseHalfPrecisionWeights(h))),
     ];
 
@@ -38,6 +38,22 @@ internal static class KnownShapes
             $"ED {shape.DInner}, R {shape.DtRank}, K {shape.ConvKernel}). Known: {string.Join("; ", All.Select(k => k.Name))}. " +
             "Declare it in samples/TextGeneration/KnownShapes.cs: [MambaModel(ConfigFile = \"path/to/config.json\")] internal partial class MyModel { } " +
             "with the config listed as <AdditionalFiles> in TextGeneration.csproj, and add MyModel to KnownShapes.All.");
+    }
+
+    /// <summary>
+    /// mamba-2.8b (2.77 billion parameters): a checkpoint stored in 16 bits stays 16-bit in memory (5.5 GB instead of
+    /// 11 GB of fp32) on the CPU and on a bf16 GPU (<c>--device cuda:bf16</c>); an fp32 one, or an fp32 GPU, loads fp32.
+    /// </summary>
+    private static Mamba2_8B LoadLarge(string directory, Device device)
+    {
+        var inProj = ParameterLayout.LayerKey(0, "mixer.in_proj.weight");
+        bool stored16Bit;
+        using (var file = SafeTensorsFile.Open(Path.Combine(directory, MambaCheckpoint.WeightsFileName)))
+            stored16Bit = file.Tensors.TryGetValue(inProj, out var entry) && entry.DType is DType.BF16 or DType.F16;
+        bool keep16Bit = stored16Bit && (device.Kind == DeviceKind.Cpu || device.Precision == GpuPrecision.BFloat16);
+        var parameters = MambaCheckpoint.Load(directory, Mamba2_8B.ModelShape, new CheckpointLoadOptions { KeepSixteenBitWeights = keep16Bit });
+        var model = Mamba2_8B.FromParameters(parameters);
+        return device.Kind == DeviceKind.Cpu ? model : model.To(device);
     }
 
     /// <summary>Applies the 16-bit decode weights through <paramref name="useHalf"/> when asked for (a CPU model's option).</summary>
@@ -69,6 +85,11 @@ internal partial class Mamba790M { }
 [MambaModel(DModel = 2048, Layers = 48, Vocab = 50277, PadVocabMultiple = 8)]
 [SelectiveSsm(DState = 16, Expand = 2, ConvKernel = 4)]
 internal partial class Mamba1_4B { }
+
+/// <summary>The published mamba-2.8b: D 2560, 64 layers (2.77 billion parameters, two storage segments).</summary>
+[MambaModel(DModel = 2560, Layers = 64, Vocab = 50277, PadVocabMultiple = 8)]
+[SelectiveSsm(DState = 16, Expand = 2, ConvKernel = 4)]
+internal partial class Mamba2_8B { }
 
 /// <summary>The shape of the tests' text checkpoint: random weights over the trained tokenizer fixture's 1,607 ids.</summary>
 [MambaModel(DModel = 16, Layers = 2, Vocab = 1607, PadVocabMultiple = 8)]

@@ -63,7 +63,7 @@ namespace MambaGen.Generators.Diagnostics
         public static readonly DiagnosticDescriptor ModelTooLarge = Create(
             "MAMBA0010",
             "Model too large",
-            "'{0}' would have {1} parameters, more than one float[] can hold ({2})");
+            "'{0}' would have {1} of {2} elements, more than one float[] can hold ({3})");
 
         public static readonly DiagnosticDescriptor ConfigFileNotFound = Create(
             "MAMBA0011",

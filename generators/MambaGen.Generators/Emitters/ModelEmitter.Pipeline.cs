@@ -18,16 +18,15 @@ namespace MambaGen.Generators.Emitters
             using (w.Block($"private void RunLayers(Workspace ws, {Sys}.ReadOnlySpan<int> tokens, int batch, int length, DecodeState? state)"))
             {
                 w.Line("int rows = batch * length;");
-                w.Line("var p = Parameters.Values;");
                 w.Line("_active = ws;");
                 w.Line("ws.Batch = batch;");
                 w.Line("ws.Length = length;");
                 w.Line("ws.State = state;");
-                w.Comment("A one-token step reads every weight once per token: it takes the 16-bit copy, if one is in use (UseHalfPrecisionWeights),\nand per-layer constants kept from the previous step instead of rebuilding them.");
+                w.Comment("A one-token step reads every weight once per token: it takes the 16-bit copy, if one is in use (UseHalfPrecisionWeights),\nand per-layer constants kept from the previous step instead of rebuilding them. 16-bit-only parameters are read 16-bit throughout.");
                 w.Line("bool oneTokenStep = state is not null && length == 1;");
-                w.Line($"{Cpu}.HalfWeights? half = oneTokenStep ? DecodeWeights() : null;");
+                w.Line($"{Cpu}.HalfWeights? half = ProductWeights(oneTokenStep);");
                 w.Comment("r = Embed(tokens): one row of the (Vocab, D) embedding per token.");
-                w.Line($"{Cpu}.Embedding.Gather(p.AsSpan(Layout.Embedding, Vocab * DModel), DModel, tokens, ws.Residual);");
+                w.Line($"{Cpu}.Embedding.Gather(Parameters.Span(Layout.Embedding, Vocab * DModel), DModel, tokens, ws.Residual);");
                 using (w.Block("for (int layer = 0; layer < Layers; layer++)"))
                 {
                     w.Line("var o = Layout.LayerOffsets[layer];");
@@ -35,19 +34,19 @@ namespace MambaGen.Generators.Emitters
                     w.Line("var act = ws.ByLayer[layer];");
                     w.Comment("Block input: RMSNorm(r) with the layer's norm weight (eps = NormEpsilon inside the rsqrt); training keeps r and rsqrt.");
                     w.Line("if (act.ResidualIn is not null) ws.Residual.AsSpan(0, rows * DModel).CopyTo(act.ResidualIn);");
-                    w.Line($"{Cpu}.RmsNorm.Forward(ws.Residual, p.AsSpan(o.Norm, DModel), NormEpsilon, ws.Normed, act.InverseRms, rows, DModel);");
+                    w.Line($"{Cpu}.RmsNorm.Forward(ws.Residual, Parameters.Span(o.Norm, DModel), NormEpsilon, ws.Normed, act.InverseRms, rows, DModel);");
                     w.Comment("in_proj (2ED × D) as two products: x = normed·W_in[0, ED)ᵀ and the gate z = normed·W_in[ED, 2ED)ᵀ.");
                     w.Line("Project(half, rows, DInner, DModel, ws.Normed, DModel, o.InProj, false, act.XIn, DInnerStride);");
                     w.Line("Project(half, rows, DInner, DModel, ws.Normed, DModel, o.InProj + DInner * DModel, false, act.Gate, DInnerStride);");
                     if (s.ProjBias)
                     {
                         w.Comment("+ in_proj.bias (ProjBias).");
-                        w.Line($"{Cpu}.Rows.AddBias(act.XIn, rows, DInnerStride, p.AsSpan(o.InProjBias, DInner));");
-                        w.Line($"{Cpu}.Rows.AddBias(act.Gate, rows, DInnerStride, p.AsSpan(o.InProjBias + DInner, DInner));");
+                        w.Line($"{Cpu}.Rows.AddBias(act.XIn, rows, DInnerStride, Parameters.Span(o.InProjBias, DInner));");
+                        w.Line($"{Cpu}.Rows.AddBias(act.Gate, rows, DInnerStride, Parameters.Span(o.InProjBias + DInner, DInner));");
                     }
                     w.Comment("The layer's per-channel constants in the kernels' layout: conv taps, A = −exp(A_log), D, dt bias" + (s.SelectiveB && s.SelectiveC ? "." : ", fixed B/C."));
                     w.Line("if (oneTokenStep) ws.Constants = StepConstants(layer);");
-                    w.Line("else (ws.Constants = _constants).Prepare(p, o);");
+                    w.Line("else (ws.Constants = _constants).Prepare(Parameters, o);");
                     w.Comment($"x = SiLU(causal depthwise conv(x){(s.ConvBias ? " + b" : "")}), K = {s.ConvKernel} taps: one task per (sequence, ConvolveBlocksPerTask blocks of {ChannelBlock} channels).");
                     w.Line($"{Cpu}.WorkerPool.For(batch * ConvolveTasks, _convolveTask);");
                     if (s.XProjRows > 0)
@@ -65,7 +64,7 @@ namespace MambaGen.Generators.Emitters
                     w.Comment("r += y·W_outᵀ" + (s.ProjBias ? " + b_out" : "") + ": out_proj accumulates straight into the fp32 residual stream.");
                     w.Line("Project(half, rows, DModel, DInner, act.Y, DInnerStride, o.OutProj, true, ws.Residual, DModel);");
                     if (s.ProjBias)
-                        w.Line($"{Cpu}.Rows.AddBias(ws.Residual, rows, DModel, p.AsSpan(o.OutProjBias, DModel));");
+                        w.Line($"{Cpu}.Rows.AddBias(ws.Residual, rows, DModel, Parameters.Span(o.OutProjBias, DModel));");
                 }
                 w.Line("ws.State = null;");
             }
@@ -74,22 +73,20 @@ namespace MambaGen.Generators.Emitters
             var head = s.TieEmbeddings ? "Layout.Embedding" : "Layout.LmHead";
             var headDoc = s.TieEmbeddings ? "the embedding matrix E (tied head)" : "lm_head (untied)";
             w.Summary($"The output head weight (Vocab × D): {headDoc}.");
-            w.Line($"private static int HeadOffset => {head};");
+            w.Line($"private static long HeadOffset => {head};");
             w.Line();
             w.Summary($"logits = RMSNorm_f(r)·Wᵀ for every row, W = {headDoc}; ws.Normed keeps RMSNorm_f(r).");
             using (w.Block($"private void HeadForAllRows(Workspace ws, int rows, {Sys}.Span<float> logits, {Sys}.Span<float> inverseRms)"))
             {
-                w.Line("var p = Parameters.Values;");
-                w.Line($"{Cpu}.RmsNorm.Forward(ws.Residual, p.AsSpan(Layout.NormF, DModel), NormEpsilon, ws.Normed, inverseRms, rows, DModel);");
-                w.Line($"{Gemm}(false, true, rows, Vocab, DModel, 1f, ws.Normed, DModel, p.AsSpan(HeadOffset, Vocab * DModel), DModel, 0f, logits, Vocab);");
+                w.Line($"{Cpu}.RmsNorm.Forward(ws.Residual, Parameters.Span(Layout.NormF, DModel), NormEpsilon, ws.Normed, inverseRms, rows, DModel);");
+                w.Line("Project(ProductWeights(oneTokenStep: false), rows, Vocab, DModel, ws.Normed, DModel, HeadOffset, false, logits, Vocab);");
             }
             w.Line();
             w.Summary("The head for the last token of each sequence only (what decoding needs), from the 16-bit weights when <paramref name=\"half\"/> is given.");
             using (w.Block($"private void HeadForLastRows(Workspace ws, int batch, int length, {Sys}.Span<float> logits, {Cpu}.HalfWeights? half)"))
             {
-                w.Line("var p = Parameters.Values;");
                 w.Line("for (int sequence = 0; sequence < batch; sequence++)");
-                w.Line($"    {Cpu}.RmsNorm.Forward(ws.Residual.AsSpan(((sequence + 1) * length - 1) * DModel, DModel), p.AsSpan(Layout.NormF, DModel), NormEpsilon,");
+                w.Line($"    {Cpu}.RmsNorm.Forward(ws.Residual.AsSpan(((sequence + 1) * length - 1) * DModel, DModel), Parameters.Span(Layout.NormF, DModel), NormEpsilon,");
                 w.Line("        ws.Normed.AsSpan(sequence * DModel, DModel), default, 1, DModel);");
                 w.Line("Project(half, batch, Vocab, DModel, ws.Normed, DModel, HeadOffset, false, logits, Vocab);");
             }
@@ -98,10 +95,10 @@ namespace MambaGen.Generators.Emitters
             w.Summary(
                 "y = x·Wᵀ (+ y when <paramref name=\"accumulate\"/>) for the n × k weight at <paramref name=\"weightOffset\"/> of the\n" +
                 "parameter vector: from the 16-bit copy when <paramref name=\"half\"/> is given, else the fp32 product.");
-            using (w.Block($"private void Project({Cpu}.HalfWeights? half, int rows, int n, int k, {Sys}.ReadOnlySpan<float> x, int ldx, int weightOffset, bool accumulate, {Sys}.Span<float> y, int ldy)"))
+            using (w.Block($"private void Project({Cpu}.HalfWeights? half, int rows, int n, int k, {Sys}.ReadOnlySpan<float> x, int ldx, long weightOffset, bool accumulate, {Sys}.Span<float> y, int ldy)"))
             {
-                w.Line($"if (half is not null) {Cpu}.HalfGemv.Multiply(half.Format, rows, n, k, x, ldx, half.Bits.AsSpan(weightOffset, n * k), accumulate, y, ldy);");
-                w.Line($"else {Gemm}(false, true, rows, n, k, 1f, x, ldx, Parameters.Values.AsSpan(weightOffset, n * k), k, accumulate ? 1f : 0f, y, ldy);");
+                w.Line($"if (half is not null) {Cpu}.HalfGemv.Multiply(half.Format, rows, n, k, x, ldx, half.Span(weightOffset, n * k), accumulate, y, ldy);");
+                w.Line($"else {Gemm}(false, true, rows, n, k, 1f, x, ldx, Parameters.Span(weightOffset, n * k), k, accumulate ? 1f : 0f, y, ldy);");
             }
             w.Line();
         }
@@ -119,7 +116,7 @@ namespace MambaGen.Generators.Emitters
                 {
                     w.Line("_stepConstants ??= new LayerConstants[Layers];");
                     w.Line("for (int i = 0; i < Layers; i++)");
-                    w.Line("    (_stepConstants[i] ??= new LayerConstants()).Prepare(Parameters.Values, Layout.LayerOffsets[i]);");
+                    w.Line("    (_stepConstants[i] ??= new LayerConstants()).Prepare(Parameters, Layout.LayerOffsets[i]);");
                     w.Line("_stepConstantsVersion = Parameters.Version;");
                 }
                 w.Line("return _stepConstants[layer];");
@@ -268,24 +265,26 @@ namespace MambaGen.Generators.Emitters
                 }
                 w.Line("private readonly float[] _expALog = new float[DInner * DState];");
                 w.Line();
-                using (w.Block($"public void Prepare(float[] p, {Runtime}.LayerOffsets o)"))
+                using (w.Block($"public void Prepare({Runtime}.MambaParameters p, {Runtime}.LayerOffsets o)"))
                 {
+                    w.Line("var convWeight = p.Span(o.ConvWeight, DInner * ConvKernel);");
                     w.Line("for (int c = 0; c < DInner; c++)");
                     w.Line("    for (int tap = 0; tap < ConvKernel; tap++)");
-                    w.Line("        ConvWeights[tap * DInnerStride + c] = p[o.ConvWeight + c * ConvKernel + tap];");
-                    if (s.ConvBias) w.Line("p.AsSpan(o.ConvBias, DInner).CopyTo(ConvBiases);");
-                    w.Line($"{Cpu}.Simd.Exp(p.AsSpan(o.ALog, DInner * DState), _expALog);");
+                    w.Line("        ConvWeights[tap * DInnerStride + c] = convWeight[c * ConvKernel + tap];");
+                    if (s.ConvBias) w.Line("p.Span(o.ConvBias, DInner).CopyTo(ConvBiases);");
+                    w.Line($"{Cpu}.Simd.Exp(p.Span(o.ALog, DInner * DState), _expALog);");
                     w.Line("for (int c = 0; c < DInner; c++)");
                     w.Line("    for (int n = 0; n < DState; n++)");
                     w.Line("        NegA[n * DInnerStride + c] = -_expALog[c * DState + n];");
-                    w.Line("p.AsSpan(o.DtProjBias, DInner).CopyTo(DtBias);");
-                    w.Line("p.AsSpan(o.D, DInner).CopyTo(DSkip);");
+                    w.Line("p.Span(o.DtProjBias, DInner).CopyTo(DtBias);");
+                    w.Line("p.Span(o.D, DInner).CopyTo(DSkip);");
                     foreach (var (flag, field, offset) in new[] { (s.SelectiveB, "FixedB", "o.B"), (s.SelectiveC, "FixedC", "o.C") })
                     {
                         if (flag) continue;
+                        w.Line($"var {field.ToLowerInvariant()} = p.Span({offset}, DInner * DState);");
                         w.Line("for (int c = 0; c < DInner; c++)");
                         w.Line("    for (int n = 0; n < DState; n++)");
-                        w.Line($"        {field}[n * DInnerStride + c] = p[{offset} + c * DState + n];");
+                        w.Line($"        {field}[n * DInnerStride + c] = {field.ToLowerInvariant()}[c * DState + n];");
                     }
                 }
             }

@@ -16,7 +16,7 @@ namespace MambaGen.Generators.Emitters
             {
                 w.Line($"{Cpu}.ModelInput.RequireTokenBatch(tokens, batch, Vocab, nameof(tokens));");
                 w.Line($"{Cpu}.ModelInput.RequireTargets(targets, tokens.Length, Vocab, nameof(targets));");
-                w.Line($"{Cpu}.ModelInput.RequireLength(gradients.Length, Layout.TotalLength, nameof(gradients));");
+                w.Line($"{Cpu}.ModelInput.RequireLength(gradients.Length, Parameters.TrainableLength, nameof(gradients));");
                 w.Line("return _backend.ForwardBackward(tokens, targets, batch, gradients);");
             }
             w.Line();
@@ -56,65 +56,64 @@ namespace MambaGen.Generators.Emitters
             using (w.Block($"private void Backward(Workspace ws, {Sys}.ReadOnlySpan<int> tokens, {Sys}.Span<float> gradients)"))
             {
                 w.Line("int rows = ws.Batch * ws.Length;");
-                w.Line("var p = Parameters.Values;");
                 w.Line("var back = ws.Backward!;");
                 w.Line("_active = ws;");
                 w.Line("var logitsGradient = back.Logits.AsSpan(0, rows * Vocab);");
                 w.Line("var dr = back.ResidualGradient.AsSpan(0, rows * DModel);");
                 w.Comment("Head: ∂W = (∂logits)ᵀ·RMSNorm_f(r)" + (s.TieEmbeddings ? " (tied: the embedding's gradient, to which the lookup adds below)" : "") + "; ∂RMSNorm_f(r) = ∂logits·W.");
-                w.Line($"{Gemm}(true, false, Vocab, DModel, rows, 1f, logitsGradient, Vocab, ws.Normed, DModel, 0f, gradients.Slice(HeadOffset, Vocab * DModel), DModel);");
-                w.Line($"{Gemm}(false, false, rows, DModel, Vocab, 1f, logitsGradient, Vocab, p.AsSpan(HeadOffset, Vocab * DModel), DModel, 0f, back.NormedGradient, DModel);");
+                w.Line($"{Gemm}(true, false, Vocab, DModel, rows, 1f, logitsGradient, Vocab, ws.Normed, DModel, 0f, global::MambaGen.ParameterLayout.Part(gradients, HeadOffset, Vocab * DModel), DModel);");
+                w.Line($"{Gemm}(false, false, rows, DModel, Vocab, 1f, logitsGradient, Vocab, Parameters.Span(HeadOffset, Vocab * DModel), DModel, 0f, back.NormedGradient, DModel);");
                 w.Comment("Final norm: ∂r = RMSNorm_f backward, from zero.");
                 w.Line("dr.Clear();");
-                w.Line($"{Cpu}.RmsNorm.Backward(ws.Residual, p.AsSpan(Layout.NormF, DModel), back.FinalInverseRms, back.NormedGradient, dr, gradients.Slice(Layout.NormF, DModel), rows, DModel);");
+                w.Line($"{Cpu}.RmsNorm.Backward(ws.Residual, Parameters.Span(Layout.NormF, DModel), back.FinalInverseRms, back.NormedGradient, dr, global::MambaGen.ParameterLayout.Part(gradients, Layout.NormF, DModel), rows, DModel);");
                 using (w.Block("for (int layer = Layers - 1; layer >= 0; layer--)"))
                 {
                     w.Line("var o = Layout.LayerOffsets[layer];");
                     w.Line("ws.Layer = layer;");
                     w.Line("var act = ws.ByLayer[layer];");
                     w.Comment("out_proj: ∂y = ∂r·W_out, ∂W_out = (∂r)ᵀ·y" + (s.ProjBias ? ", ∂b_out = Σ_rows ∂r" : "") + " (∂r also flows on unchanged: the residual path).");
-                    w.Line($"{Gemm}(false, false, rows, DInner, DModel, 1f, dr, DModel, p.AsSpan(o.OutProj, DModel * DInner), DInner, 0f, back.YGradient, DInnerStride);");
-                    w.Line($"{Gemm}(true, false, DModel, DInner, rows, 1f, dr, DModel, act.Y, DInnerStride, 0f, gradients.Slice(o.OutProj, DModel * DInner), DInner);");
+                    w.Line($"{Gemm}(false, false, rows, DInner, DModel, 1f, dr, DModel, Parameters.Span(o.OutProj, DModel * DInner), DInner, 0f, back.YGradient, DInnerStride);");
+                    w.Line($"{Gemm}(true, false, DModel, DInner, rows, 1f, dr, DModel, act.Y, DInnerStride, 0f, global::MambaGen.ParameterLayout.Part(gradients, o.OutProj, DModel * DInner), DInner);");
                     if (s.ProjBias)
-                        w.Line($"{Cpu}.Rows.AddColumnSums(dr, rows, DModel, gradients.Slice(o.OutProjBias, DModel));");
+                        w.Line($"{Cpu}.Rows.AddColumnSums(dr, rows, DModel, global::MambaGen.ParameterLayout.Part(gradients, o.OutProjBias, DModel));");
                     w.Comment("Scan backward, one task per channel block over every sequence: ∂u, ∂z" +
                               (s.SelectiveDelta ? ", ∂dt" : "") + (s.SelectiveB || s.SelectiveC ? ", per-block shares of ∂B_t/∂C_t" : "") +
                               ", and the per-channel gradients of A_log, D, the dt bias" + (s.SelectiveB && s.SelectiveC ? "." : " and the fixed B/C."));
-                    w.Line("_constants.Prepare(p, o);");
+                    w.Line("_constants.Prepare(Parameters, o);");
                     w.Line($"{Cpu}.WorkerPool.For(ChannelBlocks, _scanBackwardTask);");
                     if (s.SelectiveB) w.Line("SumBlockShares(back.PartialB, rows, back.XDblGradient, XProjB);");
                     if (s.SelectiveC) w.Line("SumBlockShares(back.PartialC, rows, back.XDblGradient, XProjC);");
                     if (s.SelectiveDelta)
                     {
                         w.Comment("dt_proj: ∂dt_low = ∂dt·W_dt into x_dbl's first R columns; ∂W_dt = (∂dt)ᵀ·dt_low (the bias gradient came from the scan).");
-                        w.Line($"{Gemm}(false, false, rows, DtRank, DInner, 1f, back.DtGradient, DInnerStride, p.AsSpan(o.DtProjWeight, DInner * DtRank), DtRank, 0f, back.XDblGradient, XProjRows);");
-                        w.Line($"{Gemm}(true, false, DInner, DtRank, rows, 1f, back.DtGradient, DInnerStride, act.XDbl, XProjRows, 0f, gradients.Slice(o.DtProjWeight, DInner * DtRank), DtRank);");
+                        w.Line($"{Gemm}(false, false, rows, DtRank, DInner, 1f, back.DtGradient, DInnerStride, Parameters.Span(o.DtProjWeight, DInner * DtRank), DtRank, 0f, back.XDblGradient, XProjRows);");
+                        w.Line($"{Gemm}(true, false, DInner, DtRank, rows, 1f, back.DtGradient, DInnerStride, act.XDbl, XProjRows, 0f, global::MambaGen.ParameterLayout.Part(gradients, o.DtProjWeight, DInner * DtRank), DtRank);");
                     }
                     if (s.XProjRows > 0)
                     {
                         w.Comment("x_proj: ∂u += ∂x_dbl·W_x; ∂W_x = (∂x_dbl)ᵀ·u.");
-                        w.Line($"{Gemm}(false, false, rows, DInner, XProjRows, 1f, back.XDblGradient, XProjRows, p.AsSpan(o.XProj, XProjRows * DInner), DInner, 1f, back.UGradient, DInnerStride);");
-                        w.Line($"{Gemm}(true, false, XProjRows, DInner, rows, 1f, back.XDblGradient, XProjRows, act.XConv, DInnerStride, 0f, gradients.Slice(o.XProj, XProjRows * DInner), DInner);");
+                        w.Line($"{Gemm}(false, false, rows, DInner, XProjRows, 1f, back.XDblGradient, XProjRows, Parameters.Span(o.XProj, XProjRows * DInner), DInner, 1f, back.UGradient, DInnerStride);");
+                        w.Line($"{Gemm}(true, false, XProjRows, DInner, rows, 1f, back.XDblGradient, XProjRows, act.XConv, DInnerStride, 0f, global::MambaGen.ParameterLayout.Part(gradients, o.XProj, XProjRows * DInner), DInner);");
                     }
                     w.Comment("SiLU and causal conv backward, one task per channel block: ∂x (pre-conv) and the conv weight" + (s.ConvBias ? " and bias" : "") + " gradients.");
                     w.Line($"{Cpu}.WorkerPool.For(ChannelBlocks, _convolveBackwardTask);");
                     w.Line("back.Layer.CopyTo(gradients, o);");
                     w.Comment("in_proj: with normed = RMSNorm(r_in) recomputed, ∂normed = ∂x·W_in[0, ED) + ∂z·W_in[ED, 2ED) and ∂W_in = (∂x | ∂z)ᵀ·normed.");
-                    w.Line($"{Cpu}.RmsNorm.Forward(act.ResidualIn, p.AsSpan(o.Norm, DModel), NormEpsilon, ws.Normed, default, rows, DModel);");
-                    w.Line($"{Gemm}(false, false, rows, DModel, DInner, 1f, back.XInGradient, DInnerStride, p.AsSpan(o.InProj, DInner * DModel), DModel, 0f, back.NormedGradient, DModel);");
-                    w.Line($"{Gemm}(false, false, rows, DModel, DInner, 1f, back.GateGradient, DInnerStride, p.AsSpan(o.InProj + DInner * DModel, DInner * DModel), DModel, 1f, back.NormedGradient, DModel);");
-                    w.Line($"{Gemm}(true, false, DInner, DModel, rows, 1f, back.XInGradient, DInnerStride, ws.Normed, DModel, 0f, gradients.Slice(o.InProj, DInner * DModel), DModel);");
-                    w.Line($"{Gemm}(true, false, DInner, DModel, rows, 1f, back.GateGradient, DInnerStride, ws.Normed, DModel, 0f, gradients.Slice(o.InProj + DInner * DModel, DInner * DModel), DModel);");
+                    w.Line($"{Cpu}.RmsNorm.Forward(act.ResidualIn, Parameters.Span(o.Norm, DModel), NormEpsilon, ws.Normed, default, rows, DModel);");
+                    w.Line($"{Gemm}(false, false, rows, DModel, DInner, 1f, back.XInGradient, DInnerStride, Parameters.Span(o.InProj, DInner * DModel), DModel, 0f, back.NormedGradient, DModel);");
+                    w.Line($"{Gemm}(false, false, rows, DModel, DInner, 1f, back.GateGradient, DInnerStride, Parameters.Span(o.InProj + DInner * DModel, DInner * DModel), DModel, 1f, back.NormedGradient, DModel);");
+                    w.Line($"{Gemm}(true, false, DInner, DModel, rows, 1f, back.XInGradient, DInnerStride, ws.Normed, DModel, 0f, global::MambaGen.ParameterLayout.Part(gradients, o.InProj, DInner * DModel), DModel);");
+                    w.Line($"{Gemm}(true, false, DInner, DModel, rows, 1f, back.GateGradient, DInnerStride, ws.Normed, DModel, 0f, global::MambaGen.ParameterLayout.Part(gradients, o.InProj + DInner * DModel, DInner * DModel), DModel);");
                     if (s.ProjBias)
                     {
-                        w.Line($"{Cpu}.Rows.AddColumnSums(back.XInGradient, rows, DInnerStride, gradients.Slice(o.InProjBias, DInner));");
-                        w.Line($"{Cpu}.Rows.AddColumnSums(back.GateGradient, rows, DInnerStride, gradients.Slice(o.InProjBias + DInner, DInner));");
+                        w.Line($"{Cpu}.Rows.AddColumnSums(back.XInGradient, rows, DInnerStride, global::MambaGen.ParameterLayout.Part(gradients, o.InProjBias, DInner));");
+                        w.Line($"{Cpu}.Rows.AddColumnSums(back.GateGradient, rows, DInnerStride, global::MambaGen.ParameterLayout.Part(gradients, o.InProjBias + DInner, DInner));");
                     }
                     w.Comment("The block's norm: ∂r += RMSNorm backward (the residual path already carries ∂r).");
-                    w.Line($"{Cpu}.RmsNorm.Backward(act.ResidualIn, p.AsSpan(o.Norm, DModel), act.InverseRms, back.NormedGradient, dr, gradients.Slice(o.Norm, DModel), rows, DModel);");
+                    w.Line($"{Cpu}.RmsNorm.Backward(act.ResidualIn, Parameters.Span(o.Norm, DModel), act.InverseRms, back.NormedGradient, dr, global::MambaGen.ParameterLayout.Part(gradients, o.Norm, DModel), rows, DModel);");
                 }
                 w.Comment("Embedding lookup: each token's row of the embedding gradient gains ∂r of its position.");
-                w.Line($"{Cpu}.Embedding.ScatterAdd(dr, DModel, tokens, gradients.Slice(Layout.Embedding, Vocab * DModel));");
+                w.Line($"{Cpu}.Embedding.ScatterAdd(dr, DModel, tokens, global::MambaGen.ParameterLayout.Part(gradients, Layout.Embedding, Vocab * DModel));");
             }
             w.Line();
             if (s.SelectiveB || s.SelectiveC)
@@ -221,13 +220,13 @@ namespace MambaGen.Generators.Emitters
                 w.Line();
                 using (w.Block($"public void CopyTo({Sys}.Span<float> gradients, {Runtime}.LayerOffsets o)"))
                 {
-                    w.Line("ConvWeights.CopyTo(gradients.Slice(o.ConvWeight, DInner * ConvKernel));");
-                    if (s.ConvBias) w.Line("ConvBiases.CopyTo(gradients.Slice(o.ConvBias, DInner));");
-                    w.Line("ALog.CopyTo(gradients.Slice(o.ALog, DInner * DState));");
-                    w.Line("DSkip.CopyTo(gradients.Slice(o.D, DInner));");
-                    w.Line("DtBias.CopyTo(gradients.Slice(o.DtProjBias, DInner));");
-                    if (!s.SelectiveB) w.Line("FixedB.CopyTo(gradients.Slice(o.B, DInner * DState));");
-                    if (!s.SelectiveC) w.Line("FixedC.CopyTo(gradients.Slice(o.C, DInner * DState));");
+                    w.Line("ConvWeights.CopyTo(global::MambaGen.ParameterLayout.Part(gradients, o.ConvWeight, DInner * ConvKernel));");
+                    if (s.ConvBias) w.Line("ConvBiases.CopyTo(global::MambaGen.ParameterLayout.Part(gradients, o.ConvBias, DInner));");
+                    w.Line("ALog.CopyTo(global::MambaGen.ParameterLayout.Part(gradients, o.ALog, DInner * DState));");
+                    w.Line("DSkip.CopyTo(global::MambaGen.ParameterLayout.Part(gradients, o.D, DInner));");
+                    w.Line("DtBias.CopyTo(global::MambaGen.ParameterLayout.Part(gradients, o.DtProjBias, DInner));");
+                    if (!s.SelectiveB) w.Line("FixedB.CopyTo(global::MambaGen.ParameterLayout.Part(gradients, o.B, DInner * DState));");
+                    if (!s.SelectiveC) w.Line("FixedC.CopyTo(global::MambaGen.ParameterLayout.Part(gradients, o.C, DInner * DState));");
                 }
             }
             w.Line();

@@ -417,7 +417,7 @@ namespace MambaGen.Generators.Emitters
                 {
                     w.Line("var workspace = InferenceWorkspaceFor(tokens.Length);");
                     w.Line("RunLayers(workspace, tokens, state.Batch, length, state);");
-                    w.Line("HeadForLastRows(workspace, state.Batch, length, lastLogits, length == 1 ? DecodeWeights() : null);");
+                    w.Line("HeadForLastRows(workspace, state.Batch, length, lastLogits, ProductWeights(oneTokenStep: length == 1));");
                     w.Line("state.Position += length;");
                 }
             }
@@ -431,21 +431,27 @@ namespace MambaGen.Generators.Emitters
                 "in_proj, x_proj, dt_proj, out_proj and the head widen it to fp32 in registers, so a token reads half the bytes.\n" +
                 "Everything else (prefill, Forward, training, the state) stays fp32. The copy is converted again before the next\n" +
                 "step whenever <see cref=\"" + Runtime + ".MambaParameters.MarkChanged\"/> was called. It costs 2 bytes per parameter on top\n" +
-                "of the fp32 ones.");
+                "of the fp32 ones. Parameters loaded 16-bit only are read in their own format everywhere; for them only that format is accepted.");
             using (w.Block($"public void UseHalfPrecisionWeights({Cpu}.HalfPrecision? precision)"))
             {
                 w.Line(RequireCpu("UseHalfPrecisionWeights"));
                 using (w.Block("lock (_sync)"))
                 {
-                    w.Line("if (precision is null) _halfWeights = null;");
+                    w.Line("if (Parameters.SixteenBitWeights is { } stored)");
+                    w.Line("{");
+                    w.Line("    if (precision != stored.Format)");
+                    w.Line("        throw new " + Sys + ".InvalidOperationException($\"These parameters were loaded 16-bit only in {stored.Format}; they cannot be read in {(precision?.ToString() ?? \"fp32\")}.\");");
+                    w.Line("}");
+                    w.Line("else if (precision is null) _halfWeights = null;");
                     w.Line($"else if (_halfWeights?.Format != precision) _halfWeights = {Cpu}.HalfWeights.Create(Parameters, precision.Value);");
                 }
             }
             w.Line();
             w.Summary("The 16-bit format one-token steps read the weights in, or null for fp32 (see <see cref=\"UseHalfPrecisionWeights\"/>).");
-            w.Line($"public {Cpu}.HalfPrecision? DecodeWeightPrecision => _halfWeights?.Format;");
+            w.Line($"public {Cpu}.HalfPrecision? DecodeWeightPrecision => Parameters.SixteenBitWeights?.Format ?? _halfWeights?.Format;");
             w.Line();
-            w.Line($"private {Cpu}.HalfWeights? DecodeWeights() => _halfWeights?.For(Parameters);");
+            w.Summary("The 16-bit weights the products of a pass read: all passes of 16-bit-only parameters, one-token steps when UseHalfPrecisionWeights is on; null for fp32.");
+            w.Line($"private {Cpu}.HalfWeights? ProductWeights(bool oneTokenStep) => Parameters.SixteenBitWeights ?? (oneTokenStep ? _halfWeights?.For(Parameters) : null);");
             w.Line();
             w.Comment("The generation loop (sampling, stopping, batching, streaming) is runtime code that drives the model through this interface.");
             w.Line($"int {Gen}.IDecodingModel.VocabularySize => Vocab;");

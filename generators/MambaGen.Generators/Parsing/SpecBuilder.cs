@@ -234,26 +234,23 @@ namespace MambaGen.Generators.Parsing
             }
 
             /// <summary>
-            /// Parameters, gradients and optimizer moments each live in one float[], so the parameter count must fit
-            /// one. Counted as the runtime's ParameterLayout lays them out, in double: exact far beyond the limit.
+            /// The runtime keeps the parameters in arrays that no tensor crosses (its ParameterLayout segments), so every
+            /// tensor must fit one float[]; the whole model may exceed one. Counted in double: exact far beyond the limit.
             /// </summary>
             private void CheckSize(ModelSpec spec, AttributeInfo model)
             {
                 double d = spec.DModel, ed = spec.DInner, n = spec.DState, r = spec.DtRank, k = spec.ConvKernel;
                 double paddedVocab = Math.Ceiling((double)spec.VocabUnpadded / spec.PadVocabMultiple) * spec.PadVocabMultiple;
                 double xProjRows = (spec.SelectiveDelta ? r : 0) + (spec.SelectiveB ? n : 0) + (spec.SelectiveC ? n : 0);
-                double perLayer = d                                   // norm
-                    + 2 * ed * d + (spec.ProjBias ? 2 * ed : 0)       // in_proj
-                    + ed * k + (spec.ConvBias ? ed : 0)               // conv1d
-                    + xProjRows * ed                                  // x_proj
-                    + (spec.SelectiveDelta ? ed * r : 0) + ed         // dt_proj weight and bias
-                    + ed * n + ed                                     // A_log, D
-                    + (spec.SelectiveB ? 0 : ed * n) + (spec.SelectiveC ? 0 : ed * n)
-                    + d * ed + (spec.ProjBias ? d : 0);               // out_proj
-                double total = paddedVocab * d * (spec.TieEmbeddings ? 1 : 2) + spec.Layers * perLayer + d;
-                if (total > MaxParameterCount)
-                    Report(DiagnosticDescriptors.ModelTooLarge, model.Location, _declaration.DisplayName,
-                        total.ToString("#,0", CultureInfo.InvariantCulture), MaxParameterCount.ToString("#,0", CultureInfo.InvariantCulture));
+                var tensors = new (string Name, double Length)[]
+                {
+                    ("the embedding", paddedVocab * d), ("in_proj", 2 * ed * d), ("conv1d", ed * k), ("x_proj", xProjRows * ed),
+                    ("dt_proj", ed * r), ("A_log", ed * n), ("out_proj", d * ed),
+                };
+                var largest = tensors.OrderByDescending(t => t.Length).First();
+                if (largest.Length > MaxParameterCount)
+                    Report(DiagnosticDescriptors.ModelTooLarge, model.Location, _declaration.DisplayName, largest.Name,
+                        largest.Length.ToString("#,0", CultureInfo.InvariantCulture), MaxParameterCount.ToString("#,0", CultureInfo.InvariantCulture));
             }
 
             private void ReportContradiction(AttributeArgument literal, string property, string literalText, string key, string configText, string note) =>

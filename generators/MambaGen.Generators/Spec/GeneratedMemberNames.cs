@@ -30,7 +30,7 @@ namespace MambaGen.Generators.Spec
             "Kernels", "CpuBackend", "CpuForward", "CpuForwardBackward", "CreateCpuBackend", "CreateCudaBackend", "_backend",
             "_active", "_constants", "_convolveBackwardTask", "_convolveTask", "_inference", "_scanBackwardTask",
             "_scanTask", "_sync", "_training",
-            "DecodeWeights", "Project", "StepConstants", "_halfWeights", "_stepConstants", "_stepConstantsVersion",
+            "ProductWeights", "Project", "StepConstants", "_halfWeights", "_stepConstants", "_stepConstantsVersion",
         };
     }
 }

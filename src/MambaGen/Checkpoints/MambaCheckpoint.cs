@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Numerics.Tensors;
+using MambaGen.Cpu;
 
 namespace MambaGen.Checkpoints;
 
@@ -73,14 +74,68 @@ public static class MambaCheckpoint
         var layout = new ParameterLayout(shape);
         using var file = SafeTensorsFile.Open(weightsPath);
         var sourceKeys = MatchKeys(file, layout, $" {configPath} beside it describes the model type, so the two files disagree (they come from different checkpoints).");
+        if (options.KeepSixteenBitWeights) return ReadSixteenBitOnly(file, layout, sourceKeys, options);
         var parameters = new MambaParameters(layout);
+        foreach (var tensor in layout.Tensors) ReadFloat32(file, sourceKeys[tensor.Key], tensor, parameters.Slice(tensor), options);
+        return parameters;
+    }
+
+    private static void ReadFloat32(SafeTensorsFile file, string fileKey, ParameterTensor tensor, Span<float> values, CheckpointLoadOptions options)
+    {
+        file.ReadFloat32(fileKey, values);
+        if (!options.AllowNonFiniteWeights && !TensorPrimitives.IsFiniteAll(values))
+        {
+            int index = 0;
+            while (float.IsFinite(values[index])) index++;
+            throw NonFinite(file.FilePath, fileKey, tensor, index, values[index]);
+        }
+    }
+
+    /// <summary>
+    /// <see cref="CheckpointLoadOptions.KeepSixteenBitWeights"/>: the projection matrices straight from the file's 16-bit
+    /// values, the other tensors read to fp32 and also rounded into the 16-bit weights (for a tied head, which reads the embedding).
+    /// </summary>
+    private static MambaParameters ReadSixteenBitOnly(SafeTensorsFile file, ParameterLayout layout, Dictionary<string, string> sourceKeys, CheckpointLoadOptions options)
+    {
+        var products = layout.Tensors.Where(t => t.ProductOnly).Select(t => file.Tensors[sourceKeys[t.Key]]).ToList();
+        var first = products[0];
+        if (first.DType is not (DType.F16 or DType.BF16))
+            throw new CheckpointException(
+                $"{file.FilePath}: {nameof(CheckpointLoadOptions.KeepSixteenBitWeights)} keeps 16-bit weights as stored, but tensor '{first.Name}' is " +
+                $"{first.DType.HeaderName()}; load this checkpoint without the option.");
+        if (products.FirstOrDefault(e => e.DType != first.DType) is { } other)
+            throw new CheckpointException(
+                $"{file.FilePath}: {nameof(CheckpointLoadOptions.KeepSixteenBitWeights)} needs every projection matrix in one 16-bit dtype, but " +
+                $"'{first.Name}' is {first.DType.HeaderName()} and '{other.Name}' is {other.DType.HeaderName()}.");
+        var format = first.DType == DType.BF16 ? HalfPrecision.BFloat16 : HalfPrecision.Float16;
+        var weights = HalfWeights.Allocate(layout, format);
+        var parameters = MambaParameters.SixteenBitOnly(layout, weights);
         foreach (var tensor in layout.Tensors)
         {
-            var values = parameters.Slice(tensor);
-            file.ReadFloat32(sourceKeys[tensor.Key], values);
-            if (!options.AllowNonFiniteWeights) CheckFinite(file.FilePath, sourceKeys[tensor.Key], tensor, values);
+            string fileKey = sourceKeys[tensor.Key];
+            var bits = weights.Span(tensor.Offset, tensor.Length);
+            if (tensor.ProductOnly)
+            {
+                file.ReadSixteenBit(fileKey, bits);
+                if (!options.AllowNonFiniteWeights) CheckFinite(file.FilePath, fileKey, tensor, bits, format);
+            }
+            else
+            {
+                var values = parameters.Slice(tensor);
+                ReadFloat32(file, fileKey, tensor, values, options);
+                HalfWeights.Round(values, bits, format);
+            }
         }
         return parameters;
+    }
+
+    /// <summary>A 16-bit value is NaN or ±∞ exactly when its exponent bits are all ones.</summary>
+    private static void CheckFinite(string weightsPath, string fileKey, ParameterTensor tensor, ReadOnlySpan<ushort> bits, HalfPrecision format)
+    {
+        ushort exponent = format == HalfPrecision.BFloat16 ? (ushort)0x7F80 : (ushort)0x7C00;
+        for (int index = 0; index < bits.Length; index++)
+            if ((bits[index] & exponent) == exponent)
+                throw NonFinite(weightsPath, fileKey, tensor, index, HalfWeights.Widen(bits[index], format));
     }
 
     /// <summary>
@@ -100,7 +155,7 @@ public static class MambaCheckpoint
     internal static void WriteFiles(string dir, MambaParameters parameters)
     {
         var tensors = parameters.Layout.Tensors
-            .Select(t => new SafeTensor(t.Key, t.Shape, parameters.Values.AsMemory(t.Offset, t.Length)))
+            .Select(t => new SafeTensor(t.Key, t.Shape, parameters.TensorMemory(t)))
             .ToList();
         SafeTensorsWriter.Write(Path.Combine(dir, WeightsFileName), tensors, new Dictionary<string, string> { ["format"] = "pt" });
         MambaConfig.WriteHfConfig(Path.Combine(dir, ConfigFileName), parameters.Shape);
@@ -131,18 +186,14 @@ public static class MambaCheckpoint
 
     /// <summary>
     /// NaN or ±∞ in a weight poisons every output that touches it; reported with the element's position so the
-    /// broken tensor can be found. <see cref="CheckpointLoadOptions.AllowNonFiniteWeights"/> skips this.
+    /// broken tensor can be found. <see cref="CheckpointLoadOptions.AllowNonFiniteWeights"/> skips the check.
     /// </summary>
-    private static void CheckFinite(string weightsPath, string fileKey, ParameterTensor tensor, ReadOnlySpan<float> values)
+    private static CheckpointException NonFinite(string weightsPath, string fileKey, ParameterTensor tensor, int index, float value)
     {
-        // One vectorised pass for the common, all-finite case; the scan for the position only on failure.
-        if (TensorPrimitives.IsFiniteAll(values)) return;
-        int index = 0;
-        while (float.IsFinite(values[index])) index++;
         var position = new int[tensor.Shape.Length];
         for (int d = tensor.Shape.Length - 1, rest = index; d >= 0; rest /= tensor.Shape[d], d--) position[d] = rest % tensor.Shape[d];
-        throw new CheckpointException(
-            $"{weightsPath}: tensor '{fileKey}' holds {values[index].ToString(CultureInfo.InvariantCulture)} at flat index {index} (position [{string.Join(", ", position)}] of " +
+        return new CheckpointException(
+            $"{weightsPath}: tensor '{fileKey}' holds {value.ToString(CultureInfo.InvariantCulture)} at flat index {index} (position [{string.Join(", ", position)}] of " +
             $"{tensor.ShapeText}); weights must be finite. To load it anyway, pass new {nameof(CheckpointLoadOptions)} " +
             $"{{ {nameof(CheckpointLoadOptions.AllowNonFiniteWeights)} = true }} to {nameof(MambaCheckpoint)}.{nameof(Load)}.");
     }

@@ -119,6 +119,17 @@ public sealed class SafeTensorsFile : IDisposable
         }
     }
 
+    /// <summary>Copies an F16 or BF16 tensor's 16-bit values as stored (no conversion) into <paramref name="destination"/>.</summary>
+    public void ReadSixteenBit(string key, Span<ushort> destination)
+    {
+        ObjectDisposedException.ThrowIf(_handle.IsClosed, this);
+        var entry = GetEntry(key);
+        CheckDestinationLength(entry, destination.Length);
+        if (entry.DType is not (DType.F16 or DType.BF16))
+            throw new CheckpointException($"{FilePath}: tensor '{key}' has dtype {entry.DType.HeaderName()}, not a 16-bit one (F16 or BF16).");
+        ReadData(entry, MemoryMarshal.AsBytes(destination), 0);
+    }
+
     /// <summary>Reads a floating-point tensor as a new fp32 array (see <see cref="ReadFloat32(string, Span{float})"/>).</summary>
     public float[] ReadFloat32(string key)
     {

@@ -37,7 +37,7 @@ public static class MambaInitializer
         var shape = layout.Shape;
         int d = shape.DModel, ed = shape.DInner, n = shape.DState, r = shape.DtRank, k = shape.ConvKernel;
 
-        Span<float> Tensor(int offset, int length) => parameters.Values.AsSpan(offset, length);
+        Span<float> Tensor(long offset, int length) => parameters.Span(offset, length);
         Xoshiro256 Stream(string key) => new(StreamSeed(seed, key));
 
         Normal(Tensor(layout.Embedding, shape.Vocab * d), EmbeddingStd, Stream(ParameterLayout.EmbeddingKey));

@@ -50,7 +50,7 @@ public sealed class AdamW
         ArgumentNullException.ThrowIfNull(layout);
         Options = options ?? new AdamWOptions();
         Options.Validate();
-        Length = layout.TotalLength;
+        Length = layout.SingleSegmentLength;
         _firstMoment = new float[Length];
         _secondMoment = new float[Length];
         _segments = MergeSegments(layout);
@@ -172,10 +172,10 @@ public sealed class AdamW
         var segments = new List<DecaySegment>();
         foreach (var tensor in layout.Tensors.OrderBy(t => t.Offset))
         {
-            if (segments.Count > 0 && segments[^1].Decay == tensor.WeightDecay && segments[^1].Offset + segments[^1].Length == tensor.Offset)
+            if (segments.Count > 0 && segments[^1].Decay == tensor.WeightDecay && segments[^1].Offset + (long)segments[^1].Length == tensor.Offset)
                 segments[^1] = segments[^1] with { Length = segments[^1].Length + tensor.Length };
             else
-                segments.Add(new DecaySegment(tensor.Offset, tensor.Length, tensor.WeightDecay));
+                segments.Add(new DecaySegment((int)tensor.Offset, tensor.Length, tensor.WeightDecay));
         }
         return segments.ToArray();
     }

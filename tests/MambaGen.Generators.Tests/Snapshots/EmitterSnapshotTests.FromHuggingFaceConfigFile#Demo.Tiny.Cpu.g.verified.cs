@@ -180,7 +180,7 @@ namespace Demo
             {
                 var workspace = InferenceWorkspaceFor(tokens.Length);
                 RunLayers(workspace, tokens, state.Batch, length, state);
-                HeadForLastRows(workspace, state.Batch, length, lastLogits, length == 1 ? DecodeWeights() : null);
+                HeadForLastRows(workspace, state.Batch, length, lastLogits, ProductWeights(oneTokenStep: length == 1));
                 state.Position += length;
             }
         }
@@ -194,22 +194,28 @@ namespace Demo
         /// in_proj, x_proj, dt_proj, out_proj and the head widen it to fp32 in registers, so a token reads half the bytes.
         /// Everything else (prefill, Forward, training, the state) stays fp32. The copy is converted again before the next
         /// step whenever <see cref="global::MambaGen.MambaParameters.MarkChanged"/> was called. It costs 2 bytes per parameter on top
-        /// of the fp32 ones.
+        /// of the fp32 ones. Parameters loaded 16-bit only are read in their own format everywhere; for them only that format is accepted.
         /// </summary>
         public void UseHalfPrecisionWeights(global::MambaGen.Cpu.HalfPrecision? precision)
         {
             if (_backend.Device.Kind != global::MambaGen.DeviceKind.Cpu) throw new global::System.NotSupportedException($"UseHalfPrecisionWeights runs on the CPU only so far; this instance is on {_backend.Device}. Use To(MambaGen.Device.Cpu).");
             lock (_sync)
             {
-                if (precision is null) _halfWeights = null;
+                if (Parameters.SixteenBitWeights is { } stored)
+                {
+                    if (precision != stored.Format)
+                        throw new global::System.InvalidOperationException($"These parameters were loaded 16-bit only in {stored.Format}; they cannot be read in {(precision?.ToString() ?? "fp32")}.");
+                }
+                else if (precision is null) _halfWeights = null;
                 else if (_halfWeights?.Format != precision) _halfWeights = global::MambaGen.Cpu.HalfWeights.Create(Parameters, precision.Value);
             }
         }
 
         /// <summary>The 16-bit format one-token steps read the weights in, or null for fp32 (see <see cref="UseHalfPrecisionWeights"/>).</summary>
-        public global::MambaGen.Cpu.HalfPrecision? DecodeWeightPrecision => _halfWeights?.Format;
+        public global::MambaGen.Cpu.HalfPrecision? DecodeWeightPrecision => Parameters.SixteenBitWeights?.Format ?? _halfWeights?.Format;
 
-        private global::MambaGen.Cpu.HalfWeights? DecodeWeights() => _halfWeights?.For(Parameters);
+        /// <summary>The 16-bit weights the products of a pass read: all passes of 16-bit-only parameters, one-token steps when UseHalfPrecisionWeights is on; null for fp32.</summary>
+        private global::MambaGen.Cpu.HalfWeights? ProductWeights(bool oneTokenStep) => Parameters.SixteenBitWeights ?? (oneTokenStep ? _halfWeights?.For(Parameters) : null);
 
         // The generation loop (sampling, stopping, batching, streaming) is runtime code that drives the model through this interface.
         int global::MambaGen.Generation.IDecodingModel.VocabularySize => Vocab;
@@ -274,17 +280,16 @@ namespace Demo
         private void RunLayers(Workspace ws, global::System.ReadOnlySpan<int> tokens, int batch, int length, DecodeState? state)
         {
             int rows = batch * length;
-            var p = Parameters.Values;
             _active = ws;
             ws.Batch = batch;
             ws.Length = length;
             ws.State = state;
             // A one-token step reads every weight once per token: it takes the 16-bit copy, if one is in use (UseHalfPrecisionWeights),
-            // and per-layer constants kept from the previous step instead of rebuilding them.
+            // and per-layer constants kept from the previous step instead of rebuilding them. 16-bit-only parameters are read 16-bit throughout.
             bool oneTokenStep = state is not null && length == 1;
-            global::MambaGen.Cpu.HalfWeights? half = oneTokenStep ? DecodeWeights() : null;
+            global::MambaGen.Cpu.HalfWeights? half = ProductWeights(oneTokenStep);
             // r = Embed(tokens): one row of the (Vocab, D) embedding per token.
-            global::MambaGen.Cpu.Embedding.Gather(p.AsSpan(Layout.Embedding, Vocab * DModel), DModel, tokens, ws.Residual);
+            global::MambaGen.Cpu.Embedding.Gather(Parameters.Span(Layout.Embedding, Vocab * DModel), DModel, tokens, ws.Residual);
             for (int layer = 0; layer < Layers; layer++)
             {
                 var o = Layout.LayerOffsets[layer];
@@ -292,16 +297,16 @@ namespace Demo
                 var act = ws.ByLayer[layer];
                 // Block input: RMSNorm(r) with the layer's norm weight (eps = NormEpsilon inside the rsqrt); training keeps r and rsqrt.
                 if (act.ResidualIn is not null) ws.Residual.AsSpan(0, rows * DModel).CopyTo(act.ResidualIn);
-                global::MambaGen.Cpu.RmsNorm.Forward(ws.Residual, p.AsSpan(o.Norm, DModel), NormEpsilon, ws.Normed, act.InverseRms, rows, DModel);
+                global::MambaGen.Cpu.RmsNorm.Forward(ws.Residual, Parameters.Span(o.Norm, DModel), NormEpsilon, ws.Normed, act.InverseRms, rows, DModel);
                 // in_proj (2ED × D) as two products: x = normed·W_in[0, ED)ᵀ and the gate z = normed·W_in[ED, 2ED)ᵀ.
                 Project(half, rows, DInner, DModel, ws.Normed, DModel, o.InProj, false, act.XIn, DInnerStride);
                 Project(half, rows, DInner, DModel, ws.Normed, DModel, o.InProj + DInner * DModel, false, act.Gate, DInnerStride);
                 // + in_proj.bias (ProjBias).
-                global::MambaGen.Cpu.Rows.AddBias(act.XIn, rows, DInnerStride, p.AsSpan(o.InProjBias, DInner));
-                global::MambaGen.Cpu.Rows.AddBias(act.Gate, rows, DInnerStride, p.AsSpan(o.InProjBias + DInner, DInner));
+                global::MambaGen.Cpu.Rows.AddBias(act.XIn, rows, DInnerStride, Parameters.Span(o.InProjBias, DInner));
+                global::MambaGen.Cpu.Rows.AddBias(act.Gate, rows, DInnerStride, Parameters.Span(o.InProjBias + DInner, DInner));
                 // The layer's per-channel constants in the kernels' layout: conv taps, A = −exp(A_log), D, dt bias.
                 if (oneTokenStep) ws.Constants = StepConstants(layer);
-                else (ws.Constants = _constants).Prepare(p, o);
+                else (ws.Constants = _constants).Prepare(Parameters, o);
                 // x = SiLU(causal depthwise conv(x) + b), K = 3 taps: one task per (sequence, ConvolveBlocksPerTask blocks of 16 channels).
                 global::MambaGen.Cpu.WorkerPool.For(batch * ConvolveTasks, _convolveTask);
                 // x_dbl = x·W_xᵀ: the input-dependent columns dt_low [0, R), B_t [XProjB, +N), C_t [XProjC, +N), one row per token.
@@ -312,28 +317,26 @@ namespace Demo
                 global::MambaGen.Cpu.WorkerPool.For(batch * ChannelBlocks, _scanTask);
                 // r += y·W_outᵀ + b_out: out_proj accumulates straight into the fp32 residual stream.
                 Project(half, rows, DModel, DInner, act.Y, DInnerStride, o.OutProj, true, ws.Residual, DModel);
-                global::MambaGen.Cpu.Rows.AddBias(ws.Residual, rows, DModel, p.AsSpan(o.OutProjBias, DModel));
+                global::MambaGen.Cpu.Rows.AddBias(ws.Residual, rows, DModel, Parameters.Span(o.OutProjBias, DModel));
             }
             ws.State = null;
         }
 
         /// <summary>The output head weight (Vocab × D): the embedding matrix E (tied head).</summary>
-        private static int HeadOffset => Layout.Embedding;
+        private static long HeadOffset => Layout.Embedding;
 
         /// <summary>logits = RMSNorm_f(r)·Wᵀ for every row, W = the embedding matrix E (tied head); ws.Normed keeps RMSNorm_f(r).</summary>
         private void HeadForAllRows(Workspace ws, int rows, global::System.Span<float> logits, global::System.Span<float> inverseRms)
         {
-            var p = Parameters.Values;
-            global::MambaGen.Cpu.RmsNorm.Forward(ws.Residual, p.AsSpan(Layout.NormF, DModel), NormEpsilon, ws.Normed, inverseRms, rows, DModel);
-            global::MambaGen.Cpu.Gemm.Multiply(false, true, rows, Vocab, DModel, 1f, ws.Normed, DModel, p.AsSpan(HeadOffset, Vocab * DModel), DModel, 0f, logits, Vocab);
+            global::MambaGen.Cpu.RmsNorm.Forward(ws.Residual, Parameters.Span(Layout.NormF, DModel), NormEpsilon, ws.Normed, inverseRms, rows, DModel);
+            Project(ProductWeights(oneTokenStep: false), rows, Vocab, DModel, ws.Normed, DModel, HeadOffset, false, logits, Vocab);
         }
 
         /// <summary>The head for the last token of each sequence only (what decoding needs), from the 16-bit weights when <paramref name="half"/> is given.</summary>
         private void HeadForLastRows(Workspace ws, int batch, int length, global::System.Span<float> logits, global::MambaGen.Cpu.HalfWeights? half)
         {
-            var p = Parameters.Values;
             for (int sequence = 0; sequence < batch; sequence++)
-                global::MambaGen.Cpu.RmsNorm.Forward(ws.Residual.AsSpan(((sequence + 1) * length - 1) * DModel, DModel), p.AsSpan(Layout.NormF, DModel), NormEpsilon,
+                global::MambaGen.Cpu.RmsNorm.Forward(ws.Residual.AsSpan(((sequence + 1) * length - 1) * DModel, DModel), Parameters.Span(Layout.NormF, DModel), NormEpsilon,
                     ws.Normed.AsSpan(sequence * DModel, DModel), default, 1, DModel);
             Project(half, batch, Vocab, DModel, ws.Normed, DModel, HeadOffset, false, logits, Vocab);
         }
@@ -349,7 +352,7 @@ namespace Demo
             {
                 _stepConstants ??= new LayerConstants[Layers];
                 for (int i = 0; i < Layers; i++)
-                    (_stepConstants[i] ??= new LayerConstants()).Prepare(Parameters.Values, Layout.LayerOffsets[i]);
+                    (_stepConstants[i] ??= new LayerConstants()).Prepare(Parameters, Layout.LayerOffsets[i]);
                 _stepConstantsVersion = Parameters.Version;
             }
             return _stepConstants[layer];
@@ -359,10 +362,10 @@ namespace Demo
         /// y = x·Wᵀ (+ y when <paramref name="accumulate"/>) for the n × k weight at <paramref name="weightOffset"/> of the
         /// parameter vector: from the 16-bit copy when <paramref name="half"/> is given, else the fp32 product.
         /// </summary>
-        private void Project(global::MambaGen.Cpu.HalfWeights? half, int rows, int n, int k, global::System.ReadOnlySpan<float> x, int ldx, int weightOffset, bool accumulate, global::System.Span<float> y, int ldy)
+        private void Project(global::MambaGen.Cpu.HalfWeights? half, int rows, int n, int k, global::System.ReadOnlySpan<float> x, int ldx, long weightOffset, bool accumulate, global::System.Span<float> y, int ldy)
         {
-            if (half is not null) global::MambaGen.Cpu.HalfGemv.Multiply(half.Format, rows, n, k, x, ldx, half.Bits.AsSpan(weightOffset, n * k), accumulate, y, ldy);
-            else global::MambaGen.Cpu.Gemm.Multiply(false, true, rows, n, k, 1f, x, ldx, Parameters.Values.AsSpan(weightOffset, n * k), k, accumulate ? 1f : 0f, y, ldy);
+            if (half is not null) global::MambaGen.Cpu.HalfGemv.Multiply(half.Format, rows, n, k, x, ldx, half.Span(weightOffset, n * k), accumulate, y, ldy);
+            else global::MambaGen.Cpu.Gemm.Multiply(false, true, rows, n, k, 1f, x, ldx, Parameters.Span(weightOffset, n * k), k, accumulate ? 1f : 0f, y, ldy);
         }
 
         // ── The backward pass ───────────────────────────────────────────────────────────────────────────
@@ -373,53 +376,52 @@ namespace Demo
         private void Backward(Workspace ws, global::System.ReadOnlySpan<int> tokens, global::System.Span<float> gradients)
         {
             int rows = ws.Batch * ws.Length;
-            var p = Parameters.Values;
             var back = ws.Backward!;
             _active = ws;
             var logitsGradient = back.Logits.AsSpan(0, rows * Vocab);
             var dr = back.ResidualGradient.AsSpan(0, rows * DModel);
             // Head: ∂W = (∂logits)ᵀ·RMSNorm_f(r) (tied: the embedding's gradient, to which the lookup adds below); ∂RMSNorm_f(r) = ∂logits·W.
-            global::MambaGen.Cpu.Gemm.Multiply(true, false, Vocab, DModel, rows, 1f, logitsGradient, Vocab, ws.Normed, DModel, 0f, gradients.Slice(HeadOffset, Vocab * DModel), DModel);
-            global::MambaGen.Cpu.Gemm.Multiply(false, false, rows, DModel, Vocab, 1f, logitsGradient, Vocab, p.AsSpan(HeadOffset, Vocab * DModel), DModel, 0f, back.NormedGradient, DModel);
+            global::MambaGen.Cpu.Gemm.Multiply(true, false, Vocab, DModel, rows, 1f, logitsGradient, Vocab, ws.Normed, DModel, 0f, global::MambaGen.ParameterLayout.Part(gradients, HeadOffset, Vocab * DModel), DModel);
+            global::MambaGen.Cpu.Gemm.Multiply(false, false, rows, DModel, Vocab, 1f, logitsGradient, Vocab, Parameters.Span(HeadOffset, Vocab * DModel), DModel, 0f, back.NormedGradient, DModel);
             // Final norm: ∂r = RMSNorm_f backward, from zero.
             dr.Clear();
-            global::MambaGen.Cpu.RmsNorm.Backward(ws.Residual, p.AsSpan(Layout.NormF, DModel), back.FinalInverseRms, back.NormedGradient, dr, gradients.Slice(Layout.NormF, DModel), rows, DModel);
+            global::MambaGen.Cpu.RmsNorm.Backward(ws.Residual, Parameters.Span(Layout.NormF, DModel), back.FinalInverseRms, back.NormedGradient, dr, global::MambaGen.ParameterLayout.Part(gradients, Layout.NormF, DModel), rows, DModel);
             for (int layer = Layers - 1; layer >= 0; layer--)
             {
                 var o = Layout.LayerOffsets[layer];
                 ws.Layer = layer;
                 var act = ws.ByLayer[layer];
                 // out_proj: ∂y = ∂r·W_out, ∂W_out = (∂r)ᵀ·y, ∂b_out = Σ_rows ∂r (∂r also flows on unchanged: the residual path).
-                global::MambaGen.Cpu.Gemm.Multiply(false, false, rows, DInner, DModel, 1f, dr, DModel, p.AsSpan(o.OutProj, DModel * DInner), DInner, 0f, back.YGradient, DInnerStride);
-                global::MambaGen.Cpu.Gemm.Multiply(true, false, DModel, DInner, rows, 1f, dr, DModel, act.Y, DInnerStride, 0f, gradients.Slice(o.OutProj, DModel * DInner), DInner);
-                global::MambaGen.Cpu.Rows.AddColumnSums(dr, rows, DModel, gradients.Slice(o.OutProjBias, DModel));
+                global::MambaGen.Cpu.Gemm.Multiply(false, false, rows, DInner, DModel, 1f, dr, DModel, Parameters.Span(o.OutProj, DModel * DInner), DInner, 0f, back.YGradient, DInnerStride);
+                global::MambaGen.Cpu.Gemm.Multiply(true, false, DModel, DInner, rows, 1f, dr, DModel, act.Y, DInnerStride, 0f, global::MambaGen.ParameterLayout.Part(gradients, o.OutProj, DModel * DInner), DInner);
+                global::MambaGen.Cpu.Rows.AddColumnSums(dr, rows, DModel, global::MambaGen.ParameterLayout.Part(gradients, o.OutProjBias, DModel));
                 // Scan backward, one task per channel block over every sequence: ∂u, ∂z, ∂dt, per-block shares of ∂B_t/∂C_t, and the per-channel gradients of A_log, D, the dt bias.
-                _constants.Prepare(p, o);
+                _constants.Prepare(Parameters, o);
                 global::MambaGen.Cpu.WorkerPool.For(ChannelBlocks, _scanBackwardTask);
                 SumBlockShares(back.PartialB, rows, back.XDblGradient, XProjB);
                 SumBlockShares(back.PartialC, rows, back.XDblGradient, XProjC);
                 // dt_proj: ∂dt_low = ∂dt·W_dt into x_dbl's first R columns; ∂W_dt = (∂dt)ᵀ·dt_low (the bias gradient came from the scan).
-                global::MambaGen.Cpu.Gemm.Multiply(false, false, rows, DtRank, DInner, 1f, back.DtGradient, DInnerStride, p.AsSpan(o.DtProjWeight, DInner * DtRank), DtRank, 0f, back.XDblGradient, XProjRows);
-                global::MambaGen.Cpu.Gemm.Multiply(true, false, DInner, DtRank, rows, 1f, back.DtGradient, DInnerStride, act.XDbl, XProjRows, 0f, gradients.Slice(o.DtProjWeight, DInner * DtRank), DtRank);
+                global::MambaGen.Cpu.Gemm.Multiply(false, false, rows, DtRank, DInner, 1f, back.DtGradient, DInnerStride, Parameters.Span(o.DtProjWeight, DInner * DtRank), DtRank, 0f, back.XDblGradient, XProjRows);
+                global::MambaGen.Cpu.Gemm.Multiply(true, false, DInner, DtRank, rows, 1f, back.DtGradient, DInnerStride, act.XDbl, XProjRows, 0f, global::MambaGen.ParameterLayout.Part(gradients, o.DtProjWeight, DInner * DtRank), DtRank);
                 // x_proj: ∂u += ∂x_dbl·W_x; ∂W_x = (∂x_dbl)ᵀ·u.
-                global::MambaGen.Cpu.Gemm.Multiply(false, false, rows, DInner, XProjRows, 1f, back.XDblGradient, XProjRows, p.AsSpan(o.XProj, XProjRows * DInner), DInner, 1f, back.UGradient, DInnerStride);
-                global::MambaGen.Cpu.Gemm.Multiply(true, false, XProjRows, DInner, rows, 1f, back.XDblGradient, XProjRows, act.XConv, DInnerStride, 0f, gradients.Slice(o.XProj, XProjRows * DInner), DInner);
+                global::MambaGen.Cpu.Gemm.Multiply(false, false, rows, DInner, XProjRows, 1f, back.XDblGradient, XProjRows, Parameters.Span(o.XProj, XProjRows * DInner), DInner, 1f, back.UGradient, DInnerStride);
+                global::MambaGen.Cpu.Gemm.Multiply(true, false, XProjRows, DInner, rows, 1f, back.XDblGradient, XProjRows, act.XConv, DInnerStride, 0f, global::MambaGen.ParameterLayout.Part(gradients, o.XProj, XProjRows * DInner), DInner);
                 // SiLU and causal conv backward, one task per channel block: ∂x (pre-conv) and the conv weight and bias gradients.
                 global::MambaGen.Cpu.WorkerPool.For(ChannelBlocks, _convolveBackwardTask);
                 back.Layer.CopyTo(gradients, o);
                 // in_proj: with normed = RMSNorm(r_in) recomputed, ∂normed = ∂x·W_in[0, ED) + ∂z·W_in[ED, 2ED) and ∂W_in = (∂x | ∂z)ᵀ·normed.
-                global::MambaGen.Cpu.RmsNorm.Forward(act.ResidualIn, p.AsSpan(o.Norm, DModel), NormEpsilon, ws.Normed, default, rows, DModel);
-                global::MambaGen.Cpu.Gemm.Multiply(false, false, rows, DModel, DInner, 1f, back.XInGradient, DInnerStride, p.AsSpan(o.InProj, DInner * DModel), DModel, 0f, back.NormedGradient, DModel);
-                global::MambaGen.Cpu.Gemm.Multiply(false, false, rows, DModel, DInner, 1f, back.GateGradient, DInnerStride, p.AsSpan(o.InProj + DInner * DModel, DInner * DModel), DModel, 1f, back.NormedGradient, DModel);
-                global::MambaGen.Cpu.Gemm.Multiply(true, false, DInner, DModel, rows, 1f, back.XInGradient, DInnerStride, ws.Normed, DModel, 0f, gradients.Slice(o.InProj, DInner * DModel), DModel);
-                global::MambaGen.Cpu.Gemm.Multiply(true, false, DInner, DModel, rows, 1f, back.GateGradient, DInnerStride, ws.Normed, DModel, 0f, gradients.Slice(o.InProj + DInner * DModel, DInner * DModel), DModel);
-                global::MambaGen.Cpu.Rows.AddColumnSums(back.XInGradient, rows, DInnerStride, gradients.Slice(o.InProjBias, DInner));
-                global::MambaGen.Cpu.Rows.AddColumnSums(back.GateGradient, rows, DInnerStride, gradients.Slice(o.InProjBias + DInner, DInner));
+                global::MambaGen.Cpu.RmsNorm.Forward(act.ResidualIn, Parameters.Span(o.Norm, DModel), NormEpsilon, ws.Normed, default, rows, DModel);
+                global::MambaGen.Cpu.Gemm.Multiply(false, false, rows, DModel, DInner, 1f, back.XInGradient, DInnerStride, Parameters.Span(o.InProj, DInner * DModel), DModel, 0f, back.NormedGradient, DModel);
+                global::MambaGen.Cpu.Gemm.Multiply(false, false, rows, DModel, DInner, 1f, back.GateGradient, DInnerStride, Parameters.Span(o.InProj + DInner * DModel, DInner * DModel), DModel, 1f, back.NormedGradient, DModel);
+                global::MambaGen.Cpu.Gemm.Multiply(true, false, DInner, DModel, rows, 1f, back.XInGradient, DInnerStride, ws.Normed, DModel, 0f, global::MambaGen.ParameterLayout.Part(gradients, o.InProj, DInner * DModel), DModel);
+                global::MambaGen.Cpu.Gemm.Multiply(true, false, DInner, DModel, rows, 1f, back.GateGradient, DInnerStride, ws.Normed, DModel, 0f, global::MambaGen.ParameterLayout.Part(gradients, o.InProj + DInner * DModel, DInner * DModel), DModel);
+                global::MambaGen.Cpu.Rows.AddColumnSums(back.XInGradient, rows, DInnerStride, global::MambaGen.ParameterLayout.Part(gradients, o.InProjBias, DInner));
+                global::MambaGen.Cpu.Rows.AddColumnSums(back.GateGradient, rows, DInnerStride, global::MambaGen.ParameterLayout.Part(gradients, o.InProjBias + DInner, DInner));
                 // The block's norm: ∂r += RMSNorm backward (the residual path already carries ∂r).
-                global::MambaGen.Cpu.RmsNorm.Backward(act.ResidualIn, p.AsSpan(o.Norm, DModel), act.InverseRms, back.NormedGradient, dr, gradients.Slice(o.Norm, DModel), rows, DModel);
+                global::MambaGen.Cpu.RmsNorm.Backward(act.ResidualIn, Parameters.Span(o.Norm, DModel), act.InverseRms, back.NormedGradient, dr, global::MambaGen.ParameterLayout.Part(gradients, o.Norm, DModel), rows, DModel);
             }
             // Embedding lookup: each token's row of the embedding gradient gains ∂r of its position.
-            global::MambaGen.Cpu.Embedding.ScatterAdd(dr, DModel, tokens, gradients.Slice(Layout.Embedding, Vocab * DModel));
+            global::MambaGen.Cpu.Embedding.ScatterAdd(dr, DModel, tokens, global::MambaGen.ParameterLayout.Part(gradients, Layout.Embedding, Vocab * DModel));
         }
 
         /// <summary>
@@ -528,18 +530,19 @@ namespace Demo
             public readonly float[] DSkip = new float[DInnerStride];
             private readonly float[] _expALog = new float[DInner * DState];
 
-            public void Prepare(float[] p, global::MambaGen.LayerOffsets o)
+            public void Prepare(global::MambaGen.MambaParameters p, global::MambaGen.LayerOffsets o)
             {
+                var convWeight = p.Span(o.ConvWeight, DInner * ConvKernel);
                 for (int c = 0; c < DInner; c++)
                     for (int tap = 0; tap < ConvKernel; tap++)
-                        ConvWeights[tap * DInnerStride + c] = p[o.ConvWeight + c * ConvKernel + tap];
-                p.AsSpan(o.ConvBias, DInner).CopyTo(ConvBiases);
-                global::MambaGen.Cpu.Simd.Exp(p.AsSpan(o.ALog, DInner * DState), _expALog);
+                        ConvWeights[tap * DInnerStride + c] = convWeight[c * ConvKernel + tap];
+                p.Span(o.ConvBias, DInner).CopyTo(ConvBiases);
+                global::MambaGen.Cpu.Simd.Exp(p.Span(o.ALog, DInner * DState), _expALog);
                 for (int c = 0; c < DInner; c++)
                     for (int n = 0; n < DState; n++)
                         NegA[n * DInnerStride + c] = -_expALog[c * DState + n];
-                p.AsSpan(o.DtProjBias, DInner).CopyTo(DtBias);
-                p.AsSpan(o.D, DInner).CopyTo(DSkip);
+                p.Span(o.DtProjBias, DInner).CopyTo(DtBias);
+                p.Span(o.D, DInner).CopyTo(DSkip);
             }
         }
 
@@ -700,11 +703,11 @@ namespace Demo
 
             public void CopyTo(global::System.Span<float> gradients, global::MambaGen.LayerOffsets o)
             {
-                ConvWeights.CopyTo(gradients.Slice(o.ConvWeight, DInner * ConvKernel));
-                ConvBiases.CopyTo(gradients.Slice(o.ConvBias, DInner));
-                ALog.CopyTo(gradients.Slice(o.ALog, DInner * DState));
-                DSkip.CopyTo(gradients.Slice(o.D, DInner));
-                DtBias.CopyTo(gradients.Slice(o.DtProjBias, DInner));
+                ConvWeights.CopyTo(global::MambaGen.ParameterLayout.Part(gradients, o.ConvWeight, DInner * ConvKernel));
+                ConvBiases.CopyTo(global::MambaGen.ParameterLayout.Part(gradients, o.ConvBias, DInner));
+                ALog.CopyTo(global::MambaGen.ParameterLayout.Part(gradients, o.ALog, DInner * DState));
+                DSkip.CopyTo(global::MambaGen.ParameterLayout.Part(gradients, o.D, DInner));
+                DtBias.CopyTo(global::MambaGen.ParameterLayout.Part(gradients, o.DtProjBias, DInner));
             }
         }
 

@@ -183,7 +183,7 @@ namespace Demo
         {
             global::MambaGen.Cpu.ModelInput.RequireTokenBatch(tokens, batch, Vocab, nameof(tokens));
             global::MambaGen.Cpu.ModelInput.RequireTargets(targets, tokens.Length, Vocab, nameof(targets));
-            global::MambaGen.Cpu.ModelInput.RequireLength(gradients.Length, Layout.TotalLength, nameof(gradients));
+            global::MambaGen.Cpu.ModelInput.RequireLength(gradients.Length, Parameters.TrainableLength, nameof(gradients));
             return _backend.ForwardBackward(tokens, targets, batch, gradients);
         }
 

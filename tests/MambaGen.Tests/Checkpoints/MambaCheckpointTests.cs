@@ -166,7 +166,7 @@ public class MambaCheckpointTests
         {
             using var dir = new ScratchDirectory();
             var reference = RandomParameters(Tiny, seed: 3);
-            WriteCheckpoint(dir, Tiny, reference.Layout.Tensors.Select(t => new SafeTensor(t.Key, t.Shape, reference.Values.AsMemory(t.Offset, t.Length), dtype)));
+            WriteCheckpoint(dir, Tiny, reference.Layout.Tensors.Select(t => new SafeTensor(t.Key, t.Shape, reference.Slice(t).ToArray(), dtype)));
 
             var loaded = MambaCheckpoint.Load(dir.Path, Tiny);
             // Expected values come from independent roundings: .NET's scalar Half cast for F16, and round-half-even
@@ -185,9 +185,9 @@ public class MambaCheckpointTests
         var embedding = reference.Layout[ParameterLayout.EmbeddingKey];
         var tensors = reference.Layout.Tensors
             .Select(t => new SafeTensor(t.Key == ParameterLayout.EmbeddingKey ? MambaCheckpoint.MambaSsmEmbeddingKey : t.Key, t.Shape,
-                reference.Values.AsMemory(t.Offset, t.Length)))
+                reference.Slice(t).ToArray()))
             // mamba_ssm keeps the tied head as its own (identical) tensor.
-            .Append(new SafeTensor(ParameterLayout.LmHeadKey, embedding.Shape, reference.Values.AsMemory(embedding.Offset, embedding.Length)))
+            .Append(new SafeTensor(ParameterLayout.LmHeadKey, embedding.Shape, reference.Slice(embedding).ToArray()))
             .ToList();
         SafeTensorsWriter.Write(dir.File("model.safetensors"), tensors);
         File.WriteAllText(dir.File("config.json"), """
@@ -256,7 +256,7 @@ public class MambaCheckpointTests
         var reference = RandomParameters(Tiny with { TieEmbeddings = false }, seed: 6);
         WriteCheckpoint(dir, reference.Shape, reference.Layout.Tensors
             .Where(t => t.Key is not ("backbone.layers.1.mixer.A_log" or "lm_head.weight"))
-            .Select(t => new SafeTensor(t.Key, t.Shape, reference.Values.AsMemory(t.Offset, t.Length))));
+            .Select(t => new SafeTensor(t.Key, t.Shape, reference.Slice(t).ToArray())));
 
         var error = Assert.Throws<CheckpointException>(() => MambaCheckpoint.Load(dir.Path, reference.Shape));
         Assert.Contains($"{dir.File("model.safetensors")}: missing tensors 'backbone.layers.1.mixer.A_log', 'lm_head.weight'", error.Message);
@@ -268,7 +268,7 @@ public class MambaCheckpointTests
         using var dir = new ScratchDirectory();
         var reference = RandomParameters(Tiny, seed: 6);
         WriteCheckpoint(dir, Tiny, reference.Layout.Tensors
-            .Select(t => new SafeTensor(t.Key, t.Shape, reference.Values.AsMemory(t.Offset, t.Length)))
+            .Select(t => new SafeTensor(t.Key, t.Shape, reference.Slice(t).ToArray()))
             .Append(new SafeTensor("backbone.layers.2.norm.weight", [6], new float[6])));
 
         var error = Assert.Throws<CheckpointException>(() => MambaCheckpoint.Load(dir.Path, Tiny));
@@ -282,7 +282,7 @@ public class MambaCheckpointTests
         using var dir = new ScratchDirectory();
         var reference = RandomParameters(Tiny, seed: 6);
         WriteCheckpoint(dir, Tiny, reference.Layout.Tensors
-            .Select(t => new SafeTensor(t.Key, t.Shape, reference.Values.AsMemory(t.Offset, t.Length)))
+            .Select(t => new SafeTensor(t.Key, t.Shape, reference.Slice(t).ToArray()))
             .Append(new SafeTensor(MambaCheckpoint.MambaSsmEmbeddingKey, [11, 6], new float[66])));
 
         var error = Assert.Throws<CheckpointException>(() => MambaCheckpoint.Load(dir.Path, Tiny));
@@ -295,8 +295,8 @@ public class MambaCheckpointTests
         using var dir = new ScratchDirectory();
         var reference = RandomParameters(Tiny, seed: 6);
         WriteCheckpoint(dir, Tiny, reference.Layout.Tensors.Select(t => t.Key == "backbone.layers.0.mixer.A_log"
-            ? new SafeTensor(t.Key, [3, 12], reference.Values.AsMemory(t.Offset, t.Length))
-            : new SafeTensor(t.Key, t.Shape, reference.Values.AsMemory(t.Offset, t.Length))));
+            ? new SafeTensor(t.Key, [3, 12], reference.Slice(t).ToArray())
+            : new SafeTensor(t.Key, t.Shape, reference.Slice(t).ToArray())));
 
         var error = Assert.Throws<CheckpointException>(() => MambaCheckpoint.Load(dir.Path, Tiny));
         Assert.Equal($"{dir.File("model.safetensors")}: tensor 'backbone.layers.0.mixer.A_log' has shape [3, 12] but the model type expects [12, 3]. " +

@@ -28,9 +28,9 @@ public class BFloat16DecodeTests
         // The fused kernels read a bf16 matrix in 16-byte packs only when it starts at a multiple of 8 elements;
         // otherwise they fall back to one element per lane, so the wide model would not test the packed bf16 path.
         var layout = WideDecodeModel.Create(1).Parameters.Layout;
-        var offsets = new List<int> { layout.Embedding };
+        var offsets = new List<long> { layout.Embedding };
         foreach (var o in layout.LayerOffsets) offsets.AddRange([o.InProj, o.XProj, o.OutProj]);
-        Assert.All(offsets, offset => Assert.Equal(0, offset % 8));
+        Assert.All(offsets, offset => Assert.Equal(0L, offset % 8));
     }
 
     [GpuFact]

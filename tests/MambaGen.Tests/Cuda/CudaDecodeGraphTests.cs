@@ -37,9 +37,9 @@ public class CudaDecodeGraphTests
     {
         // The packed path needs every matrix the fused kernels read to start at a multiple of 4 floats.
         var layout = WideDecodeModel.Create(1).Parameters.Layout;
-        var offsets = new List<int> { layout.Embedding, layout.NormF };
+        var offsets = new List<long> { layout.Embedding, layout.NormF };
         foreach (var o in layout.LayerOffsets) offsets.AddRange([o.InProj, o.XProj, o.OutProj, o.Norm]);
-        Assert.All(offsets, offset => Assert.Equal(0, offset % 4));
+        Assert.All(offsets, offset => Assert.Equal(0L, offset % 4));
     }
 
     [GpuFact]

@@ -223,11 +223,11 @@ public class CudaTrainingTests
         foreach (var tensor in layout.Tensors)
         {
             double scale = 0;
-            for (int i = tensor.Offset; i < tensor.Offset + tensor.Length; i++) scale = Math.Max(scale, Math.Abs(expected[i]));
+            for (long i = tensor.Offset; i < tensor.Offset + tensor.Length; i++) scale = Math.Max(scale, Math.Abs(expected[i]));
             double tolerance = relativeToMax * scale + absolute;
             double worst = -1;
-            int at = -1;
-            for (int i = tensor.Offset; i < tensor.Offset + tensor.Length; i++)
+            long at = -1;
+            for (long i = tensor.Offset; i < tensor.Offset + tensor.Length; i++)
             {
                 double error = Math.Abs(actual[i] - expected[i]);
                 if (double.IsNaN(error)) error = double.PositiveInfinity;

@@ -26,9 +26,9 @@ internal sealed class FakeLinearModel : IMambaModel
         Parameters = new MambaParameters(new ParameterLayout(Shape));
         var random = new Xoshiro256(seed);
         foreach (ref float value in Parameters.Values.AsSpan()) value = (float)random.NextNormal();
-        _embedding = Parameters.Layout.Embedding;
-        _norm = Parameters.Layout.NormF;
-        _mix = Parameters.Layout.LayerOffsets[0].D;
+        _embedding = (int)Parameters.Layout.Embedding;
+        _norm = (int)Parameters.Layout.NormF;
+        _mix = (int)Parameters.Layout.LayerOffsets[0].D;
         _hidden = new double[Shape.DModel];
         _hiddenGradient = new double[Shape.DModel];
         _logits = new double[vocab];

@@ -41,7 +41,7 @@ public class AdamWTests
         var parameters = new float[layout.TotalLength];
         foreach (ref float x in parameters.AsSpan()) x = (float)random.NextNormal();
         var decay = new bool[layout.TotalLength];
-        foreach (var tensor in layout.Tensors) decay.AsSpan(tensor.Offset, tensor.Length).Fill(tensor.WeightDecay);
+        foreach (var tensor in layout.Tensors) decay.AsSpan((int)tensor.Offset, tensor.Length).Fill(tensor.WeightDecay);
         var p = parameters.Select(x => (double)x).ToArray();
         var m = new double[p.Length];
         var v = new double[p.Length];
@@ -72,14 +72,14 @@ public class AdamWTests
     {
         var layout = SmallLayout();
         var optimizer = new AdamW(layout, new AdamWOptions { WeightDecay = 0.5f });
-        var parameters = Enumerable.Range(0, layout.TotalLength).Select(i => 1f + i % 7).ToArray();
+        var parameters = Enumerable.Range(0, layout.SingleSegmentLength).Select(i => 1f + i % 7).ToArray();
         var before = (float[])parameters.Clone();
         // With zero gradients the Adam step is 0/(0+ε) = 0, so only the decoupled decay can move a weight.
         for (int step = 0; step < 3; step++) optimizer.Update(parameters, new float[parameters.Length], 0.1f);
 
         double factor = Math.Pow(1 - 0.1 * 0.5, 3);
         foreach (var tensor in layout.Tensors)
-            for (int i = tensor.Offset; i < tensor.Offset + tensor.Length; i++)
+            for (long i = tensor.Offset; i < tensor.Offset + tensor.Length; i++)
             {
                 if (tensor.WeightDecay) Assert.Equal(before[i] * factor, parameters[i], 1e-5);
                 else Assert.Equal(before[i], parameters[i]);
@@ -96,7 +96,7 @@ public class AdamWTests
         var layout = SmallLayout();
         var optimizer = new AdamW(layout);
         var parameters = new float[layout.TotalLength];
-        var gradients = Enumerable.Repeat(0.1f, layout.TotalLength).ToArray();
+        var gradients = Enumerable.Repeat(0.1f, layout.SingleSegmentLength).ToArray();
         optimizer.Update(parameters, gradients, 1e-3f);
         long before = GC.GetAllocatedBytesForCurrentThread();
         for (int i = 0; i < 100; i++) optimizer.Update(parameters, gradients, 1e-3f);

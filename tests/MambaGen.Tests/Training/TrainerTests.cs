@@ -55,7 +55,7 @@ public sealed class TrainerTests : IDisposable
         model.ForwardBackward(tokens, targets, 2, gradients);
         var scratch = new float[gradients.Length];
         var layout = model.Parameters.Layout;
-        int[] probes = [layout.Embedding + 5, layout.Embedding + 4 * 7 + 2, layout.NormF + 1, layout.LayerOffsets[0].D + 3, layout.LayerOffsets[0].ALog];
+        long[] probes = [layout.Embedding + 5, layout.Embedding + 4 * 7 + 2, layout.NormF + 1, layout.LayerOffsets[0].D + 3, layout.LayerOffsets[0].ALog];
         foreach (int i in probes)
         {
             float saved = model.Parameters.Values[i];

@@ -28,7 +28,7 @@ public sealed partial class CudaMambaModel
     /// </summary>
     public float ForwardBackward(ReadOnlySpan<int> tokens, ReadOnlySpan<int> targets, int batch, Span<float> gradients)
     {
-        ModelInput.RequireLength(gradients.Length, _parameters.Layout.TotalLength, nameof(gradients));
+        ModelInput.RequireLength(gradients.Length, _parameters.TrainableLength, nameof(gradients));
         lock (_sync)
         {
             float loss = ForwardBackwardOnDevice(tokens, targets, batch);
@@ -79,7 +79,7 @@ public sealed partial class CudaMambaModel
 
     private TrainingKernels Training => _trainingKernels ??= new TrainingKernels(_module, _context);
 
-    private ulong Gradient(int offset) => _gradients!.DevicePointer + (ulong)offset * sizeof(float);
+    private ulong Gradient(long offset) => _gradients!.DevicePointer + (ulong)offset * sizeof(float);
 
     private float ForwardBackwardOnDevice(ReadOnlySpan<int> tokens, ReadOnlySpan<int> targets, int batch)
     {
@@ -299,7 +299,7 @@ public sealed partial class CudaMambaModel
     /// dW = Σ_b dout_b·in_bᵀ into the gradient at <paramref name="weightOffset"/>, and d in_b = Wᵀ·dout_b written to
     /// (or, with <paramref name="accumulate"/>, added onto) <paramref name="dInput"/>.
     /// </summary>
-    private void TokenMixBackward(ActivationBuffer dOut, int rows, int weightOffset, ActivationBuffer input, int width,
+    private void TokenMixBackward(ActivationBuffer dOut, int rows, long weightOffset, ActivationBuffer input, int width,
         ActivationBuffer dInput, bool accumulate, BackwardBuffers bw, int batch, int length)
     {
         var act = ActivationType;
@@ -322,7 +322,7 @@ public sealed partial class CudaMambaModel
     /// (and of the mixer output it added), the weight's gradient goes to <paramref name="weightOffset"/>.
     /// <paramref name="dResidualOut"/> is the gradient reaching the residual output from above (0: none).
     /// </summary>
-    private void NormBackward(NormBuffers norm, int weightOffset, ActivationBuffer dNormed, ulong dResidualOut,
+    private void NormBackward(NormBuffers norm, long weightOffset, ActivationBuffer dNormed, ulong dResidualOut,
         CudaDeviceVariable<float> dr, BackwardBuffers bw, int rows)
     {
         var k = Training;

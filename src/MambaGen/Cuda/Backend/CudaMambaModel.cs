@@ -80,9 +80,16 @@ public sealed partial class CudaMambaModel : IMambaBackend
             bool bf16 = _precision == GpuPrecision.BFloat16;
             _module = owned.Own(_context.LoadModule(compiler.CompileFor(_context, cudaSource, sourceName, bf16 ? BFloat16CompileOptions : CompileOptions).Image));
             _compute = new KernelSet(_module);
-            if (bf16) _computeWeights = owned.Own(new CudaDeviceVariable<ushort>(_context, parameters.Values.Length));
+            if (parameters.SixteenBitWeights is not null && !bf16)
+                throw new NotSupportedException(
+                    $"These parameters were loaded 16-bit only ({parameters.SixteenBitWeights.Format}); on the GPU they need bf16 arithmetic " +
+                    $"(Device.Cuda(ordinal, GpuPrecision.BFloat16)), not {_precision}.");
+            if (bf16) _computeWeights = owned.Own(new CudaDeviceVariable<ushort>(_context, parameters.Count));
             _launch = LaunchFacts.Read(_module, _compute.ScanForward, _context);
-            _weights = owned.Own(new CudaDeviceVariable<float>(_context, parameters.Values.Length));
+            _fp32Tensors = parameters.SixteenBitWeights is null ? null : parameters.Layout.Tensors.Where(t => !t.ProductOnly).ToArray();
+            _fp32PackedStarts = _fp32Tensors?.Select(t => (long)t.Length).Prepend(0L).ToArray();
+            for (int i = 1; i < (_fp32PackedStarts?.Length ?? 0); i++) _fp32PackedStarts![i] += _fp32PackedStarts[i - 1];
+            _weights = owned.Own(new CudaDeviceVariable<float>(_context, _fp32PackedStarts?[^1] ?? parameters.Count));
             _scaledA = owned.Own(new CudaDeviceVariable<float>(_context, (long)_shape.Layers * _shape.DInner * _shape.DState));
             _stages = owned.Own(new StageClock(_context, _stream));
             UploadParameters();
@@ -139,12 +146,20 @@ public sealed partial class CudaMambaModel : IMambaBackend
             ObjectDisposedException.ThrowIf(_disposed, this);
             _uploadedVersion = _parameters.Version;
             _uploads++;
-            _weights.CopyToDevice(_parameters.Values);
+            if (_fp32Tensors is null)
+            {
+                var segments = _parameters.Layout.Segments;
+                for (int i = 0; i < segments.Count; i++) _weights.CopyToDevice(_parameters.Segments[i], segments[i].Start);
+            }
+            else
+            {
+                for (int i = 0; i < _fp32Tensors.Length; i++) _weights.CopyToDevice(_parameters.Slice(_fp32Tensors[i]), _fp32PackedStarts![i]);
+            }
             int perLayer = _shape.DInner * _shape.DState;
             var scaled = new float[(long)_shape.Layers * perLayer];
             for (int layer = 0; layer < _shape.Layers; layer++)
             {
-                var aLog = _parameters.Values.AsSpan(_parameters.Layout.LayerOffsets[layer].ALog, perLayer);
+                var aLog = _parameters.Span(_parameters.Layout.LayerOffsets[layer].ALog, perLayer);
                 for (int i = 0; i < perLayer; i++)
                     scaled[layer * perLayer + i] = (float)(-Math.Exp(aLog[i]) * 1.4426950408889634);
             }
@@ -153,11 +168,39 @@ public sealed partial class CudaMambaModel : IMambaBackend
         }
     }
 
-    /// <summary>In bf16 mode the products read a bf16 copy of the weights: rewritten whenever the fp32 weights are replaced.</summary>
+    /// <summary>
+    /// In bf16 mode the products read a bf16 copy of the weights: rewritten whenever the fp32 weights are replaced, or
+    /// for 16-bit-only parameters copied from their 16-bit values (fp16 ones rounded to bf16 on the way).
+    /// </summary>
     private void RefreshComputeWeights()
     {
-        if (_computeWeights is not null)
+        if (_computeWeights is null) return;
+        if (_parameters.SixteenBitWeights is not { } sixteenBit)
+        {
             LaunchElementwise(_compute.ToActivation, _weights.Count, _weights, _computeWeights, _weights.Count);
+            return;
+        }
+        var segments = _parameters.Layout.Segments;
+        for (int i = 0; i < segments.Count; i++)
+        {
+            var bits = sixteenBit.Segments[i];
+            if (sixteenBit.Format == HalfPrecision.BFloat16)
+            {
+                _computeWeights.CopyToDevice(bits, segments[i].Start);
+                continue;
+            }
+            // fp16 → fp32 (exact) → bf16 (round to nearest even), a chunk at a time so the host holds no second copy.
+            const int chunk = 1 << 22;
+            var widened = new float[Math.Min(chunk, bits.Length)];
+            var rounded = new ushort[widened.Length];
+            for (int start = 0; start < bits.Length; start += chunk)
+            {
+                int count = Math.Min(chunk, bits.Length - start);
+                HalfWeights.Widen(bits.AsSpan(start, count), widened.AsSpan(0, count), HalfPrecision.Float16);
+                HalfWeights.Round(widened.AsSpan(0, count), rounded.AsSpan(0, count), HalfPrecision.BFloat16);
+                _computeWeights.CopyToDevice(rounded.AsSpan(0, count), segments[i].Start + start);
+            }
+        }
     }
 
     /// <summary>
@@ -330,19 +373,43 @@ public sealed partial class CudaMambaModel : IMambaBackend
             0f, a.Logits.DevicePointer, HeadOutputType(logitsFor), s.Vocab);
     }
 
-    /// <summary>The fp32 (master) value of the parameter at <paramref name="offset"/>.</summary>
-    private ulong Weight(int offset) => _weights.DevicePointer + (ulong)offset * sizeof(float);
+    /// <summary>
+    /// For 16-bit-only parameters, the tensors the device keeps in fp32 (those not <see cref="ParameterTensor.ProductOnly"/>),
+    /// packed one after another in <see cref="_weights"/>; null when it holds the whole flat vector.
+    /// </summary>
+    private readonly ParameterTensor[]? _fp32Tensors;
+    /// <summary>Where each of <see cref="_fp32Tensors"/> starts in <see cref="_weights"/>.</summary>
+    private readonly long[]? _fp32PackedStarts;
+
+    /// <summary>The fp32 (master) value of the parameter at flat <paramref name="offset"/>.</summary>
+    private ulong Weight(long offset) => _weights.DevicePointer + (ulong)PackedFp32Offset(offset) * sizeof(float);
+
+    /// <summary>Where flat <paramref name="offset"/> lies in <see cref="_weights"/>: itself, or its place among the packed fp32 tensors.</summary>
+    private long PackedFp32Offset(long offset)
+    {
+        if (_fp32Tensors is null) return offset;
+        int low = 0, high = _fp32Tensors.Length - 1;
+        while (low <= high)
+        {
+            int middle = (low + high) >> 1;
+            var tensor = _fp32Tensors[middle];
+            if (offset < tensor.Offset) high = middle - 1;
+            else if (offset >= tensor.Offset + tensor.Length) low = middle + 1;
+            else return _fp32PackedStarts![middle] + offset - tensor.Offset;
+        }
+        throw new InvalidOperationException($"Parameter element {offset} has no fp32 copy on the device: the model was loaded 16-bit only.");
+    }
 
     /// <summary>
     /// The weight a product reads, <paramref name="skip"/> elements after the parameter at <paramref name="offset"/>:
     /// the bf16 copy in bf16 mode, the fp32 value otherwise.
     /// </summary>
-    private ulong ComputeWeight(int offset, int skip = 0) => _computeWeights is null
+    private ulong ComputeWeight(long offset, long skip = 0) => _computeWeights is null
         ? Weight(offset + skip)
         : _computeWeights.DevicePointer + (ulong)(offset + skip) * sizeof(ushort);
 
     /// <summary>The output head's offset: the untied head, or the embedding it is tied to.</summary>
-    private int HeadOffset => _parameters.Layout.LmHead >= 0 ? _parameters.Layout.LmHead : _parameters.Layout.Embedding;
+    private long HeadOffset => _parameters.Layout.LmHead >= 0 ? _parameters.Layout.LmHead : _parameters.Layout.Embedding;
 
     /// <summary>Layer <paramref name="layer"/>'s A·log2 e (D_INNER × N).</summary>
     private ulong ScaledA(int layer) =>

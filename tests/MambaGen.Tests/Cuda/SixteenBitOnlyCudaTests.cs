@@ -1,0 +1,54 @@
+using MambaGen.Checkpoints;
+using MambaGen.Generation;
+using MambaGen.Tests.Checkpoints;
+using MambaGen.Tests.Model;
+
+namespace MambaGen.Tests.Cuda;
+
+/// <summary>mamba-2.8b's widths (D 2560, ED 5120, R 160, N 16, K 4) with two layers and a small vocabulary: 83 M parameters.</summary>
+[MambaModel(DModel = 2560, Layers = 2, Vocab = 512)]
+[SelectiveSsm(DState = 16, Expand = 2, ConvKernel = 4)]
+public partial class Wide2560Model { }
+
+/// <summary>16-bit-only parameters on a bf16 GPU, and the bf16 GPU path at mamba-2.8b's widths.</summary>
+public class SixteenBitOnlyCudaTests
+{
+    private static readonly Device Bf16 = Device.Cuda(0, GpuPrecision.BFloat16);
+
+    /// <summary>
+    /// A bf16 checkpoint loaded 16-bit only puts on the GPU exactly what the fp32 load does after its bf16 rounding (the
+    /// same bf16 bits for the products, the same fp32 values for the rest), and the same kernels run: every logit and
+    /// every greedy token must be equal, bit for bit.
+    /// </summary>
+    [GpuFact]
+    public void SixteenBitOnlyUploadEqualsRoundedFp32MastersBitForBit()
+    {
+        Check(BiasedUntiedModel.Create(4).Parameters, p => BiasedUntiedModel.FromParameters(p).To(Bf16));
+        Check(Wide2560Model.Create(4).Parameters, p => Wide2560Model.FromParameters(p).To(Bf16));
+
+        static void Check<T>(MambaParameters source, Func<MambaParameters, T> onGpu) where T : IMambaModel, IDecodingModel
+        {
+            using var dir = new ScratchDirectory();
+            LargeModelStorageTests.WriteSixteenBitCheckpoint(dir.Path, source, DType.BF16);
+            using var masters = onGpu(MambaCheckpoint.Load(dir.Path, source.Shape));
+            using var sixteen = onGpu(MambaCheckpoint.Load(dir.Path, source.Shape, new CheckpointLoadOptions { KeepSixteenBitWeights = true }));
+            int[] tokens = [5, 3, 11, 2, 7, 1, 9, 4];
+            Assert.Equal(masters.Forward(tokens, 2), sixteen.Forward(tokens, 2));
+            Assert.Equal(masters.Forward(tokens, 1), sixteen.Forward(tokens, 1));
+            var options = new GenerationOptions { MaxNewTokens = 6 };
+            Assert.Equal(TokenGenerator.Generate(masters, tokens, options), TokenGenerator.Generate(sixteen, tokens, options));
+        }
+    }
+
+    /// <summary>The bf16 GPU forward at mamba-2.8b's widths against the fp32 CPU, within the bf16 bar of <see cref="BFloat16CudaTests"/>.</summary>
+    [GpuFact]
+    public void Bf16ForwardAtThe2_8BWidthsMatchesTheCpu()
+    {
+        var cpu = Wide2560Model.Create(6);
+        using var gpu = cpu.To(Bf16);
+        int[] tokens = [17, 300, 5, 44, 511, 0, 128, 77, 9, 250];
+        var (ratio, error) = BFloat16CudaTests.WorstLogitError(gpu.Forward(tokens, 2), cpu.Forward(tokens, 2));
+        Console.WriteLine($"bf16 GPU vs CPU at D 2560: worst error {ratio:P1} of the tolerance");
+        Assert.Null(error);
+    }
+}
