@@ -110,9 +110,31 @@ def check_conv(nv, results, compare):
                     print(("PASS " if ok else "FAIL ") + case + ("" if ok else str(parts)), flush=True)
 
 
-def time_conv(nv, results, median_ms, hbm=4.2e12):
+def gpu_ms(fn, iters=30):
+    """(median, min, max) GPU milliseconds of fn(i) between CUDA events. The GPU is held busy (torch.cuda._sleep, about
+    1 ms) while the host enqueues each call, so host launch overhead, comparable to these kernels' tens of
+    microseconds, is not counted."""
+    for i in range(3):
+        fn(i)
+    torch.cuda.synchronize()
+    times = []
+    for i in range(iters):
+        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        if hasattr(torch.cuda, "_sleep"):
+            torch.cuda._sleep(2_000_000)
+        s.record()
+        fn(i)
+        e.record()
+        times.append((s, e))
+    torch.cuda.synchronize()
+    ms = sorted(s.elapsed_time(e) for s, e in times)
+    return ms[len(ms) // 2], ms[0], ms[-1]
+
+
+def time_conv(nv, results, hbm=4.2e12):
     """Forward and backward (both launches) at the training / prefill shapes, x contiguous as the model stores it
-    and x strided inside in_proj's (b, L, 2·ED) output; three input sets rotated (each larger than L2); median of 30.
+    and x strided inside in_proj's (b, L, 2·ED) output; three input sets rotated (each larger than L2); median of 30
+    (gpu_ms).
     Bytes: forward reads x and writes out, backward reads x and dout and writes dx (the partials are 0.1 %)."""
     rows = results.setdefault("other_timings", [])
     k = 4
@@ -123,8 +145,8 @@ def time_conv(nv, results, median_ms, hbm=4.2e12):
         for b, ed, length, layout in ((8, 1536, 2048, "contiguous"), (8, 1536, 2048, "strided"),
                                       (1, 1536, 2048, "contiguous")):
             sets = [conv_inputs(b, ed, length, k, dt, layout, True, False, 900 + i) for i in range(3)]
-            fwd = median_ms(lambda i: conv.forward(sets[i % 3][0], sets[i % 3][1], sets[i % 3][2]), 30)
-            bwd = median_ms(lambda i: conv.backward(sets[i % 3][0], sets[i % 3][1], sets[i % 3][2], sets[i % 3][4]), 30)
+            fwd = gpu_ms(lambda i: conv.forward(sets[i % 3][0], sets[i % 3][1], sets[i % 3][2]), 30)
+            bwd = gpu_ms(lambda i: conv.backward(sets[i % 3][0], sets[i % 3][1], sets[i % 3][2], sets[i % 3][4]), 30)
             elems = b * ed * length
             fwd_bytes, bwd_bytes = 2 * elems * s, 3 * elems * s
             row = {"kernel": "causal_conv1d", "shape": f"{b}x{ed}x{length} K{k} x {layout}",
@@ -205,8 +227,8 @@ def check_all(nv, results, compare):
 
 
 def time_all(nv, results, median_ms):
-    time_conv(nv, results, median_ms)
-    time_cross_entropy(nv, results, median_ms)
+    time_conv(nv, results)
+    time_cross_entropy(nv, results)
     rows = results.setdefault("other_timings", [])
     for bf16 in (1, 0):
         dt = torch.bfloat16 if bf16 else torch.float32
@@ -364,7 +386,7 @@ def check_cross_entropy(nv, results, compare):
                     [compare("loss", loss, ref_loss.detach(), bf16), compare("dlogits", dl, ref_grad, bf16)])
 
 
-def time_cross_entropy(nv, results, median_ms, hbm=4.2e12):
+def time_cross_entropy(nv, results, hbm=4.2e12):
     """The 130M training step's cross-entropy: 8·2048 rows × 50280, dlogits over the logits (as the host runs it),
     three logit sets rotated; bytes = the logits read once and the gradient written once."""
     rows_out = results.setdefault("other_timings", [])
@@ -376,7 +398,7 @@ def time_cross_entropy(nv, results, median_ms, hbm=4.2e12):
         sets = [(torch.randn(rows, vocab, device="cuda") * 3).to(dt) for _ in range(3)]
         targets = torch.randint(0, vocab, (rows,), device="cuda", dtype=torch.int32)
         loss = torch.empty(rows, device="cuda")
-        ms = median_ms(lambda i: ce.run(sets[i % 3], targets, loss, sets[i % 3], vocab, 1.0 / rows), 30)
+        ms = gpu_ms(lambda i: ce.run(sets[i % 3], targets, loss, sets[i % 3], vocab, 1.0 / rows), 30)
         floor = 2 * rows * vocab * s / hbm * 1e3
         row = {"kernel": "cross_entropy", "shape": f"{rows}x{vocab}", "dtype": "bf16" if bf16 else "fp32",
                "ms": ms[0], "GBps": 2 * rows * vocab * s / ms[0] / 1e6, "hbm_floor": floor, "x_floor": ms[0] / floor}
@@ -402,8 +424,8 @@ def main():
     print(cat.RESULTS["device"], "NVRTC", nv.version, "torch", torch.__version__, flush=True)
     cat.section("conv checks", lambda: check_conv(nv, cat.RESULTS, cat.compare))
     cat.section("cross-entropy checks", lambda: check_cross_entropy(nv, cat.RESULTS, cat.compare))
-    cat.section("conv timing", lambda: time_conv(nv, cat.RESULTS, cat.median_ms))
-    cat.section("cross-entropy timing", lambda: time_cross_entropy(nv, cat.RESULTS, cat.median_ms))
+    cat.section("conv timing", lambda: time_conv(nv, cat.RESULTS))
+    cat.section("cross-entropy timing", lambda: time_cross_entropy(nv, cat.RESULTS))
     failed = [c["case"] for c in cat.RESULTS["checks"] if not c["ok"]]
     print(f"{len(cat.RESULTS['checks']) - len(failed)} checks passed, {len(failed)} failed: {failed}")
     print("errors:", cat.RESULTS.get("errors"))
