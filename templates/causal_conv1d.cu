@@ -31,18 +31,15 @@
 #define MAMBA_HAS_CONV_BIAS 1
 #endif
 
-// Time steps per lane: a multiple of 8, so a run is whole 16-byte vectors in both activation types. 32 bytes per
-// lane (two vectors) by default: with one, the per-lane work (halo shuffles, index math) kept bf16 at 1.8× its
-// HBM floor (H200, docs/gpu-kernels.md).
+// Time steps per lane: a multiple of 8, so a run is whole 16-byte vectors in both activation types.
 #ifndef MAMBA_CONV_ITEMS
-#define MAMBA_CONV_ITEMS (MAMBA_INPUT_BF16 ? 16 : 8)
+#define MAMBA_CONV_ITEMS 8
 #endif
 
 // For the host: [0] the block size it launches with, [1] time steps per lane, so one block covers [0]·[1] steps of
-// a row (a segment) and a grid of batch·ED·ceil(L / ([0]·[1])) blocks covers everything once. Default: segments of
-// 2048 steps.
+// a row (a segment) and a grid of batch·ED·ceil(L / ([0]·[1])) blocks covers everything once.
 #ifndef MAMBA_CONV_THREADS
-#define MAMBA_CONV_THREADS (2048 / MAMBA_CONV_ITEMS)
+#define MAMBA_CONV_THREADS 256
 #endif
 extern "C" __constant__ int mamba_conv_config[2] = {MAMBA_CONV_THREADS, MAMBA_CONV_ITEMS};
 
@@ -81,11 +78,10 @@ __device__ __forceinline__ long long task_stride() { return (long long)gridDim.x
 __device__ __forceinline__ bool aligned16(const void* p) { return ((unsigned long long)p & 15ull) == 0; }
 
 // Whether whole runs of a row with strides (sb, sc, st) can move as 16-byte vectors: contiguous in time, every row
-// start and so every run start (a multiple of ITEMS, itself a multiple of VEC) on a 16-byte boundary. A run that
-// L cuts short goes one by one.
-__device__ __forceinline__ bool vectorizable(const mg_in_t* p, long long sb, long long sc, long long st)
+// start and run start on a 16-byte boundary (runs start at multiples of ITEMS, a multiple of VEC).
+__device__ __forceinline__ bool vectorizable(const mg_in_t* p, long long sb, long long sc, long long st, int L)
 {
-    return st == 1 && sb % VEC == 0 && sc % VEC == 0 && aligned16(p);
+    return p == nullptr || (st == 1 && sb % ITEMS == 0 && sc % ITEMS == 0 && L % ITEMS == 0 && aligned16(p));
 }
 
 __device__ __forceinline__ void load_vec(const float* p, float* v)
@@ -199,7 +195,7 @@ extern "C" __global__ void mamba_conv_fwd(const mg_in_t* __restrict__ x, long lo
                                           float* __restrict__ state_out, int batch, int L)
 {
     using namespace mg_conv;
-    const bool x_vec = vectorizable(x, sb, sc, st), out_vec = vectorizable(out, (long long)ED * L, L, 1);
+    const bool x_vec = vectorizable(x, sb, sc, st, L), out_vec = vectorizable(out, (long long)ED * L, L, 1, L);
     const long long segments = segments_per_row(L);
     const long long tasks = (long long)batch * ED * segments;
     for (long long task = first_task(); task < tasks; task += task_stride())
@@ -236,8 +232,8 @@ extern "C" __global__ void mamba_conv_bwd(const mg_in_t* __restrict__ x, long lo
 {
     using namespace mg_conv;
     __shared__ float warp_sums[32][K + 1];
-    const bool x_vec = vectorizable(x, sb, sc, st) && vectorizable(dx, sb, sc, st);   // dx has x's strides
-    const bool dout_vec = vectorizable(dout, (long long)ED * L, L, 1);
+    const bool x_vec = vectorizable(x, sb, sc, st, L) && vectorizable(dx, sb, sc, st, L);   // dx has x's strides
+    const bool dout_vec = vectorizable(dout, (long long)ED * L, L, 1, L);
     const long long segments = segments_per_row(L);
     const long long tasks = (long long)batch * ED * segments;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;

@@ -30,54 +30,13 @@ constexpr int VEC = 16 / (int)sizeof(mg_in_t);                     // columns pe
 constexpr int PER = (V + VEC * THREADS - 1) / (VEC * THREADS);     // vectors per thread
 static_assert(THREADS % 32 == 0 && THREADS <= 1024, "MAMBA_CE_THREADS: a multiple of 32, at most 1024");
 
-// One 16-byte vector of activations as four 32-bit words (bf16: two per word, the lower column in the low half), so
-// a vector costs four registers however it was read.
+// Raw 16-byte vector of activations.
 struct alignas(16) Raw
 {
-    unsigned int w[4];
+    mg_in_t v[VEC];
 };
 
-__device__ __forceinline__ float value(const Raw& r, int j)
-{
-#if MAMBA_INPUT_BF16
-    return __uint_as_float(j % 2 == 0 ? r.w[j / 2] << 16 : r.w[j / 2] & 0xffff0000u);
-#else
-    return __uint_as_float(r.w[j]);
-#endif
-}
-
-// Columns col0 … col0 + VEC − 1 of row x (past V: 0), as one vector load when `vec`.
-__device__ __forceinline__ Raw load(const mg_in_t* x, int col0, bool vec)
-{
-    if (vec && col0 + VEC <= V) return *reinterpret_cast<const Raw*>(x + col0);
-    Raw r;
-#pragma unroll
-    for (int q = 0; q < 4; ++q)
-    {
-#if MAMBA_INPUT_BF16
-        const unsigned int lo = col0 + 2 * q < V ? x[col0 + 2 * q] : 0u;
-        const unsigned int hi = col0 + 2 * q + 1 < V ? x[col0 + 2 * q + 1] : 0u;
-        r.w[q] = lo | hi << 16;
-#else
-        r.w[q] = col0 + q < V ? __float_as_uint(x[col0 + q]) : 0u;
-#endif
-    }
-    return r;
-}
-
-// The gradient vector g (VEC columns) in the activation type.
-__device__ __forceinline__ Raw pack(const float* g)
-{
-    Raw r;
-#pragma unroll
-    for (int q = 0; q < 4; ++q)
-#if MAMBA_INPUT_BF16
-        r.w[q] = (unsigned int)mg_f32_to_bf16(g[2 * q]) | (unsigned int)mg_f32_to_bf16(g[2 * q + 1]) << 16;
-#else
-        r.w[q] = __float_as_uint(g[q]);
-#endif
-    return r;
-}
+__device__ __forceinline__ float value(const Raw& r, int j) { return MAMBA_INPUT_BF16 ? mg_bf16_to_f32((mg_bf16)r.v[j]) : (float)r.v[j]; }
 }
 
 extern "C" __global__ void __launch_bounds__(MAMBA_CE_THREADS)
@@ -96,50 +55,53 @@ mamba_cross_entropy(const mg_in_t* __restrict__ logits, const int* __restrict__ 
 
     Raw held[PER];
 #pragma unroll
-    for (int i = 0; i < PER; ++i) held[i] = load(x, (i * THREADS + (int)threadIdx.x) * VEC, vec);
-
-    // Maximum and sum of exponentials in one sweep over the registers: per vector, its maximum rescales the running
-    // sum when it raises the running maximum (exp2 of v·log2 e − max·log2 e: one FFMA and one MUFU per column).
-    float run_max = -3.402823466e38f, run_sum = 0.f;
-#pragma unroll
     for (int i = 0; i < PER; ++i)
     {
-        const int scored = valid_vocab - (i * THREADS + (int)threadIdx.x) * VEC;   // scored columns in this vector
-        float v[VEC];
-        float vmax = -3.402823466e38f;
-#pragma unroll
-        for (int j = 0; j < VEC; ++j)
+        const int col0 = (i * THREADS + (int)threadIdx.x) * VEC;
+        if (vec && col0 + VEC <= V) held[i] = *reinterpret_cast<const Raw*>(x + col0);
+        else
         {
-            v[j] = value(held[i], j);
-            if (scored >= VEC || j < scored) vmax = fmaxf(vmax, v[j]);
-        }
-        if (vmax > run_max)
-        {
-            run_sum *= mg_exp2((run_max - vmax) * MG_LOG2E);
-            run_max = vmax;
-        }
-        const float max2 = run_max * MG_LOG2E;
 #pragma unroll
-        for (int j = 0; j < VEC; ++j)
-            if (scored >= VEC || j < scored) run_sum += mg_exp2(fmaf(v[j], MG_LOG2E, -max2));
+            for (int j = 0; j < VEC; ++j) held[i].v[j] = col0 + j < V ? x[col0 + j] : (mg_in_t)0;
+        }
     }
+
+    float run_max = -3.402823466e38f;
+#pragma unroll
+    for (int i = 0; i < PER; ++i)
+#pragma unroll
+        for (int j = 0; j < VEC; ++j)
+            if ((i * THREADS + (int)threadIdx.x) * VEC + j < valid_vocab) run_max = fmaxf(run_max, value(held[i], j));
     const float mx = mg_block_max(run_max, scratch);
-    const float sum = mg_block_sum(run_sum * mg_exp2((run_max - mx) * MG_LOG2E), scratch);
+    float run_sum = 0.f;
+#pragma unroll
+    for (int i = 0; i < PER; ++i)
+#pragma unroll
+        for (int j = 0; j < VEC; ++j)
+            if ((i * THREADS + (int)threadIdx.x) * VEC + j < valid_vocab) run_sum += mg_exp2((value(held[i], j) - mx) * MG_LOG2E);
+    const float sum = mg_block_sum(run_sum, scratch);
     if (threadIdx.x == 0) loss[row] = target >= 0 ? mg_log2(sum) * MG_LN2 + mx - target_logit : 0.f;
     const float scale = target >= 0 ? grad_scale / sum : 0.f;
     const float target_grad = target >= 0 ? grad_scale : 0.f;
-    const float mx2 = mx * MG_LOG2E;
 
 #pragma unroll
     for (int i = 0; i < PER; ++i)
     {
         const int col0 = (i * THREADS + (int)threadIdx.x) * VEC;
-        const int scored = valid_vocab - col0, target_at = target - col0;
         float g[VEC];
 #pragma unroll
         for (int j = 0; j < VEC; ++j)
-            g[j] = scored >= VEC || j < scored ? mg_exp2(fmaf(value(held[i], j), MG_LOG2E, -mx2)) * scale - (j == target_at ? target_grad : 0.f) : 0.f;
-        if (vec && col0 + VEC <= V) *reinterpret_cast<Raw*>(dx + col0) = pack(g);
+        {
+            const int col = col0 + j;
+            g[j] = col < valid_vocab ? mg_exp2((value(held[i], j) - mx) * MG_LOG2E) * scale - (col == target ? target_grad : 0.f) : 0.f;
+        }
+        if (vec && col0 + VEC <= V)
+        {
+            Raw out;
+#pragma unroll
+            for (int j = 0; j < VEC; ++j) mg_store(&out.v[j], g[j]);
+            *reinterpret_cast<Raw*>(dx + col0) = out;
+        }
         else
         {
 #pragma unroll

@@ -15,10 +15,10 @@ class Conv:
     published block size (or `blocks` to exercise the grid-stride loop), the backward's partials summed by
     mamba_conv_bwd_weights."""
 
-    def __init__(self, nv, ed, k, has_bias=1, bf16=0, tuning=None):
+    def __init__(self, nv, ed, k, has_bias=1, bf16=0):
         self.ed, self.k, self.has_bias, self.bf16 = ed, k, has_bias, bf16
-        image, _ = nv.compile("causal_conv1d.cu", {"MAMBA_D_INNER": ed, "MAMBA_CONV_K": k, "MAMBA_HAS_CONV_BIAS": has_bias,
-                                                   "MAMBA_INPUT_BF16": bf16, **(tuning or {})}, "sm_90")
+        image, _ = nv.compile("causal_conv1d.cu", {"MAMBA_D_INNER": ed, "MAMBA_CONV_K": k,
+                                                   "MAMBA_HAS_CONV_BIAS": has_bias, "MAMBA_INPUT_BF16": bf16}, "sm_90")
         self.m = Module(image)
         self.threads, self.items = self.m.global_ints("mamba_conv_config", 2)
 
@@ -78,42 +78,36 @@ def conv_inputs(b, ed, length, k, dt, layout, has_bias, with_state, seed):
 
 def check_conv(nv, results, compare):
     """Every conv width the generator allows that the harness compiles (1 … 8), with and without bias, against the
-    float64 reference: L = 1, 2, 3 (shorter than K), odd L (one by one), L whole 16-byte vectors with and without a
-    run cut short by L (200, 204: vectors and a scalar tail in one dtype or the other), across three segments (4104),
-    x contiguous or strided, with and without a conv state, ED not a multiple of anything; once with a 3-block grid
-    (the grid-stride loop); each backward run twice and compared bit for bit."""
+    float64 reference: L = 1, 2, 3 (shorter than K), odd L (one by one), L a multiple of 8 (16-byte vectors) inside
+    one segment and across two, x contiguous or strided, with and without a conv state, ED not a multiple of
+    anything; once with a 3-block grid (the grid-stride loop); each backward run twice and compared bit for bit."""
     for bf16 in (0, 1):
+        dt = torch.bfloat16 if bf16 else torch.float32
         for k, has_bias in ((4, 1), (2, 0), (3, 1), (1, 1), (5, 0), (8, 1)):
             ed, b = 40, 3
             conv = Conv(nv, ed, k, has_bias, bf16)
-            cases = [(length, "contiguous", False) for length in (1, 2, 3, 77, 200, 204, 4104)]
+            cases = [(length, "contiguous", False) for length in (1, 2, 3, 77, 200, 4104)]
             cases += [(length, "strided", True) for length in (3, 77, 200)]
             cases += [(length, "contiguous", True) for length in (2, 200)]
             for length, layout, with_state in cases:
                 for blocks in ((None, 3) if (length, layout, with_state) == (200, "contiguous", True) else (None,)):
-                    check_conv_case(conv, results, compare, b, length, layout, with_state, blocks)
-
-
-def check_conv_case(conv, results, compare, b, length, layout, with_state, blocks=None, label=""):
-    """One conv case against the float64 reference, the backward run twice and compared bit for bit."""
-    bf16, k, has_bias = conv.bf16, conv.k, conv.has_bias
-    dt = torch.bfloat16 if bf16 else torch.float32
-    x, w, bias, state, dout = conv_inputs(b, conv.ed, length, k, dt, layout, has_bias, with_state, length * 10 + k)
-    out, st = conv.forward(x, w, bias, state, want_state=True, blocks=blocks)
-    g1 = conv.backward(x, w, bias, dout, state, blocks=blocks)
-    g2 = conv.backward(x, w, bias, dout, state, blocks=blocks)
-    ro, rst, rdx, rdw, rdb = conv_reference(x, w, bias, state, dout)
-    parts = [compare("out", out, ro, bf16), compare("state_out", st, rst, bf16),
-             compare("dx", g1[0], rdx, bf16), compare("dw", g1[1], rdw, bf16)]
-    if has_bias:
-        parts.append(compare("dbias", g1[2], rdb, bf16))
-    det = all(a is None or torch.equal(a, c) for a, c in zip(g1, g2))
-    ok = all(p["ok"] for p in parts) and det
-    case = (f"conv {label}K={k} bias={has_bias} ED={conv.ed} b={b} L={length} {layout} state={with_state}"
-            f"{' grid=' + str(blocks) if blocks else ''} {'bf16' if bf16 else 'fp32'}")
-    results["checks"].append({"kernel": "causal_conv1d", "case": case, "ok": ok, "deterministic": det, "parts": parts})
-    print(("PASS " if ok else "FAIL ") + case + ("" if ok else str(parts)), flush=True)
-    return ok
+                    x, w, bias, state, dout = conv_inputs(b, ed, length, k, dt, layout, has_bias, with_state,
+                                                          length * 10 + k)
+                    out, st = conv.forward(x, w, bias, state, want_state=True, blocks=blocks)
+                    g1 = conv.backward(x, w, bias, dout, state, blocks=blocks)
+                    g2 = conv.backward(x, w, bias, dout, state, blocks=blocks)
+                    ro, rst, rdx, rdw, rdb = conv_reference(x, w, bias, state, dout)
+                    parts = [compare("out", out, ro, bf16), compare("state_out", st, rst, bf16),
+                             compare("dx", g1[0], rdx, bf16), compare("dw", g1[1], rdw, bf16)]
+                    if has_bias:
+                        parts.append(compare("dbias", g1[2], rdb, bf16))
+                    det = all(a is None or torch.equal(a, c) for a, c in zip(g1, g2))
+                    ok = all(p["ok"] for p in parts) and det
+                    case = (f"conv K={k} bias={has_bias} L={length} {layout} state={with_state}"
+                            f"{' grid=' + str(blocks) if blocks else ''} {'bf16' if bf16 else 'fp32'}")
+                    results["checks"].append({"kernel": "causal_conv1d", "case": case, "ok": ok, "deterministic": det,
+                                              "parts": parts})
+                    print(("PASS " if ok else "FAIL ") + case + ("" if ok else str(parts)), flush=True)
 
 
 def gpu_ms(fn, iters=30):
@@ -140,48 +134,32 @@ def gpu_ms(fn, iters=30):
 def time_conv(nv, results, hbm=4.2e12):
     """Forward and backward (both launches) at the training / prefill shapes, x contiguous as the model stores it
     and x strided inside in_proj's (b, L, 2·ED) output; three input sets rotated (each larger than L2); median of 30
-    (gpu_ms). Bytes: forward reads x and writes out, backward reads x and dout and writes dx (the partials are 0.1 %).
-    The default tiling, then the other (steps per lane, block size) settings at 8×1536×2048 contiguous, each checked
-    against the reference first."""
-    from check_and_time import compare
+    (gpu_ms).
+    Bytes: forward reads x and writes out, backward reads x and dout and writes dx (the partials are 0.1 %)."""
     rows = results.setdefault("other_timings", [])
     k = 4
-    shapes = ((8, 1536, 2048, "contiguous"), (8, 1536, 2048, "strided"), (1, 1536, 2048, "contiguous"))
-    tunings = [(None, shapes)] + [({"MAMBA_CONV_ITEMS": items, "MAMBA_CONV_THREADS": threads}, shapes[:1])
-                                  for items, threads in ((8, 256), (16, 128), (32, 64), (8, 128))]
     for bf16 in (1, 0):
         dt = torch.bfloat16 if bf16 else torch.float32
         s = 2 if bf16 else 4
-        default = None
-        for tuning, tuned_shapes in tunings:
-            conv = Conv(nv, 1536, k, 1, bf16, tuning)
-            if tuning is None:
-                default, label = (conv.items, conv.threads), "default "
-            elif (conv.items, conv.threads) == default:
-                continue
-            else:
-                label = "tuning "
-                if not check_conv_case(conv, results, compare, 2, 4104, "contiguous", True,
-                                       label=f"items {conv.items} threads {conv.threads} "):
-                    continue
-            for b, ed, length, layout in tuned_shapes:
-                sets = [conv_inputs(b, ed, length, k, dt, layout, True, False, 900 + i) for i in range(3)]
-                fwd = gpu_ms(lambda i: conv.forward(sets[i % 3][0], sets[i % 3][1], sets[i % 3][2]), 30)
-                bwd = gpu_ms(lambda i: conv.backward(sets[i % 3][0], sets[i % 3][1], sets[i % 3][2], sets[i % 3][4]), 30)
-                elems = b * ed * length
-                fwd_bytes, bwd_bytes = 2 * elems * s, 3 * elems * s
-                row = {"kernel": "causal_conv1d", "shape": f"{b}x{ed}x{length} K{k} x {layout}", "tiling": label.strip(),
-                       "items": conv.items, "threads": conv.threads,
-                       "dtype": "bf16" if bf16 else "fp32", "fwd_ms": fwd[0], "bwd_ms": bwd[0],
-                       "fwd_GBps": fwd_bytes / fwd[0] / 1e6, "bwd_GBps": bwd_bytes / bwd[0] / 1e6,
-                       "fwd_hbm_floor": fwd_bytes / hbm * 1e3, "bwd_hbm_floor": bwd_bytes / hbm * 1e3,
-                       "fwd_x_floor": fwd[0] / (fwd_bytes / hbm * 1e3), "bwd_x_floor": bwd[0] / (bwd_bytes / hbm * 1e3)}
-                rows.append(row)
-                print(f"conv {row['shape']:>32s} {row['dtype']} {label}(items {conv.items} threads {conv.threads})  "
-                      f"fwd {fwd[0]:.4f} ms {row['fwd_GBps']:6.0f} GB/s {row['fwd_x_floor']:.2f}x floor  "
-                      f"bwd {bwd[0]:.4f} ms {row['bwd_GBps']:6.0f} GB/s {row['bwd_x_floor']:.2f}x floor", flush=True)
-                del sets
-                torch.cuda.empty_cache()
+        conv = Conv(nv, 1536, k, 1, bf16)
+        for b, ed, length, layout in ((8, 1536, 2048, "contiguous"), (8, 1536, 2048, "strided"),
+                                      (1, 1536, 2048, "contiguous")):
+            sets = [conv_inputs(b, ed, length, k, dt, layout, True, False, 900 + i) for i in range(3)]
+            fwd = gpu_ms(lambda i: conv.forward(sets[i % 3][0], sets[i % 3][1], sets[i % 3][2]), 30)
+            bwd = gpu_ms(lambda i: conv.backward(sets[i % 3][0], sets[i % 3][1], sets[i % 3][2], sets[i % 3][4]), 30)
+            elems = b * ed * length
+            fwd_bytes, bwd_bytes = 2 * elems * s, 3 * elems * s
+            row = {"kernel": "causal_conv1d", "shape": f"{b}x{ed}x{length} K{k} x {layout}",
+                   "dtype": "bf16" if bf16 else "fp32", "fwd_ms": fwd[0], "bwd_ms": bwd[0],
+                   "fwd_GBps": fwd_bytes / fwd[0] / 1e6, "bwd_GBps": bwd_bytes / bwd[0] / 1e6,
+                   "fwd_hbm_floor": fwd_bytes / hbm * 1e3, "bwd_hbm_floor": bwd_bytes / hbm * 1e3,
+                   "fwd_x_floor": fwd[0] / (fwd_bytes / hbm * 1e3), "bwd_x_floor": bwd[0] / (bwd_bytes / hbm * 1e3)}
+            rows.append(row)
+            print(f"conv {row['shape']:>32s} {row['dtype']}  fwd {fwd[0]:.4f} ms {row['fwd_GBps']:6.0f} GB/s "
+                  f"{row['fwd_x_floor']:.2f}x floor  bwd {bwd[0]:.4f} ms {row['bwd_GBps']:6.0f} GB/s "
+                  f"{row['bwd_x_floor']:.2f}x floor", flush=True)
+            del sets
+            torch.cuda.empty_cache()
 
 
 class Norm:
