@@ -1,4 +1,5 @@
-"""Checks and timings for causal_conv1d.cu and rms_norm.cu against plain PyTorch (float64) references."""
+"""Checks and timings for causal_conv1d.cu and rms_norm.cu (and the other small templates) against plain PyTorch
+(float64) references. `python3 others.py conv` runs only the conv and cross-entropy checks and timings."""
 import torch
 import torch.nn.functional as F
 
@@ -10,32 +11,40 @@ def grid(total, threads=256):
 
 
 class Conv:
+    """causal_conv1d.cu's kernels, launched the way the C# host launches them: batch·ED·segments blocks of the
+    published block size (or `blocks` to exercise the grid-stride loop), the backward's partials summed by
+    mamba_conv_bwd_weights."""
+
     def __init__(self, nv, ed, k, has_bias=1, bf16=0):
         self.ed, self.k, self.has_bias, self.bf16 = ed, k, has_bias, bf16
         image, _ = nv.compile("causal_conv1d.cu", {"MAMBA_D_INNER": ed, "MAMBA_CONV_K": k,
                                                    "MAMBA_HAS_CONV_BIAS": has_bias, "MAMBA_INPUT_BF16": bf16}, "sm_90")
         self.m = Module(image)
+        self.threads, self.items = self.m.global_ints("mamba_conv_config", 2)
 
-    def forward(self, x, w, bias, state_in=None, want_state=False):
+    def segments(self, length):
+        return -(-length // (self.threads * self.items))
+
+    def forward(self, x, w, bias, state_in=None, want_state=False, blocks=None):
         b, ed, length = x.shape
         out = torch.empty(b, ed, length, device="cuda", dtype=x.dtype)
         state_out = torch.empty(b, ed, self.k, device="cuda") if want_state else None
         sb, sc, st = x.stride()
-        self.m.launch("mamba_conv_fwd", grid(out.numel()), 256, 0, x, ("i64", sb), ("i64", sc), ("i64", st), w, bias,
-                      state_in, out, state_out, b, length)
+        self.m.launch("mamba_conv_fwd", blocks or b * ed * self.segments(length), self.threads, 0, x, ("i64", sb),
+                      ("i64", sc), ("i64", st), w, bias, state_in, out, state_out, b, length)
         return out, state_out
 
-    def backward(self, x, w, bias, dout, state_in=None):
+    def backward(self, x, w, bias, dout, state_in=None, blocks=None):
         b, ed, length = x.shape
         sb, sc, st = x.stride()
-        dpre = torch.empty(b, ed, length, device="cuda")
+        parts = b * self.segments(length)
+        part = torch.empty(parts, ed, self.k + 1, device="cuda")
         dx = torch.empty_strided(x.shape, x.stride(), device="cuda", dtype=x.dtype)
         dw = torch.empty(ed, self.k, device="cuda")
-        db = torch.empty(ed, device="cuda")
-        args = (("i64", sb), ("i64", sc), ("i64", st))
-        self.m.launch("mamba_conv_bwd_pre", grid(dpre.numel()), 256, 0, x, *args, w, bias, state_in, dout, dpre, b, length)
-        self.m.launch("mamba_conv_bwd_dx", grid(dpre.numel()), 256, 0, dpre, w, dx, *args, b, length)
-        self.m.launch("mamba_conv_bwd_dw", ed, 256, 0, x, *args, state_in, dpre, dw, db, b, length)
+        db = torch.empty(ed, device="cuda") if self.has_bias else None
+        self.m.launch("mamba_conv_bwd", blocks or b * ed * self.segments(length), self.threads, 0, x, ("i64", sb),
+                      ("i64", sc), ("i64", st), w, bias, state_in, dout, dx, part, b, length)
+        self.m.launch("mamba_conv_bwd_weights", grid(ed * (self.k + 1)), 256, 0, part, dw, db, parts)
         return dx, dw, db
 
 
@@ -50,6 +59,107 @@ def conv_reference(x, w, bias, state_in, dout):
     out = F.silu(F.conv1d(ext, wd[:, None, :], bd, groups=x.shape[1]))
     out.backward(dout.double())
     return out.detach(), ext[:, :, -k:].detach(), xd.grad, wd.grad, bd.grad
+
+
+def conv_inputs(b, ed, length, k, dt, layout, has_bias, with_state, seed):
+    """x contiguous (b, ED, L), or the x half of a (b, L, 2·ED) tensor (time stride 2·ED, as in_proj's output)."""
+    g = torch.Generator(device="cuda").manual_seed(seed)
+    rand = lambda *shape: torch.randn(*shape, device="cuda", generator=g)  # noqa: E731
+    if layout == "strided":
+        x = rand(b, length, 2 * ed).to(dt)[:, :, :ed].permute(0, 2, 1)
+    else:
+        x = rand(b, ed, length).to(dt)
+    w = rand(ed, k) * 0.5
+    bias = rand(ed) if has_bias else torch.zeros(ed, device="cuda")
+    state = rand(b, ed, k) if with_state else None
+    dout = rand(b, ed, length).to(dt)
+    return x, w, bias, state, dout
+
+
+def check_conv(nv, results, compare):
+    """Every conv width the generator allows that the harness compiles (1 … 8), with and without bias, against the
+    float64 reference: L = 1, 2, 3 (shorter than K), odd L (one by one), L a multiple of 8 (16-byte vectors) inside
+    one segment and across two, x contiguous or strided, with and without a conv state, ED not a multiple of
+    anything; once with a 3-block grid (the grid-stride loop); each backward run twice and compared bit for bit."""
+    for bf16 in (0, 1):
+        dt = torch.bfloat16 if bf16 else torch.float32
+        for k, has_bias in ((4, 1), (2, 0), (3, 1), (1, 1), (5, 0), (8, 1)):
+            ed, b = 40, 3
+            conv = Conv(nv, ed, k, has_bias, bf16)
+            cases = [(length, "contiguous", False) for length in (1, 2, 3, 77, 200, 4104)]
+            cases += [(length, "strided", True) for length in (3, 77, 200)]
+            cases += [(length, "contiguous", True) for length in (2, 200)]
+            for length, layout, with_state in cases:
+                for blocks in ((None, 3) if (length, layout, with_state) == (200, "contiguous", True) else (None,)):
+                    x, w, bias, state, dout = conv_inputs(b, ed, length, k, dt, layout, has_bias, with_state,
+                                                          length * 10 + k)
+                    out, st = conv.forward(x, w, bias, state, want_state=True, blocks=blocks)
+                    g1 = conv.backward(x, w, bias, dout, state, blocks=blocks)
+                    g2 = conv.backward(x, w, bias, dout, state, blocks=blocks)
+                    ro, rst, rdx, rdw, rdb = conv_reference(x, w, bias, state, dout)
+                    parts = [compare("out", out, ro, bf16), compare("state_out", st, rst, bf16),
+                             compare("dx", g1[0], rdx, bf16), compare("dw", g1[1], rdw, bf16)]
+                    if has_bias:
+                        parts.append(compare("dbias", g1[2], rdb, bf16))
+                    det = all(a is None or torch.equal(a, c) for a, c in zip(g1, g2))
+                    ok = all(p["ok"] for p in parts) and det
+                    case = (f"conv K={k} bias={has_bias} L={length} {layout} state={with_state}"
+                            f"{' grid=' + str(blocks) if blocks else ''} {'bf16' if bf16 else 'fp32'}")
+                    results["checks"].append({"kernel": "causal_conv1d", "case": case, "ok": ok, "deterministic": det,
+                                              "parts": parts})
+                    print(("PASS " if ok else "FAIL ") + case + ("" if ok else str(parts)), flush=True)
+
+
+def gpu_ms(fn, iters=30):
+    """(median, min, max) GPU milliseconds of fn(i) between CUDA events. The GPU is held busy (torch.cuda._sleep, about
+    1 ms) while the host enqueues each call, so host launch overhead, comparable to these kernels' tens of
+    microseconds, is not counted."""
+    for i in range(3):
+        fn(i)
+    torch.cuda.synchronize()
+    times = []
+    for i in range(iters):
+        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        if hasattr(torch.cuda, "_sleep"):
+            torch.cuda._sleep(2_000_000)
+        s.record()
+        fn(i)
+        e.record()
+        times.append((s, e))
+    torch.cuda.synchronize()
+    ms = sorted(s.elapsed_time(e) for s, e in times)
+    return ms[len(ms) // 2], ms[0], ms[-1]
+
+
+def time_conv(nv, results, hbm=4.2e12):
+    """Forward and backward (both launches) at the training / prefill shapes, x contiguous as the model stores it
+    and x strided inside in_proj's (b, L, 2·ED) output; three input sets rotated (each larger than L2); median of 30
+    (gpu_ms).
+    Bytes: forward reads x and writes out, backward reads x and dout and writes dx (the partials are 0.1 %)."""
+    rows = results.setdefault("other_timings", [])
+    k = 4
+    for bf16 in (1, 0):
+        dt = torch.bfloat16 if bf16 else torch.float32
+        s = 2 if bf16 else 4
+        conv = Conv(nv, 1536, k, 1, bf16)
+        for b, ed, length, layout in ((8, 1536, 2048, "contiguous"), (8, 1536, 2048, "strided"),
+                                      (1, 1536, 2048, "contiguous")):
+            sets = [conv_inputs(b, ed, length, k, dt, layout, True, False, 900 + i) for i in range(3)]
+            fwd = gpu_ms(lambda i: conv.forward(sets[i % 3][0], sets[i % 3][1], sets[i % 3][2]), 30)
+            bwd = gpu_ms(lambda i: conv.backward(sets[i % 3][0], sets[i % 3][1], sets[i % 3][2], sets[i % 3][4]), 30)
+            elems = b * ed * length
+            fwd_bytes, bwd_bytes = 2 * elems * s, 3 * elems * s
+            row = {"kernel": "causal_conv1d", "shape": f"{b}x{ed}x{length} K{k} x {layout}",
+                   "dtype": "bf16" if bf16 else "fp32", "fwd_ms": fwd[0], "bwd_ms": bwd[0],
+                   "fwd_GBps": fwd_bytes / fwd[0] / 1e6, "bwd_GBps": bwd_bytes / bwd[0] / 1e6,
+                   "fwd_hbm_floor": fwd_bytes / hbm * 1e3, "bwd_hbm_floor": bwd_bytes / hbm * 1e3,
+                   "fwd_x_floor": fwd[0] / (fwd_bytes / hbm * 1e3), "bwd_x_floor": bwd[0] / (bwd_bytes / hbm * 1e3)}
+            rows.append(row)
+            print(f"conv {row['shape']:>32s} {row['dtype']}  fwd {fwd[0]:.4f} ms {row['fwd_GBps']:6.0f} GB/s "
+                  f"{row['fwd_x_floor']:.2f}x floor  bwd {bwd[0]:.4f} ms {row['bwd_GBps']:6.0f} GB/s "
+                  f"{row['bwd_x_floor']:.2f}x floor", flush=True)
+            del sets
+            torch.cuda.empty_cache()
 
 
 class Norm:
@@ -91,35 +201,9 @@ def norm_reference(r_in, x, w, dy, d_r_out):
 
 
 def check_all(nv, results, compare):
+    check_conv(nv, results, compare)
     for bf16 in (0, 1):
         dt = torch.bfloat16 if bf16 else torch.float32
-        for k, has_bias in ((4, 1), (2, 0), (5, 1)):
-            ed, b, length = 40, 3, 77
-            conv = Conv(nv, ed, k, has_bias, bf16)
-            for strided, with_state in ((False, False), (True, True)):
-                if strided:
-                    full = torch.randn(b, length, 2 * ed, device="cuda").to(dt)
-                    x = full[:, :, :ed].permute(0, 2, 1)
-                else:
-                    x = torch.randn(b, ed, length, device="cuda").to(dt)
-                w = torch.randn(ed, k, device="cuda") * 0.5
-                bias = torch.randn(ed, device="cuda") if has_bias else torch.zeros(ed, device="cuda")
-                state = torch.randn(b, ed, k, device="cuda") if with_state else None
-                dout = torch.randn(b, ed, length, device="cuda").to(dt)
-                out, st = conv.forward(x, w, bias, state, want_state=True)
-                g1 = conv.backward(x, w, bias, dout, state)
-                g2 = conv.backward(x, w, bias, dout, state)
-                ro, rst, rdx, rdw, rdb = conv_reference(x, w, bias, state, dout)
-                parts = [compare("out", out, ro, bf16), compare("state_out", st, rst, bf16),
-                         compare("dx", g1[0], rdx, bf16), compare("dw", g1[1], rdw, bf16)]
-                if has_bias:
-                    parts.append(compare("dbias", g1[2], rdb, bf16))
-                det = all(torch.equal(a, c) for a, c in zip(g1, g2))
-                ok = all(p["ok"] for p in parts) and det
-                case = f"conv K={k} bias={has_bias} strided={strided} state={with_state} {'bf16' if bf16 else 'fp32'}"
-                results["checks"].append({"kernel": "causal_conv1d", "case": case, "ok": ok, "deterministic": det,
-                                          "parts": parts})
-                print(("PASS " if ok else "FAIL ") + case + ("" if ok else str(parts)), flush=True)
         for d, with_x in ((768, True), (64, False), (2560, True)):
             norm = Norm(nv, d, bf16)
             rows = 300
@@ -143,25 +227,12 @@ def check_all(nv, results, compare):
 
 
 def time_all(nv, results, median_ms):
+    time_conv(nv, results)
+    time_cross_entropy(nv, results)
     rows = results.setdefault("other_timings", [])
     for bf16 in (1, 0):
         dt = torch.bfloat16 if bf16 else torch.float32
         s = 2 if bf16 else 4
-        b, ed, length, k = 8, 1536, 2048, 4
-        conv = Conv(nv, ed, k, 1, bf16)
-        fulls = [torch.randn(b, length, 2 * ed, device="cuda").to(dt) for _ in range(3)]
-        xs = [f[:, :, :ed].permute(0, 2, 1) for f in fulls]
-        w = torch.randn(ed, k, device="cuda")
-        bias = torch.randn(ed, device="cuda")
-        douts = [torch.randn(b, ed, length, device="cuda").to(dt) for _ in range(3)]
-        fwd = median_ms(lambda i: conv.forward(xs[i % 3], w, bias), 30)
-        bwd = median_ms(lambda i: conv.backward(xs[i % 3], w, bias, douts[i % 3]), 30)
-        elems = b * ed * length
-        rows.append({"kernel": "causal_conv1d", "shape": f"{b}x{ed}x{length} K{k} (x strided)",
-                     "dtype": "bf16" if bf16 else "fp32", "fwd_ms": fwd[0], "bwd_ms": bwd[0],
-                     "fwd_hbm_floor": 2 * elems * s / 4.2e9, "bwd_hbm_floor": 3 * elems * s / 4.2e9})
-        print(rows[-1], flush=True)
-        del fulls, xs, douts
         d, n = 768, 8 * 2048
         norm = Norm(nv, d, bf16)
         r_ins = [torch.randn(n, d, device="cuda") for _ in range(3)]
@@ -191,6 +262,7 @@ def _record(results, kernel, case, parts, det=True):
 
 def check_rest(nv, results, compare):
     """AdamW (bit-exact against the CPU path's operation order), embedding, cross-entropy, decode step."""
+    check_cross_entropy(nv, results, compare)
     # AdamW: reference = the CPU path's formula with separately rounded fp32 operations (PyTorch CPU ops).
     m = _module(nv, "adamw.cu", {})
     n = 10007
@@ -244,23 +316,6 @@ def check_rest(nv, results, compare):
                 [compare("out", out, E.double()[tokens.long()], False), compare("dE", dE1, ref_dE, False)],
                 bool(torch.equal(dE1, dE2)))
 
-        vp, valid, rows = 300, 290, 64
-        m = _module(nv, "cross_entropy.cu", {"MAMBA_VOCAB": vp, "MAMBA_INPUT_BF16": bf16})
-        logits = (torch.randn(rows, vp, device="cuda") * 3).to(dt)
-        targets = torch.randint(0, valid, (rows,), device="cuda", dtype=torch.int32)
-        targets[5] = -1
-        loss = torch.empty(rows, device="cuda")
-        dl = torch.empty_like(logits)
-        m.launch("mamba_cross_entropy", rows, 256, 0, logits, targets, loss, dl, valid, 1.0 / (rows - 1))
-        ld = logits.double()[:, :valid].clone().requires_grad_()
-        keep = targets >= 0
-        ref_loss = F.cross_entropy(ld, targets.long().clamp_min(0), reduction="none") * keep
-        (ref_loss.sum() / (rows - 1)).backward()
-        ref_grad = torch.zeros(rows, vp, dtype=torch.float64, device="cuda")
-        ref_grad[:, :valid] = ld.grad
-        _record(results, "cross_entropy", f"padded 300 (290 valid), one ignored row {'bf16' if bf16 else 'fp32'}",
-                [compare("loss", loss, ref_loss.detach(), bf16), compare("dlogits", dl, ref_grad, bf16)])
-
         ed, nst, k, b = 40, 16, 4, 3
         m = _module(nv, "decode_step.cu", {"MAMBA_D_INNER": ed, "MAMBA_D_STATE": nst, "MAMBA_CONV_K": k,
                                            "MAMBA_INPUT_BF16": bf16})
@@ -290,6 +345,95 @@ def check_rest(nv, results, compare):
                  compare("ssm_state", h, ref_h, bf16), compare("y", y, ref_y, bf16)])
 
 
+class CrossEntropy:
+    """cross_entropy.cu launched as the C# host does: one block per row of mamba_ce_config[0] threads."""
+
+    def __init__(self, nv, vocab, bf16):
+        self.m = _module(nv, "cross_entropy.cu", {"MAMBA_VOCAB": vocab, "MAMBA_INPUT_BF16": bf16})
+        self.threads = self.m.global_ints("mamba_ce_config", 1)[0]
+
+    def run(self, logits, targets, loss, dlogits, valid, scale):
+        self.m.launch("mamba_cross_entropy", logits.shape[0], self.threads, 0, logits, targets, loss, dlogits, valid,
+                      scale)
+
+
+def check_cross_entropy(nv, results, compare):
+    """Loss and dlogits against float64 PyTorch: padded columns left out or included, an ignored row, targets on the
+    first and last scored column, vocabularies that fill a thread's registers partly (64, 300, 9000) or as the
+    130M model (50280), widths that are not whole 16-byte vectors (one by one), and dlogits written over the logits
+    as the host does."""
+    for bf16 in (0, 1):
+        dt = torch.bfloat16 if bf16 else torch.float32
+        for vp, valid, rows, in_place in ((300, 290, 64, False), (64, 64, 40, True), (9000, 8999, 33, False),
+                                         (50280, 50277, 24, True), (50280, 50280, 16, False), (298, 298, 20, True)):
+            ce = CrossEntropy(nv, vp, bf16)
+            g = torch.Generator(device="cuda").manual_seed(vp + rows)
+            logits = (torch.randn(rows, vp, device="cuda", generator=g) * 3).to(dt)
+            targets = torch.randint(0, valid, (rows,), device="cuda", dtype=torch.int32, generator=g)
+            targets[5] = -1
+            targets[0], targets[1] = 0, valid - 1
+            ld = logits.double()[:, :valid].clone().requires_grad_()
+            keep = targets >= 0
+            ref_loss = F.cross_entropy(ld, targets.long().clamp_min(0), reduction="none") * keep
+            (ref_loss.sum() / (rows - 1)).backward()
+            ref_grad = torch.zeros(rows, vp, dtype=torch.float64, device="cuda")
+            ref_grad[:, :valid] = ld.grad
+            loss = torch.empty(rows, device="cuda")
+            dl = logits if in_place else torch.empty_like(logits)
+            ce.run(logits, targets, loss, dl, valid, 1.0 / (rows - 1))
+            _record(results, "cross_entropy", f"V {vp} ({valid} scored) rows {rows} one ignored "
+                    f"{'in place ' if in_place else ''}{'bf16' if bf16 else 'fp32'}",
+                    [compare("loss", loss, ref_loss.detach(), bf16), compare("dlogits", dl, ref_grad, bf16)])
+
+
+def time_cross_entropy(nv, results, hbm=4.2e12):
+    """The 130M training step's cross-entropy: 8·2048 rows × 50280, dlogits over the logits (as the host runs it),
+    three logit sets rotated; bytes = the logits read once and the gradient written once."""
+    rows_out = results.setdefault("other_timings", [])
+    rows, vocab = 8 * 2048, 50280
+    for bf16 in (1, 0):
+        dt = torch.bfloat16 if bf16 else torch.float32
+        s = 2 if bf16 else 4
+        ce = CrossEntropy(nv, vocab, bf16)
+        sets = [(torch.randn(rows, vocab, device="cuda") * 3).to(dt) for _ in range(3)]
+        targets = torch.randint(0, vocab, (rows,), device="cuda", dtype=torch.int32)
+        loss = torch.empty(rows, device="cuda")
+        ms = gpu_ms(lambda i: ce.run(sets[i % 3], targets, loss, sets[i % 3], vocab, 1.0 / rows), 30)
+        floor = 2 * rows * vocab * s / hbm * 1e3
+        row = {"kernel": "cross_entropy", "shape": f"{rows}x{vocab}", "dtype": "bf16" if bf16 else "fp32",
+               "ms": ms[0], "GBps": 2 * rows * vocab * s / ms[0] / 1e6, "hbm_floor": floor, "x_floor": ms[0] / floor}
+        rows_out.append(row)
+        print(f"cross-entropy {row['shape']} {row['dtype']}  {ms[0]:.4f} ms {row['GBps']:6.0f} GB/s "
+              f"{row['x_floor']:.2f}x floor ({floor:.4f} ms)", flush=True)
+        del sets
+        torch.cuda.empty_cache()
+
+
+def main():
+    """`others.py conv`: the conv and cross-entropy checks and timings only (the rest runs from check_and_time.py)."""
+    import json
+    import os
+    import sys
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import check_and_time as cat
+    from nvrtc import Nvrtc
+    if sys.argv[1:] != ["conv"]:
+        sys.exit("usage: python3 others.py conv")
+    nv = Nvrtc()
+    cat.RESULTS["device"] = torch.cuda.get_device_name()
+    print(cat.RESULTS["device"], "NVRTC", nv.version, "torch", torch.__version__, flush=True)
+    cat.section("conv checks", lambda: check_conv(nv, cat.RESULTS, cat.compare))
+    cat.section("cross-entropy checks", lambda: check_cross_entropy(nv, cat.RESULTS, cat.compare))
+    cat.section("conv timing", lambda: time_conv(nv, cat.RESULTS))
+    cat.section("cross-entropy timing", lambda: time_cross_entropy(nv, cat.RESULTS))
+    failed = [c["case"] for c in cat.RESULTS["checks"] if not c["ok"]]
+    print(f"{len(cat.RESULTS['checks']) - len(failed)} checks passed, {len(failed)} failed: {failed}")
+    print("errors:", cat.RESULTS.get("errors"))
+    with open(os.path.join(cat.OUT, "conv-results.json"), "w") as f:
+        json.dump(cat.RESULTS, f, indent=1)
+    sys.exit(1 if failed or cat.RESULTS.get("errors") else 0)
+
+
 def _launch2d(module, name, grid2, block, *args):
     """Module.launch with a 2-D grid (x, y)."""
     import ctypes
@@ -306,3 +450,7 @@ def _launch2d(module, name, grid2, block, *args):
     params = (ctypes.c_void_p * len(holders))(*[ctypes.cast(ctypes.byref(h), ctypes.c_void_p) for h in holders])
     stream = ctypes.c_void_p(torch.cuda.current_stream().cuda_stream)
     check(_cuda.cuLaunchKernel(f, grid2[0], grid2[1], 1, block, 1, 1, 0, stream, params, None), f"cuLaunchKernel {name}")
+
+
+if __name__ == "__main__":
+    main()

@@ -138,7 +138,7 @@ public sealed partial class CudaMambaModel
         _stages.Mark(GpuStage.CrossEntropy);
         var crossEntropy = k.CrossEntropy;
         crossEntropy.GridDimensions = new Dim3((uint)tokens);
-        crossEntropy.BlockDimensions = new Dim3(ElementwiseThreads);
+        crossEntropy.BlockDimensions = new Dim3((uint)k.CrossEntropyThreads);
         crossEntropy.Launch(_stream, a.Logits, bw.Targets, bw.RowLoss, a.Logits, s.Vocab, scored == 0 ? 0f : 1f / scored);
         var sumAll = _compute.SumAll;
         sumAll.GridDimensions = new Dim3(1);
@@ -253,16 +253,13 @@ public sealed partial class CudaMambaModel
         if (s.SelectiveC)
             TokenMixBackward(bw.DC, n, o.XProj + row * ed, m.U, ed, bw.DU, accumulate: true, bw, batch, length);
 
-        // Causal conv + SiLU: dpre = du·silu'(pre), then dx, and dw/dbias (one block per channel, fixed order).
+        // Causal conv + SiLU in one pass: dx, and per (sequence, segment) partials of dw/dbias, then their fixed-order sum.
         _stages.Mark(GpuStage.Convolution);
         long sb = (long)ed * length, sc = length, st = 1;
         ulong convBias = o.ConvBias < 0 ? 0UL : Weight(o.ConvBias);
-        LaunchConvolution(k.ConvBackwardPre, batch, length, m.X, sb, sc, st, Weight(o.ConvWeight), convBias, 0UL, bw.DU, bw.DPre, batch, length);
-        LaunchConvolution(k.ConvBackwardDx, batch, length, bw.DPre, Weight(o.ConvWeight), bw.DX, sb, sc, st, batch, length);
-        var convWeights = k.ConvBackwardDw;
-        convWeights.GridDimensions = new Dim3((uint)ed);
-        convWeights.BlockDimensions = new Dim3(ElementwiseThreads);
-        convWeights.Launch(_stream, m.X, sb, sc, st, 0UL, bw.DPre, Gradient(o.ConvWeight), o.ConvBias < 0 ? 0UL : Gradient(o.ConvBias), batch, length);
+        LaunchConvolution(k.ConvBackward, batch, length, m.X, sb, sc, st, Weight(o.ConvWeight), convBias, 0UL, bw.DU, bw.DX, bw.ConvPartials, batch, length);
+        LaunchElementwise(k.ConvBackwardWeights, (long)ed * (s.ConvKernel + 1), bw.ConvPartials, Gradient(o.ConvWeight),
+            o.ConvBias < 0 ? 0UL : Gradient(o.ConvBias), batch * ConvolutionSegments(length));
 
         // in_proj, x_b / z_b (ED×L) = W_x / W_z · normed_bᵀ (+ bias): dW = Σ_b dx_b·normed_b, d normed_b = dx_bᵀ·W_x + dz_bᵀ·W_z.
         _stages.Mark(GpuStage.MatrixProducts);
@@ -346,7 +343,7 @@ public sealed partial class CudaMambaModel
     {
         if (_backward is { } current && ReferenceEquals(current.Owner, a)) return current;
         var k = Training;
-        _backward = new BackwardBuffers(a, _context, _shape, k.BackwardBlocksPerSequence, k.NormBackwardRows);
+        _backward = new BackwardBuffers(a, _context, _shape, k.BackwardBlocksPerSequence, k.NormBackwardRows, ConvolutionSegments(a.Length));
         long tokens = (long)a.Batch * a.Length;
         LaunchElementwise(_compute.ToActivation, tokens, _backward.Ones, _backward.ActivationOnes, tokens);
         return _backward;
@@ -396,9 +393,8 @@ public sealed partial class CudaMambaModel
         {
             ScanBackward = module.GetKernel("mamba_scan_bwd");
             NormBackward = module.GetKernel("mamba_rmsnorm_bwd");
-            ConvBackwardPre = module.GetKernel("mamba_conv_bwd_pre");
-            ConvBackwardDx = module.GetKernel("mamba_conv_bwd_dx");
-            ConvBackwardDw = module.GetKernel("mamba_conv_bwd_dw");
+            ConvBackward = module.GetKernel("mamba_conv_bwd");
+            ConvBackwardWeights = module.GetKernel("mamba_conv_bwd_weights");
             CrossEntropy = module.GetKernel("mamba_cross_entropy");
             EmbedBackward = module.GetKernel("mamba_embed_bwd");
             SumSlices = module.GetKernel("mg_sum_slices");
@@ -409,6 +405,7 @@ public sealed partial class CudaMambaModel
             var norm = module.ReadConstant<int>("mamba_norm_config", 3);
             (BackwardThreads, BackwardBlocksPerSequence, BackwardSharedBytes) = (scan[4], scan[5], scan[6]);
             NormBackwardRows = norm[1];
+            CrossEntropyThreads = module.ReadConstant<int>("mamba_ce_config", 1)[0];
             if (BackwardSharedBytes > ScanBackward.MaxDynamicSharedMemory)
             {
                 if (BackwardSharedBytes > context.MaxSharedMemoryPerBlockOptin)
@@ -420,9 +417,8 @@ public sealed partial class CudaMambaModel
 
         public CudaKernel ScanBackward { get; }
         public CudaKernel NormBackward { get; }
-        public CudaKernel ConvBackwardPre { get; }
-        public CudaKernel ConvBackwardDx { get; }
-        public CudaKernel ConvBackwardDw { get; }
+        public CudaKernel ConvBackward { get; }
+        public CudaKernel ConvBackwardWeights { get; }
         public CudaKernel CrossEntropy { get; }
         public CudaKernel EmbedBackward { get; }
         public CudaKernel SumSlices { get; }
@@ -433,12 +429,14 @@ public sealed partial class CudaMambaModel
         public int BackwardBlocksPerSequence { get; }
         public int BackwardSharedBytes { get; }
         public int NormBackwardRows { get; }
+        /// <summary>The cross-entropy's block size: the kernel spreads a row over exactly this many threads' registers.</summary>
+        public int CrossEntropyThreads { get; }
     }
 
     /// <summary>The backward's gradients of activations and its partial sums, for one (batch, length); freed with the activations.</summary>
     private sealed class BackwardBuffers
     {
-        public BackwardBuffers(Activations owner, CudaContext context, MambaShape s, int scanBlocksPerSequence, int normRowsPerBlock)
+        public BackwardBuffers(Activations owner, CudaContext context, MambaShape s, int scanBlocksPerSequence, int normRowsPerBlock, int convSegments)
         {
             Owner = owner;
             int batch = owner.Batch, length = owner.Length;
@@ -461,7 +459,7 @@ public sealed partial class CudaMambaModel
             DU = Values(channels);
             DZ = Values(channels);
             DX = Values(channels);
-            DPre = Floats(channels);
+            ConvPartials = Floats((long)batch * convSegments * s.DInner * (s.ConvKernel + 1));
             DDt = Values(s.SelectiveDelta ? channels : 1);
             DDtLow = Values(s.SelectiveDelta ? tokens * s.DtRank : 1);
             DB = Values(s.SelectiveB ? tokens * s.DState : 1);
@@ -482,7 +480,9 @@ public sealed partial class CudaMambaModel
         /// <summary>The activations these buffers belong to (and are freed with).</summary>
         public Activations Owner { get; }
         public readonly CudaDeviceVariable<int> Targets, Order, Offsets;
-        public readonly CudaDeviceVariable<float> RowLoss, LossSum, Ones, NormPartials, DPre;
+        public readonly CudaDeviceVariable<float> RowLoss, LossSum, Ones, NormPartials;
+        /// <summary>The convolution backward's dw/dbias partials, (sequence, segment, channel, K + 1).</summary>
+        public readonly CudaDeviceVariable<float> ConvPartials;
         public readonly CudaDeviceVariable<float>[] DResidual;
         /// <summary>bf16 mode: the residual gradient rounded to bf16 for the out_proj products; null in fp32 mode.</summary>
         public readonly ActivationBuffer? DOutCopy;

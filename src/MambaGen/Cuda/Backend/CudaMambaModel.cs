@@ -470,14 +470,20 @@ public sealed partial class CudaMambaModel : IMambaBackend
         norm.Launch(_stream, residualIn, addend, weight, residualOut, normed, inverseRms, rows);
     }
 
-    /// <summary>Launches one of the convolution's tiled kernels with one block per block-sized run of time steps of each (sequence, channel) row.</summary>
+    /// <summary>Launches one of the convolution's tiled kernels with one block per segment (a block-sized run of time steps) of each (sequence, channel) row.</summary>
     private void LaunchConvolution(CudaKernel kernel, int batch, int length, params ReadOnlySpan<KernelArgument> arguments)
     {
-        long stepsPerBlock = (long)_launch.ConvThreads * _launch.ConvStepsPerThread;
-        long blocks = (long)batch * _shape.DInner * ((length + stepsPerBlock - 1) / stepsPerBlock);
+        long blocks = (long)batch * _shape.DInner * ConvolutionSegments(length);
         kernel.GridDimensions = new Dim3((uint)Math.Min(blocks, int.MaxValue));
         kernel.BlockDimensions = new Dim3((uint)_launch.ConvThreads);
         kernel.Launch(_stream, arguments);
+    }
+
+    /// <summary>Segments per row of <paramref name="length"/> time steps: the convolution's backward leaves one partial weight gradient per (sequence, segment).</summary>
+    private int ConvolutionSegments(int length)
+    {
+        int stepsPerBlock = _launch.ConvThreads * _launch.ConvStepsPerThread;
+        return (length + stepsPerBlock - 1) / stepsPerBlock;
     }
 
     /// <summary>Launches a grid-stride kernel with enough blocks to cover <paramref name="work"/> items once.</summary>
