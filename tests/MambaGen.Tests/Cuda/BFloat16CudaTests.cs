@@ -95,20 +95,9 @@ public class BFloat16CudaTests
             var model = create(5);
             using var gpu = new CudaMambaModel(model.Parameters, source, name + ".cu", Bf16);
             Assert.Equal(GpuPrecision.BFloat16, gpu.Precision);
-            foreach (var (batch, length) in new[] { (2, 300), (3, 7) })
-            {
-                var (tokens, targets) = Batch(batch * length, model.Shape.Vocab, seed: batch * 1000 + length);
-                var expected = new float[model.Parameters.Values.Length];
-                float expectedLoss = model.ForwardBackward(tokens, targets, batch, expected);
-                var actual = new float[expected.Length];
-                float loss = gpu.ForwardBackward(tokens, targets, batch, actual);
-                string shape = $"{name} batch {batch} length {length}";
-                if (!(Math.Abs(loss - expectedLoss) <= LossRelative * Math.Abs(expectedLoss)))
-                    failures.Add($"{shape}: loss {loss} vs CPU {expectedLoss}");
-                var (worstRatio, errors) = CudaTrainingTests.CompareGradients(model.Parameters.Layout, actual, expected, GradientRelativeToMax, GradientAbsolute);
-                failures.AddRange(errors.Select(e => $"{shape}: {e}"));
-                Console.WriteLine($"{shape}: bf16 loss {loss} vs CPU {expectedLoss}; worst gradient error {worstRatio:P1} of its tolerance");
-            }
+            var report = new List<string>();
+            failures.AddRange(CudaTrainingTests.CompareForwardBackward(model, gpu, name, LossRelative, GradientRelativeToMax, GradientAbsolute, report));
+            Console.WriteLine(string.Join("\n", report));
         }
         Assert.True(failures.Count == 0, string.Join("\n", failures));
     }
@@ -118,15 +107,7 @@ public class BFloat16CudaTests
     {
         var model = BiasedUntiedModel.Create(3);
         using var gpu = new CudaMambaModel(model.Parameters, BiasedUntiedModel.CudaSource, "BiasedUntiedModel.cu", Bf16);
-        var (tokens, targets) = Batch(2 * 300, model.Shape.Vocab, seed: 7);
-        var first = new float[model.Parameters.Values.Length];
-        var second = new float[first.Length];
-        float firstLoss = gpu.ForwardBackward(tokens, targets, 2, first);
-        float secondLoss = gpu.ForwardBackward(tokens, targets, 2, second);
-        Assert.Equal(BitConverter.SingleToInt32Bits(firstLoss), BitConverter.SingleToInt32Bits(secondLoss));
-        for (int i = 0; i < first.Length; i++)
-            if (BitConverter.SingleToInt32Bits(first[i]) != BitConverter.SingleToInt32Bits(second[i]))
-                Assert.Fail($"gradient {i} differs between two identical calls: {first[i]:R} vs {second[i]:R}");
+        CudaTrainingTests.AssertBackwardIsBitIdentical(model, gpu);
     }
 
     /// <summary>
@@ -142,7 +123,7 @@ public class BFloat16CudaTests
         const double stepRelative = 2e-2;
         var fp32Model = HfTinyA.Create(9);
         var bf16Model = HfTinyA.Create(9);
-        var (tokens, targets) = Batch(batch * length, fp32Model.Shape.Vocab, seed: 17);
+        var (tokens, targets) = CudaTrainingTests.Batch(batch * length, fp32Model.Shape.Vocab, seed: 17);
         using var fp32 = new CudaMambaModel(fp32Model.Parameters, HfTinyA.CudaSource, "HfTinyA.cu", Device.Cuda());
         using var bf16 = new CudaMambaModel(bf16Model.Parameters, HfTinyA.CudaSource, "HfTinyA.cu", Bf16);
         using var fp32Adam = new CudaAdamW(fp32);
@@ -211,14 +192,5 @@ public class BFloat16CudaTests
     {
         var random = new Random(seed);
         return Enumerable.Range(0, count).Select(_ => random.Next(vocab)).ToArray();
-    }
-
-    /// <summary>Random token ids and next-token targets with about one position in seven unscored (−1).</summary>
-    private static (int[] Tokens, int[] Targets) Batch(int count, int vocab, int seed)
-    {
-        var random = new Random(seed);
-        var tokens = Enumerable.Range(0, count).Select(_ => random.Next(vocab)).ToArray();
-        var targets = Enumerable.Range(0, count).Select(_ => random.Next(7) == 0 ? -1 : random.Next(vocab)).ToArray();
-        return (tokens, targets);
     }
 }

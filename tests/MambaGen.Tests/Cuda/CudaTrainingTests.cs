@@ -63,22 +63,7 @@ public class CudaTrainingTests
             {
                 var model = create(5);
                 using var gpu = OnGpu(model, source, name);
-                // Two sequences of 300 tokens (several scan chunks and a partial last one), then a short odd shape
-                // through reallocated buffers.
-                foreach (var (batch, length) in new[] { (2, 300), (3, 7) })
-                {
-                    var (tokens, targets) = Batch(batch * length, model.Shape.Vocab, seed: batch * 1000 + length);
-                    var expected = new float[model.Parameters.Values.Length];
-                    float expectedLoss = model.ForwardBackward(tokens, targets, batch, expected);
-                    var actual = new float[expected.Length];
-                    float loss = gpu.ForwardBackward(tokens, targets, batch, actual);
-                    string shape = $"{name} batch {batch} length {length}";
-                    if (!(Math.Abs(loss - expectedLoss) <= LossRelative * Math.Abs(expectedLoss)))
-                        failures.Add($"{shape}: loss {loss} vs CPU {expectedLoss}");
-                    var (worstRatio, errors) = CompareGradients(model.Parameters.Layout, actual, expected);
-                    failures.AddRange(errors.Select(e => $"{shape}: {e}"));
-                    report.Add($"{shape}: loss {loss} vs {expectedLoss}; worst gradient error {worstRatio:P1} of its tolerance");
-                }
+                failures.AddRange(CompareForwardBackward(model, gpu, name, LossRelative, GradientRelativeToMax, GradientAbsolute, report));
             }
             catch (Exception error)
             {
@@ -95,15 +80,7 @@ public class CudaTrainingTests
     {
         var model = BiasedUntiedModel.Create(3);
         using var gpu = OnGpu(model, BiasedUntiedModel.CudaSource, nameof(BiasedUntiedModel));
-        var (tokens, targets) = Batch(2 * 300, model.Shape.Vocab, seed: 7);
-        var first = new float[model.Parameters.Values.Length];
-        var second = new float[first.Length];
-        float firstLoss = gpu.ForwardBackward(tokens, targets, 2, first);
-        float secondLoss = gpu.ForwardBackward(tokens, targets, 2, second);
-        Assert.Equal(BitConverter.SingleToInt32Bits(firstLoss), BitConverter.SingleToInt32Bits(secondLoss));
-        for (int i = 0; i < first.Length; i++)
-            if (BitConverter.SingleToInt32Bits(first[i]) != BitConverter.SingleToInt32Bits(second[i]))
-                Assert.Fail($"gradient {i} differs between two identical calls: {first[i]:R} vs {second[i]:R}");
+        AssertBackwardIsBitIdentical(model, gpu);
     }
 
     [GpuFact]
@@ -215,6 +192,46 @@ public class CudaTrainingTests
     /// Per tensor, the gradients outside |g_gpu − g_cpu| ≤ relativeToMax·max|g_cpu of that tensor| + absolute (described),
     /// and the worst error as a fraction of its tolerance. Shared with the bf16 tests, which pass their own bar.
     /// </summary>
+    /// <summary>
+    /// The loss and every gradient of <paramref name="gpu"/>'s ForwardBackward against the CPU path's, on two sequences
+    /// of 300 tokens (several scan chunks and a partial last one), then a short odd shape through reallocated
+    /// buffers; returns the failures and adds a line per shape to <paramref name="report"/>.
+    /// </summary>
+    internal static List<string> CompareForwardBackward(IMambaModel model, CudaMambaModel gpu, string name, double lossRelative,
+        double gradientRelativeToMax, double gradientAbsolute, List<string> report)
+    {
+        var failures = new List<string>();
+        foreach (var (batch, length) in new[] { (2, 300), (3, 7) })
+        {
+            var (tokens, targets) = Batch(batch * length, model.Shape.Vocab, seed: batch * 1000 + length);
+            var expected = new float[model.Parameters.Values.Length];
+            float expectedLoss = model.ForwardBackward(tokens, targets, batch, expected);
+            var actual = new float[expected.Length];
+            float loss = gpu.ForwardBackward(tokens, targets, batch, actual);
+            string shape = $"{name} {gpu.Precision} batch {batch} length {length}";
+            if (!(Math.Abs(loss - expectedLoss) <= lossRelative * Math.Abs(expectedLoss)))
+                failures.Add($"{shape}: loss {loss} vs CPU {expectedLoss}");
+            var (worstRatio, errors) = CompareGradients(model.Parameters.Layout, actual, expected, gradientRelativeToMax, gradientAbsolute);
+            failures.AddRange(errors.Select(e => $"{shape}: {e}"));
+            report.Add($"{shape}: loss {loss} vs {expectedLoss}; worst gradient error {worstRatio:P1} of its tolerance");
+        }
+        return failures;
+    }
+
+    /// <summary>Two identical ForwardBackward calls give the same loss and gradients, bit for bit (the backward has no atomics).</summary>
+    internal static void AssertBackwardIsBitIdentical(IMambaModel model, CudaMambaModel gpu)
+    {
+        var (tokens, targets) = Batch(2 * 300, model.Shape.Vocab, seed: 7);
+        var first = new float[model.Parameters.Values.Length];
+        var second = new float[first.Length];
+        float firstLoss = gpu.ForwardBackward(tokens, targets, 2, first);
+        float secondLoss = gpu.ForwardBackward(tokens, targets, 2, second);
+        Assert.Equal(BitConverter.SingleToInt32Bits(firstLoss), BitConverter.SingleToInt32Bits(secondLoss));
+        for (int i = 0; i < first.Length; i++)
+            if (BitConverter.SingleToInt32Bits(first[i]) != BitConverter.SingleToInt32Bits(second[i]))
+                Assert.Fail($"gradient {i} differs between two identical calls: {first[i]:R} vs {second[i]:R}");
+    }
+
     internal static (double WorstRatio, List<string> Errors) CompareGradients(ParameterLayout layout, float[] actual, float[] expected,
         double relativeToMax, double absolute)
     {
@@ -241,7 +258,7 @@ public class CudaTrainingTests
     }
 
     /// <summary>Random token ids and next-token targets with about one position in seven unscored (−1).</summary>
-    private static (int[] Tokens, int[] Targets) Batch(int count, int vocab, int seed)
+    internal static (int[] Tokens, int[] Targets) Batch(int count, int vocab, int seed)
     {
         var random = new Random(seed);
         var tokens = Enumerable.Range(0, count).Select(_ => random.Next(vocab)).ToArray();
