@@ -1482,6 +1482,12 @@ mamba_rmsnorm_bwd(const float* __restrict__ r_out, const float* __restrict__ rst
 // of TT steps: B_t/C_t for the tile are staged once in shared memory and shared by the block's channels; the next
 // tile's inputs are loaded into registers while the current tile computes. Σ_n C·h is a reduce-scatter over warp
 // shuffles in a fixed order (through shared memory where a channel's threads span warps); one barrier per tile.
+// Two such splits are compiled, narrow (few states per thread: many threads for few rows) and wide (more states per
+// thread: fewer instructions per state), and the host picks one by batch·ED. Where batch × blocks cannot fill the
+// device, the host also splits L into segments of whole chunks (gridDim.y): pass 1 runs each segment but the last
+// from a zero state and keeps its end state and decay product exp2(A2·ΣΔ); a combine walks the segment ends in order
+// (h ← P·h + h_end); pass 2 runs every segment from its true start state. Deterministic: fixed order, one writer
+// per output.
 //
 // Backward: a channel's states sit in one warp (SPTB per thread), and per chunk, last first, the chunk's inputs are
 // staged in shared memory once; pass 1 reruns the forward from the saved chunk state and keeps each tile's start
@@ -1531,19 +1537,27 @@ mamba_rmsnorm_bwd(const float* __restrict__ r_out, const float* __restrict__ rst
 #define MAMBA_SCAN_FWD_STATES (MAMBA_D_STATE == 32 ? 4 : 1)
 #endif
 // The forward is compiled twice, narrow (MAMBA_SCAN_FWD_STATES per thread) and wide (these per thread); the host
-// runs the wide one from MAMBA_SCAN_FWD_WIDE_MIN_ROWS rows (batch·ED) up. Where narrow and wide are the same split
-// the threshold is never reached.
+// runs the wide one from MAMBA_SCAN_FWD_WIDE_MIN_ROWS rows (batch·ED) up. Measured on the H200 (docs/gpu-kernels.md):
+// at N = 64 wide is 2.8-3.2x faster at 8x1536x2048; at N = 16 wide is faster in fp32 from 8x1536 rows (0.285 against
+// 0.366 ms) but slower at 4x1536 and in bf16 at every measured shape (137 registers: 3 blocks per SM).
 #ifndef MAMBA_SCAN_FWD_WIDE_STATES
 #define MAMBA_SCAN_FWD_WIDE_STATES (MAMBA_D_STATE == 16 || MAMBA_D_STATE == 64 ? 4 : MAMBA_SCAN_FWD_STATES)
 #endif
 #ifndef MAMBA_SCAN_FWD_WIDE_MIN_ROWS
-#define MAMBA_SCAN_FWD_WIDE_MIN_ROWS (MAMBA_SCAN_FWD_WIDE_STATES == MAMBA_SCAN_FWD_STATES ? 0x7fffffff : 6144)
+#define MAMBA_SCAN_FWD_WIDE_MIN_ROWS \
+    (MAMBA_D_STATE == 64 ? 0 : MAMBA_D_STATE == 16 && !MAMBA_INPUT_BF16 ? 12288 : 0x7fffffff)
 #endif
-// Splitting L across blocks (the host's plan): when batch × blocks per row is below this many blocks per SM, the
-// forward runs as segments of at least MAMBA_SCAN_FWD_MIN_SEGMENT steps (pass 1: each segment's end state from zero
-// and its decay product; a combine in order; pass 2: the segments from their true start states).
-#ifndef MAMBA_SCAN_FWD_SPLIT_BLOCKS_PER_SM
-#define MAMBA_SCAN_FWD_SPLIT_BLOCKS_PER_SM 8
+// Splitting L across blocks (the host's plan): when batch × blocks per row is below MAMBA_SCAN_FWD_SPLIT_BELOW blocks
+// per SM, the forward runs as enough segments for MAMBA_SCAN_FWD_SPLIT_TARGET blocks per SM, each at least
+// MAMBA_SCAN_FWD_MIN_SEGMENT steps long (pass 1: each segment's end state from zero and its decay product; a combine
+// in order; pass 2: the segments from their true start states). Pass 1 costs about 0.6 of a forward, so splitting
+// pays only well below a full wave: measured at 1x1536 rows (192 blocks) 1.4x faster at L 2048 and 2x at L 65536,
+// at 2x1536 about even, at 1x5120 (640 blocks) slower.
+#ifndef MAMBA_SCAN_FWD_SPLIT_BELOW
+#define MAMBA_SCAN_FWD_SPLIT_BELOW 2
+#endif
+#ifndef MAMBA_SCAN_FWD_SPLIT_TARGET
+#define MAMBA_SCAN_FWD_SPLIT_TARGET 16
 #endif
 #ifndef MAMBA_SCAN_FWD_MIN_SEGMENT
 #define MAMBA_SCAN_FWD_MIN_SEGMENT 256
@@ -1737,14 +1751,14 @@ extern "C" __constant__ int mamba_scan_config[8] = {
 
 // The forward's plan, for the host: [0] wide threads, [1] wide blocks per batch row, [2] wide dynamic shared bytes,
 // [3] rows (batch·ED) from which the wide forward runs, [4] blocks per SM below which L is split, [5] shortest
-// segment in steps, [6] threads per block of mamba_scan_fwd_combine. The host's rule: wide = batch·ED ≥ [3];
-// blocks = batch × (blocks per row of that forward); if blocks < [4] × SMs and L ≥ 2·[5], segments =
-// min(⌈[4] × SMs / blocks⌉, ⌊L / [5]⌋), else 1. With segments > 1: mamba_scan_fwd_ends (or _wide_ends), then
-// mamba_scan_fwd_combine, then the forward, the two scans on a (blocks, segments) grid.
-extern "C" __constant__ int mamba_scan_fwd_plan[7] = {
+// segment in steps, [6] threads per block of mamba_scan_fwd_combine, [7] blocks per SM a split aims for. The host's
+// rule: wide = batch·ED ≥ [3]; blocks = batch × (blocks per row of that forward); if blocks < [4] × SMs and
+// L ≥ 2·[5], segments = min(⌈[7] × SMs / blocks⌉, ⌊L / [5]⌋), else 1. With segments > 1: mamba_scan_fwd_ends (or
+// _wide_ends), then mamba_scan_fwd_combine, then the forward, the two scans on a (blocks, segments) grid.
+extern "C" __constant__ int mamba_scan_fwd_plan[8] = {
     mg_scan::FwdWide::THREADS, mg_scan::FwdWide::BLOCKS_PER_BATCH, mg_scan::FwdWide::FLOATS * 4,
-    MAMBA_SCAN_FWD_WIDE_MIN_ROWS, MAMBA_SCAN_FWD_SPLIT_BLOCKS_PER_SM,
-    mg_scan::cmax(MAMBA_SCAN_FWD_MIN_SEGMENT, 2 * mg_scan::CHUNK), mg_scan::COMBINE_THREADS};
+    MAMBA_SCAN_FWD_WIDE_MIN_ROWS, MAMBA_SCAN_FWD_SPLIT_BELOW,
+    mg_scan::cmax(MAMBA_SCAN_FWD_MIN_SEGMENT, 2 * mg_scan::CHUNK), mg_scan::COMBINE_THREADS, MAMBA_SCAN_FWD_SPLIT_TARGET};
 
 namespace mg_scan {
 

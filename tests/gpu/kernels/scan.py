@@ -28,8 +28,8 @@ class ScanKernels:
         self.module = Module(image)
         (self.fwd_threads, self.fwd_blocks, self.fwd_smem, self.chunk,
          self.bwd_threads, self.bwd_blocks, self.bwd_smem, _) = self.module.global_ints("mamba_scan_config", 8)
-        (self.wide_threads, self.wide_blocks, self.wide_smem, self.wide_min_rows, self.split_blocks_per_sm,
-         self.min_segment, self.combine_threads) = self.module.global_ints("mamba_scan_fwd_plan", 7)
+        (self.wide_threads, self.wide_blocks, self.wide_smem, self.wide_min_rows, self.split_below,
+         self.min_segment, self.combine_threads, self.split_target) = self.module.global_ints("mamba_scan_fwd_plan", 8)
         self.sms = torch.cuda.get_device_properties(0).multi_processor_count
         self.dtype = torch.bfloat16 if bf16 else torch.float32
         self.force = None   # (wide, segments) for every forward, instead of the plan (checks and sweeps)
@@ -43,10 +43,9 @@ class ScanKernels:
             return self.force
         wide = b * self.ed >= self.wide_min_rows
         blocks = b * (self.wide_blocks if wide else self.fwd_blocks)
-        target = self.split_blocks_per_sm * self.sms
         segments = 1
-        if blocks < target and length >= 2 * self.min_segment:
-            segments = min(-(-target // blocks), length // self.min_segment)
+        if blocks < self.split_below * self.sms and length >= 2 * self.min_segment:
+            segments = min(-(-self.split_target * self.sms // blocks), length // self.min_segment)
         return wide, segments
 
     def forward(self, x):

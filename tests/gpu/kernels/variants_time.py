@@ -100,7 +100,7 @@ def tune(nv, rows):
 
 # Forward paths (wide, segments) timed per shape (b, ED, L) at N 16.
 SWEEP = {
-    (8, 1536, 2048): [(False, 1), (True, 1), (True, 2), (True, 3)],
+    (8, 1536, 2048): [(False, 1), (True, 1), (True, 2), (True, 3), (True, 4), (True, 6)],
     (64, 1536, 256): [(False, 1), (True, 1), (True, 2)],
     (4, 1536, 2048): [(False, 1), (False, 2), (True, 1), (True, 2), (True, 4)],
     (2, 1536, 2048): [(False, 1), (False, 2), (False, 4), (True, 1), (True, 2), (True, 4), (True, 8)],

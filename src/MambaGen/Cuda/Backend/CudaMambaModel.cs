@@ -500,17 +500,18 @@ public sealed partial class CudaMambaModel : IMambaBackend
     /// The forward scan's plan (which work split, how many segments along L) is the rule the template states beside
     /// <c>mamba_scan_fwd_plan</c>, applied to the thresholds it publishes and this device's multiprocessor count.
     /// </summary>
-    private sealed record LaunchFacts(ScanSplit NarrowForward, ScanSplit WideForward, int WideMinRows, int SplitBlocksPerMultiprocessor,
-        int MinSegment, int CombineThreads, int Multiprocessors, int ChunkLength, int NormThreads, int ConvThreads, int ConvStepsPerThread)
+    private sealed record LaunchFacts(ScanSplit NarrowForward, ScanSplit WideForward, int WideMinRows, int SplitBelowBlocksPerMultiprocessor,
+        int MinSegment, int CombineThreads, int SplitTargetBlocksPerMultiprocessor, int Multiprocessors, int ChunkLength, int NormThreads,
+        int ConvThreads, int ConvStepsPerThread)
     {
         public static LaunchFacts Read(CudaModule module, KernelSet kernels, CudaContext context)
         {
             var scan = module.ReadConstant<int>("mamba_scan_config", 8);
-            var plan = module.ReadConstant<int>("mamba_scan_fwd_plan", 7);
+            var plan = module.ReadConstant<int>("mamba_scan_fwd_plan", 8);
             var norm = module.ReadConstant<int>("mamba_norm_config", 3);
             var conv = module.ReadConstant<int>("mamba_conv_config", 2);
             var launch = new LaunchFacts(new ScanSplit(scan[0], scan[1], scan[2]), new ScanSplit(plan[0], plan[1], plan[2]), plan[3], plan[4],
-                plan[5], plan[6], context.MultiprocessorCount, scan[3], norm[0], conv[0], conv[1]);
+                plan[5], plan[6], plan[7], context.MultiprocessorCount, scan[3], norm[0], conv[0], conv[1]);
             launch.NarrowForward.AllowSharedMemory(context, kernels.ScanForward, kernels.ScanForwardEnds);
             launch.WideForward.AllowSharedMemory(context, kernels.ScanForwardWide, kernels.ScanForwardWideEnds);
             return launch;
@@ -521,9 +522,9 @@ public sealed partial class CudaMambaModel : IMambaBackend
         {
             bool wide = (long)batch * dInner >= WideMinRows;
             long blocks = (long)batch * (wide ? WideForward : NarrowForward).BlocksPerSequence;
-            long target = (long)SplitBlocksPerMultiprocessor * Multiprocessors;
-            if (blocks >= target || length < 2 * MinSegment)
+            if (blocks >= (long)SplitBelowBlocksPerMultiprocessor * Multiprocessors || length < 2 * MinSegment)
                 return (wide, 1);
+            long target = (long)SplitTargetBlocksPerMultiprocessor * Multiprocessors;
             return (wide, (int)Math.Min((target + blocks - 1) / blocks, length / MinSegment));
         }
     }
