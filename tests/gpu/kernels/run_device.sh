@@ -1,7 +1,8 @@
 #!/bin/bash
 # One device run: tuning candidates (each checked), then every check and the issue-9 timings with the sweeps under
-# the chosen setting, the forward paths (narrow/wide, segments along L) side by side, compute-sanitizer (memcheck, racecheck) over the scan kernels, and an Nsight Compute profile
-# of the scan at 8x1536x2048 bf16. Logs go to $OUT. Pass --all-sanitize to run the sanitizer over every template.
+# the chosen setting, the forward paths (narrow/wide, segments along L) side by side, compute-sanitizer (memcheck,
+# racecheck) over the scan kernels, and an Nsight Compute profile of the scan at 8x1536x2048 bf16. Logs go to $OUT.
+# Pass --all-sanitize to run the sanitizer over every template.
 cd "$(dirname "$0")/../../.."
 export PYTHONUNBUFFERED=1
 OUT=${OUT:-out}; mkdir -p "$OUT"; export OUT
