@@ -301,7 +301,7 @@ public sealed partial class CudaMambaModel : IMambaBackend
             var (wide, segments) = _launch.PlanScanForward(batch, length, s.DInner);
             var split = wide ? _launch.WideForward : _launch.NarrowForward;
             var grid = new Dim3((uint)(batch * split.BlocksPerSequence), (uint)segments);
-            KernelArgument[] scanArguments =
+            ReadOnlySpan<KernelArgument> scanArguments =
             [
                 m.U, s.SelectiveDelta ? m.Dt.DevicePointer : 0UL, Weight(o.DtProjBias), ScaledA(layer),
                 s.SelectiveB ? m.B.DevicePointer : Weight(o.B), s.SelectiveC ? m.C.DevicePointer : Weight(o.C),
