@@ -1530,7 +1530,7 @@ mamba_rmsnorm_bwd(const float* __restrict__ r_out, const float* __restrict__ rst
 #endif
 // States each thread carries where N is small enough for one per thread (forward N < 64, backward N <= 32): more
 // states per thread means fewer shuffles per state in the sums over states but fewer threads. Defaults from the
-// H200 measurements in docs/gpu-kernels.md: the backward takes 2 for 8 <= N <= 32; the forward 4 at N = 32 only
+// H200 measurements in docs/gpu-kernels.md: the backward takes 2 for 8 <= N <= 32; the narrow forward 4 at N = 32 only
 // (at N = 16 it is faster at batch·ED = 12288 but far slower at batch 1, where a quarter of the threads cannot fill
 // the chip; at N = 8 it is slower).
 #ifndef MAMBA_SCAN_FWD_STATES
