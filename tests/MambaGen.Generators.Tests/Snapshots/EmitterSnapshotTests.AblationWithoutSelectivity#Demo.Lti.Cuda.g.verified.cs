@@ -1758,7 +1758,8 @@ extern "C" __constant__ int mamba_scan_config[8] = {
 extern "C" __constant__ int mamba_scan_fwd_plan[8] = {
     mg_scan::FwdWide::THREADS, mg_scan::FwdWide::BLOCKS_PER_BATCH, mg_scan::FwdWide::FLOATS * 4,
     MAMBA_SCAN_FWD_WIDE_MIN_ROWS, MAMBA_SCAN_FWD_SPLIT_BELOW,
-    mg_scan::cmax(MAMBA_SCAN_FWD_MIN_SEGMENT, 2 * mg_scan::CHUNK), mg_scan::COMBINE_THREADS, MAMBA_SCAN_FWD_SPLIT_TARGET};
+    mg_scan::cmax(MAMBA_SCAN_FWD_MIN_SEGMENT, 2 * mg_scan::CHUNK), mg_scan::COMBINE_THREADS,
+    MAMBA_SCAN_FWD_SPLIT_TARGET};
 
 namespace mg_scan {
 
