@@ -1634,6 +1634,12 @@ mamba_rmsnorm_bwd(const float* __restrict__ r_out, const float* __restrict__ rst
 // of TT steps: B_t/C_t for the tile are staged once in shared memory and shared by the block's channels; the next
 // tile's inputs are loaded into registers while the current tile computes. Σ_n C·h is a reduce-scatter over warp
 // shuffles in a fixed order (through shared memory where a channel's threads span warps); one barrier per tile.
+// Two such splits are compiled, narrow (few states per thread: many threads for few rows) and wide (more states per
+// thread: fewer instructions per state), and the host picks one by batch·ED. Where batch × blocks cannot fill the
+// device, the host also splits L into segments of whole chunks (gridDim.y): pass 1 runs each segment but the last
+// from a zero state and keeps its end state and decay product exp2(A2·ΣΔ); a combine walks the segment ends in order
+// (h ← P·h + h_end); pass 2 runs every segment from its true start state. Deterministic: fixed order, one writer
+// per output.
 //
 // Backward: a channel's states sit in one warp (SPTB per thread), and per chunk, last first, the chunk's inputs are
 // staged in shared memory once (a tile at a time, during the pass 2 of the chunk after it); pass 1 reruns the
@@ -1677,11 +1683,37 @@ mamba_rmsnorm_bwd(const float* __restrict__ r_out, const float* __restrict__ rst
 #endif
 // States each thread carries where N is small enough for one per thread (forward N < 64, backward N <= 32): more
 // states per thread means fewer shuffles per state in the sums over states but fewer threads. Defaults from the
-// H200 measurements in docs/gpu-kernels.md: the backward takes 2 for 8 <= N <= 32; the forward 4 at N = 32 only
+// H200 measurements in docs/gpu-kernels.md: the backward takes 2 for 8 <= N <= 32; the narrow forward 4 at N = 32 only
 // (at N = 16 it is faster at batch·ED = 12288 but far slower at batch 1, where a quarter of the threads cannot fill
 // the chip; at N = 8 it is slower).
 #ifndef MAMBA_SCAN_FWD_STATES
 #define MAMBA_SCAN_FWD_STATES (MAMBA_D_STATE == 32 ? 4 : 1)
+#endif
+// The forward is compiled twice, narrow (MAMBA_SCAN_FWD_STATES per thread) and wide (these per thread); the host
+// runs the wide one from MAMBA_SCAN_FWD_WIDE_MIN_ROWS rows (batch·ED) up. Measured on the H200 (docs/gpu-kernels.md):
+// at N = 64 wide is 2.8-3.2x faster at 8x1536x2048; at N = 16 wide is faster in fp32 from 8x1536 rows (0.285 against
+// 0.366 ms) but slower at 4x1536 and in bf16 at every measured shape (137 registers: 3 blocks per SM).
+#ifndef MAMBA_SCAN_FWD_WIDE_STATES
+#define MAMBA_SCAN_FWD_WIDE_STATES (MAMBA_D_STATE == 16 || MAMBA_D_STATE == 64 ? 4 : MAMBA_SCAN_FWD_STATES)
+#endif
+#ifndef MAMBA_SCAN_FWD_WIDE_MIN_ROWS
+#define MAMBA_SCAN_FWD_WIDE_MIN_ROWS \
+    (MAMBA_D_STATE == 64 ? 0 : MAMBA_D_STATE == 16 && !MAMBA_INPUT_BF16 ? 12288 : 0x7fffffff)
+#endif
+// Splitting L across blocks (the host's plan): when batch × blocks per row is below MAMBA_SCAN_FWD_SPLIT_BELOW blocks
+// per SM, the forward runs as enough segments for MAMBA_SCAN_FWD_SPLIT_TARGET blocks per SM, each at least
+// MAMBA_SCAN_FWD_MIN_SEGMENT steps long (pass 1: each segment's end state from zero and its decay product; a combine
+// in order; pass 2: the segments from their true start states). Pass 1 costs about 0.6 of a forward, so splitting
+// pays only well below a full wave: measured at 1x1536 rows (192 blocks) 1.4x faster at L 2048 and 2x at L 65536,
+// at 2x1536 about even, at 1x5120 (640 blocks) slower.
+#ifndef MAMBA_SCAN_FWD_SPLIT_BELOW
+#define MAMBA_SCAN_FWD_SPLIT_BELOW 2
+#endif
+#ifndef MAMBA_SCAN_FWD_SPLIT_TARGET
+#define MAMBA_SCAN_FWD_SPLIT_TARGET 16
+#endif
+#ifndef MAMBA_SCAN_FWD_MIN_SEGMENT
+#define MAMBA_SCAN_FWD_MIN_SEGMENT 256
 #endif
 #ifndef MAMBA_SCAN_BWD_STATES
 #define MAMBA_SCAN_BWD_STATES (MAMBA_D_STATE >= 8 && MAMBA_D_STATE <= 32 ? 2 : 1)
@@ -1704,23 +1736,51 @@ __host__ __device__ constexpr int cmax(int a, int b) { return a > b ? a : b; }
 
 constexpr int N = MAMBA_D_STATE;
 constexpr int ED = MAMBA_D_INNER;
-constexpr int TPC = cmax(1, (N < 64 ? N : 64) / MAMBA_SCAN_FWD_STATES);   // threads per channel
-constexpr int SPT = (N + TPC - 1) / TPC;            // states per thread
-// Tile length: long enough to amortise the barriers, short enough that the staged next tile fits in registers.
+// Forward work split for STATES states per thread. Two are compiled into every module, the narrow one
+// (MAMBA_SCAN_FWD_STATES: many threads, for few rows) and the wide one (MAMBA_SCAN_FWD_WIDE_STATES: fewer instructions
+// per state, for many rows); the host picks by batch·ED (mamba_scan_fwd_plan).
+template <int STATES>
+struct FwdSplit
+{
+    static constexpr int TPC = cmax(1, (N < 64 ? N : 64) / STATES);   // threads per channel
+    static constexpr int SPT = (N + TPC - 1) / TPC;                   // states per thread
+    // Tile length: long enough to amortise the barriers, short enough that the staged next tile fits in registers.
 #ifdef MAMBA_SCAN_TILE
-constexpr int TT = MAMBA_SCAN_TILE;
+    static constexpr int TT = MAMBA_SCAN_TILE;
 #else
-constexpr int TT = cmax(4, cmin(4 * TPC, cmin(16, 256 / N)) / 4 * 4);   // whole float4 groups
+    static constexpr int TT = cmax(4, cmin(4 * TPC, cmin(16, 256 / N)) / 4 * 4);   // whole float4 groups
 #endif
-constexpr int CHUNK = TT * MAMBA_SCAN_CHUNK_TILES;  // steps per saved state
-constexpr int ROW = TT + 4;                         // padded shared-memory row (conflict-free float4 reads)
-constexpr int FWD_THREADS = cmax(1, MAMBA_SCAN_THREADS / TPC) * TPC;
-constexpr bool SHUFFLE = MAMBA_SCAN_SHUFFLE_REDUCE && TPC <= 32 && 32 % TPC == 0 && TT % TPC == 0 &&
-                         FWD_THREADS % 32 == 0;
-constexpr int FWD_CPB = FWD_THREADS / TPC;
-constexpr int FWD_BLOCKS_PER_BATCH = (ED + FWD_CPB - 1) / FWD_CPB;
-static_assert(FWD_THREADS % TPC == 0, "blocks hold whole channels");
-static_assert(TT % 4 == 0, "tiles are whole float4 groups");
+    static constexpr int ROW = TT + 4;              // padded shared-memory row (conflict-free float4 reads)
+    static constexpr int THREADS = cmax(1, MAMBA_SCAN_THREADS / TPC) * TPC;
+    static constexpr bool SHUFFLE = MAMBA_SCAN_SHUFFLE_REDUCE && TPC <= 32 && 32 % TPC == 0 && TT % TPC == 0 &&
+                                    THREADS % 32 == 0;
+    static constexpr int CPB = THREADS / TPC;
+    static constexpr int BLOCKS_PER_BATCH = (ED + CPB - 1) / CPB;
+    static_assert(THREADS % TPC == 0, "blocks hold whole channels");
+    static_assert(TT % 4 == 0, "tiles are whole float4 groups");
+
+    // Shared memory (floats), two buffers of each so one barrier per tile suffices.
+    static constexpr int S_CH = CPB * TT;           // one per-channel array of one tile
+    static constexpr int S_ST = N * ROW;            // one per-state array (B or C) of one tile
+    static constexpr int S_P = SHUFFLE ? 0 : THREADS * ROW;   // per-thread partial C·h
+    static constexpr int OFF_DELTA = 0;
+    static constexpr int OFF_DU = OFF_DELTA + 2 * S_CH;
+    static constexpr int OFF_U = OFF_DU + 2 * S_CH;
+    static constexpr int OFF_Z = OFF_U + 2 * S_CH;
+    static constexpr int OFF_B = OFF_Z + (MAMBA_HAS_Z ? 2 * S_CH : 0);
+    static constexpr int OFF_C = OFF_B + (MAMBA_SELECTIVE_B ? 2 * S_ST : 0);
+    static constexpr int OFF_P = OFF_C + (MAMBA_SELECTIVE_C ? 2 * S_ST : 0);
+    static constexpr int OFF_PARAM = OFF_P + 2 * S_P;   // dt_bias and D of the block's channels
+    static constexpr int FLOATS = OFF_PARAM + 2 * CPB;
+};
+using FwdNarrow = FwdSplit<MAMBA_SCAN_FWD_STATES>;
+using FwdWide = FwdSplit<MAMBA_SCAN_FWD_WIDE_STATES>;
+constexpr int CHUNK = FwdNarrow::TT * MAMBA_SCAN_CHUNK_TILES;   // steps per saved state
+constexpr int FWD_THREADS = FwdNarrow::THREADS;
+constexpr int FWD_BLOCKS_PER_BATCH = FwdNarrow::BLOCKS_PER_BATCH;
+constexpr int F_FLOATS = FwdNarrow::FLOATS;
+static_assert(CHUNK % FwdWide::TT == 0, "the wide forward's tiles divide the chunk");
+constexpr int COMBINE_THREADS = 256;                 // threads per block of mamba_scan_fwd_combine
 
 #if MAMBA_SELECTIVE_B
 typedef mg_in_t b_t;
@@ -1732,20 +1792,6 @@ typedef mg_in_t c_t;
 #else
 typedef float c_t;
 #endif
-
-// Forward shared memory (floats), two buffers of each so one barrier pair per tile suffices.
-constexpr int F_CH = FWD_CPB * TT;                  // one per-channel array of one tile
-constexpr int F_ST = N * ROW;                       // one per-state array (B or C) of one tile
-constexpr int F_P = SHUFFLE ? 0 : FWD_THREADS * ROW;  // per-thread partial C·h
-constexpr int F_OFF_DELTA = 0;
-constexpr int F_OFF_DU = F_OFF_DELTA + 2 * F_CH;
-constexpr int F_OFF_U = F_OFF_DU + 2 * F_CH;
-constexpr int F_OFF_Z = F_OFF_U + 2 * F_CH;
-constexpr int F_OFF_B = F_OFF_Z + (MAMBA_HAS_Z ? 2 * F_CH : 0);
-constexpr int F_OFF_C = F_OFF_B + (MAMBA_SELECTIVE_B ? 2 * F_ST : 0);
-constexpr int F_OFF_P = F_OFF_C + (MAMBA_SELECTIVE_C ? 2 * F_ST : 0);
-constexpr int F_OFF_PARAM = F_OFF_P + 2 * F_P;    // dt_bias and D of the block's channels
-constexpr int F_FLOATS = F_OFF_PARAM + 2 * FWD_CPB;
 
 // Backward work split: as in the forward, but a channel's states always sit in one warp (TPCB lanes: the power of
 // two at or above min(N, 32), divided by MAMBA_SCAN_BWD_STATES; SPTB states each), so every sum over states is a
@@ -1815,7 +1861,7 @@ constexpr int B_OFF_RED = B_OFF_C + (MAMBA_SELECTIVE_C ? N * CHP : 0);
 constexpr int B_RED = BWD_WARPS * 32 * LC;          // one kind's warp partials of one tile
 constexpr int B_OFF_HS = B_OFF_RED + 2 * KINDS * B_RED;
 constexpr int B_FLOATS = B_OFF_HS + BWD_TILES * SPTB * BWD_THREADS;
-static_assert(F_FLOATS * 4 <= 232448 && B_FLOATS * 4 <= 232448, "the scan's shared memory exceeds the 227 KB a block may have");
+static_assert(F_FLOATS * 4 <= 232448 && FwdWide::FLOATS * 4 <= 232448 && B_FLOATS * 4 <= 232448, "the scan's shared memory exceeds the 227 KB a block may have");
 
 // Butterfly over the lane bits O, O/2, ..., O_LO (powers of two) on LEN values per lane, in a fixed order: while
 // more than one value is left each level scatters (the lane with the bit set keeps the upper half, the other the
@@ -1869,40 +1915,83 @@ __device__ __forceinline__ void reduce_scatter(float* pt, int j)
 // Launch facts for the host: read with cuModuleGetGlobal. Grid = batch × blocks_per_batch blocks (1-D).
 // [0] forward threads, [1] forward blocks per batch row, [2] forward dynamic shared bytes, [3] chunk length,
 // [4] backward threads, [5] backward blocks per batch row, [6] backward dynamic shared bytes, [7] N.
+// The forward entries are the narrow forward's; mamba_scan_fwd_plan has the wide one's and the L split's.
 extern "C" __constant__ int mamba_scan_config[8] = {
     mg_scan::FWD_THREADS, mg_scan::FWD_BLOCKS_PER_BATCH, mg_scan::F_FLOATS * 4, mg_scan::CHUNK,
     mg_scan::BWD_THREADS, mg_scan::BWD_BLOCKS_PER_BATCH, mg_scan::B_FLOATS * 4, mg_scan::N};
 
-extern "C" __global__ void __launch_bounds__(mg_scan::FWD_THREADS)
-mamba_scan_fwd(const mg_in_t* __restrict__ u, const mg_in_t* __restrict__ dt, const float* __restrict__ dt_bias,
-               const float* __restrict__ A2, const mg_scan::b_t* __restrict__ Bm, const mg_scan::c_t* __restrict__ Cm,
-               const float* __restrict__ Dv, const mg_in_t* __restrict__ z, mg_in_t* __restrict__ y,
-               float* __restrict__ chunk_states, int L)
+// The forward's plan, for the host: [0] wide threads, [1] wide blocks per batch row, [2] wide dynamic shared bytes,
+// [3] rows (batch·ED) from which the wide forward runs, [4] blocks per SM below which L is split, [5] shortest
+// segment in steps, [6] threads per block of mamba_scan_fwd_combine, [7] blocks per SM a split aims for. The host's
+// rule: wide = batch·ED ≥ [3]; blocks = batch × (blocks per row of that forward); if blocks < [4] × SMs and
+// L ≥ 2·[5], segments = min(⌈[7] × SMs / blocks⌉, ⌊L / [5]⌋), else 1. With segments > 1: mamba_scan_fwd_ends (or
+// _wide_ends), then mamba_scan_fwd_combine, then the forward, the two scans on a (blocks, segments) grid.
+extern "C" __constant__ int mamba_scan_fwd_plan[8] = {
+    mg_scan::FwdWide::THREADS, mg_scan::FwdWide::BLOCKS_PER_BATCH, mg_scan::FwdWide::FLOATS * 4,
+    MAMBA_SCAN_FWD_WIDE_MIN_ROWS, MAMBA_SCAN_FWD_SPLIT_BELOW,
+    mg_scan::cmax(MAMBA_SCAN_FWD_MIN_SEGMENT, 2 * mg_scan::CHUNK), mg_scan::COMBINE_THREADS,
+    MAMBA_SCAN_FWD_SPLIT_TARGET};
+
+namespace mg_scan {
+
+// Steps in each of the `segments` pieces the forward splits L into (gridDim.y of the scans, the combine's
+// argument): whole chunks, at least two per segment, because pass 1 keeps a segment's decay product in the chunk
+// slot before its end. One segment is the whole sequence.
+__device__ __forceinline__ int segment_length(int L, int segments)
 {
-    using namespace mg_scan;
+    if (segments <= 1) return L;
+    const int steps = (L + segments - 1) / segments;
+    return cmax(2 * CHUNK, (steps + CHUNK - 1) / CHUNK * CHUNK);
+}
+
+// The forward over one segment of the sequence (blockIdx.y; the whole sequence when gridDim.y is 1) for the channels
+// of one block. ENDS_ONLY (pass 1 of a split): the state recurrence alone from a zero state, for every segment but
+// the last; it stores the segment's end state in the chunk slot of its end and exp2(A2·ΣΔ), the product of the
+// segment's decays, in the slot before. mamba_scan_fwd_combine then makes the end slots true states, in order.
+// Otherwise (pass 2, or no split): y and the chunk states from the true start state, which for a later segment is
+// the end slot of the one before; a segment that is not the last leaves its own end slot to the combine (the same
+// state, summed in a different order), so no slot has two writers.
+template <class S, bool ENDS_ONLY>
+__device__ __forceinline__ void scan_forward(const mg_in_t* __restrict__ u, const mg_in_t* __restrict__ dt,
+                                             const float* __restrict__ dt_bias, const float* __restrict__ A2,
+                                             const b_t* __restrict__ Bm, const c_t* __restrict__ Cm,
+                                             const float* __restrict__ Dv, const mg_in_t* __restrict__ z,
+                                             mg_in_t* __restrict__ y, float* __restrict__ chunk_states, int L)
+{
+    constexpr int TPC = S::TPC, SPT = S::SPT, TT = S::TT, ROW = S::ROW, THREADS = S::THREADS, CPB = S::CPB;
+    constexpr bool SHUFFLE = S::SHUFFLE;
+    constexpr bool WITH_Z = MAMBA_HAS_Z && !ENDS_ONLY;
+    [[maybe_unused]] constexpr bool WITH_C = MAMBA_SELECTIVE_C && !ENDS_ONLY;
     extern __shared__ float4 smem4[];
     float* smem = reinterpret_cast<float*>(smem4);
-    constexpr int CH_PER_THREAD = (F_CH + FWD_THREADS - 1) / FWD_THREADS;
-    constexpr int ST_PER_THREAD = (N * TT + FWD_THREADS - 1) / FWD_THREADS;
+    constexpr int CH_PER_THREAD = (S::S_CH + THREADS - 1) / THREADS;
+    constexpr int ST_PER_THREAD = (N * TT + THREADS - 1) / THREADS;
+
+    const int seg_len = segment_length(L, gridDim.y);
+    const int t_begin = blockIdx.y * seg_len;
+    if (t_begin >= L) return;
+    const int t_end = cmin(L, t_begin + seg_len);
+    const bool last_segment = t_end == L;
+    if (ENDS_ONLY && last_segment) return;
 
     const int tid = threadIdx.x;
-    const int b = blockIdx.x / FWD_BLOCKS_PER_BATCH;
-    const int d0 = (blockIdx.x % FWD_BLOCKS_PER_BATCH) * FWD_CPB;
+    const int b = blockIdx.x / S::BLOCKS_PER_BATCH;
+    const int d0 = (blockIdx.x % S::BLOCKS_PER_BATCH) * CPB;
     const int c = tid / TPC, j = tid % TPC;
     const int d = d0 + c;
     const bool active = d < ED;
-    const int rows = cmin(FWD_CPB, ED - d0);
+    const int rows = cmin(CPB, ED - d0);
     const long long chan_base = ((long long)b * ED + d0) * L;
     const long long state_base = (long long)b * N * L;
-    const int tiles = (L + TT - 1) / TT;
     const int chunks = (L + CHUNK - 1) / CHUNK;
+    float* my_states = chunk_states + ((long long)b * ED + d) * chunks * N;   // slot k, state n: [k·N + n]
 
     float a2[SPT], h[SPT];
 #if !MAMBA_SELECTIVE_B
     float bconst[SPT];
 #endif
 #if !MAMBA_SELECTIVE_C
-    float cconst[SPT];
+    [[maybe_unused]] float cconst[SPT];
 #endif
 #pragma unroll
     for (int s = 0; s < SPT; ++s)
@@ -1910,7 +1999,7 @@ mamba_scan_fwd(const mg_in_t* __restrict__ u, const mg_in_t* __restrict__ dt, co
         const int n = j + s * TPC;
         const bool ok = active && n < N;
         a2[s] = ok ? A2[d * N + n] : 0.f;
-        h[s] = 0.f;
+        h[s] = ok && !ENDS_ONLY && t_begin > 0 ? my_states[(t_begin / CHUNK - 1) * N + n] : 0.f;
 #if !MAMBA_SELECTIVE_B
         bconst[s] = ok ? Bm[d * N + n] : 0.f;
 #endif
@@ -1918,10 +2007,11 @@ mamba_scan_fwd(const mg_in_t* __restrict__ u, const mg_in_t* __restrict__ dt, co
         cconst[s] = ok ? Cm[d * N + n] : 0.f;
 #endif
     }
+    [[maybe_unused]] float delta_sum = 0.f;   // ENDS_ONLY: Σ Δ over the segment
 
-    float* s_bias = smem + F_OFF_PARAM;
-    float* s_D = s_bias + FWD_CPB;
-    for (int r = tid; r < FWD_CPB; r += FWD_THREADS)
+    float* s_bias = smem + S::OFF_PARAM;
+    float* s_D = s_bias + CPB;
+    for (int r = tid; r < CPB; r += THREADS)
     {
         s_bias[r] = r < rows ? dt_bias[d0 + r] : 0.f;
         s_D[r] = r < rows ? Dv[d0 + r] : 0.f;
@@ -1935,49 +2025,47 @@ mamba_scan_fwd(const mg_in_t* __restrict__ u, const mg_in_t* __restrict__ dt, co
 #pragma unroll
         for (int i = 0; i < CH_PER_THREAD; ++i)
         {
-            const int e = tid + i * FWD_THREADS, row = e / TT, t = e % TT;
-            const bool ok = e < F_CH && row < rows && t0 + t < L;
+            const int e = tid + i * THREADS, row = e / TT, t = e % TT;
+            const bool ok = e < S::S_CH && row < rows && t0 + t < L;
             const long long at = chan_base + (long long)row * L + t0 + t;
             r_u[i] = ok ? mg_load(u + at) : 0.f;
 #if MAMBA_SELECTIVE_DELTA
             r_dt[i] = ok ? mg_load(dt + at) : 0.f;
 #endif
-#if MAMBA_HAS_Z
-            r_z[i] = ok ? mg_load(z + at) : 0.f;
-#endif
+            if constexpr (WITH_Z) r_z[i] = ok ? mg_load(z + at) : 0.f;
         }
 #pragma unroll
         for (int i = 0; i < ST_PER_THREAD; ++i)
         {
-            const int e = tid + i * FWD_THREADS, n = e / TT, t = e % TT;
+            const int e = tid + i * THREADS, n = e / TT, t = e % TT;
             [[maybe_unused]] const bool ok = e < N * TT && t0 + t < L;
             [[maybe_unused]] const long long at = state_base + (long long)n * L + t0 + t;
 #if MAMBA_SELECTIVE_B
             r_b[i] = ok ? mg_load(Bm + at) : 0.f;
 #endif
 #if MAMBA_SELECTIVE_C
-            r_c[i] = ok ? mg_load(Cm + at) : 0.f;
+            if constexpr (WITH_C) r_c[i] = ok ? mg_load(Cm + at) : 0.f;
 #endif
         }
     };
 
-    load_tile(0);
-    for (int k = 0; k < tiles; ++k)
+    load_tile(t_begin);
+    for (int t0 = t_begin, k = 0; t0 < t_end; t0 += TT, ++k)
     {
-        const int buf = k & 1, t0 = k * TT;
-        float* s_delta = smem + F_OFF_DELTA + buf * F_CH;
-        float* s_du = smem + F_OFF_DU + buf * F_CH;
-        float* s_u = smem + F_OFF_U + buf * F_CH;
-        [[maybe_unused]] float* s_z = smem + F_OFF_Z + buf * F_CH;
-        [[maybe_unused]] float* s_b = smem + F_OFF_B + buf * F_ST;
-        [[maybe_unused]] float* s_c = smem + F_OFF_C + buf * F_ST;
-        float* s_p = smem + F_OFF_P + buf * F_P;
+        const int buf = k & 1;
+        float* s_delta = smem + S::OFF_DELTA + buf * S::S_CH;
+        float* s_du = smem + S::OFF_DU + buf * S::S_CH;
+        float* s_u = smem + S::OFF_U + buf * S::S_CH;
+        [[maybe_unused]] float* s_z = smem + S::OFF_Z + buf * S::S_CH;
+        [[maybe_unused]] float* s_b = smem + S::OFF_B + buf * S::S_ST;
+        [[maybe_unused]] float* s_c = smem + S::OFF_C + buf * S::S_ST;
+        float* s_p = smem + S::OFF_P + buf * S::S_P;
 
 #pragma unroll
         for (int i = 0; i < CH_PER_THREAD; ++i)
         {
-            const int e = tid + i * FWD_THREADS, row = e / TT, t = e % TT;
-            if (e < F_CH)
+            const int e = tid + i * THREADS, row = e / TT, t = e % TT;
+            if (e < S::S_CH)
             {
                 const bool ok = row < rows && t0 + t < L;
                 const float bias = s_bias[row];
@@ -1988,36 +2076,35 @@ mamba_scan_fwd(const mg_in_t* __restrict__ u, const mg_in_t* __restrict__ dt, co
 #endif
                 s_delta[e] = delta;
                 s_du[e] = delta * r_u[i];
-                s_u[e] = r_u[i];
-#if MAMBA_HAS_Z
-                s_z[e] = r_z[i];
-#endif
+                if constexpr (!ENDS_ONLY) s_u[e] = r_u[i];
+                if constexpr (WITH_Z) s_z[e] = r_z[i];
             }
         }
 #pragma unroll
         for (int i = 0; i < ST_PER_THREAD; ++i)
         {
-            const int e = tid + i * FWD_THREADS, n = e / TT, t = e % TT;
+            [[maybe_unused]] const int e = tid + i * THREADS, n = e / TT, t = e % TT;
             if (e < N * TT)
             {
 #if MAMBA_SELECTIVE_B
                 s_b[n * ROW + t] = r_b[i];
 #endif
 #if MAMBA_SELECTIVE_C
-                s_c[n * ROW + t] = r_c[i];
+                if constexpr (WITH_C) s_c[n * ROW + t] = r_c[i];
 #endif
             }
         }
-        if (k + 1 < tiles) load_tile(t0 + TT);
+        if (t0 + TT < t_end) load_tile(t0 + TT);
         __syncthreads();
 
         // The recurrence: SPT states of channel c, TT steps, one exp each.
-        float pt[TT];
+        [[maybe_unused]] float pt[TT];
 #pragma unroll
         for (int t4 = 0; t4 < TT; t4 += 4)
         {
             const float4 dl = *reinterpret_cast<const float4*>(s_delta + c * TT + t4);
             const float4 du = *reinterpret_cast<const float4*>(s_du + c * TT + t4);
+            if constexpr (ENDS_ONLY) delta_sum += (dl.x + dl.y) + (dl.z + dl.w);
             float p0 = 0.f, p1 = 0.f, p2 = 0.f, p3 = 0.f;
 #pragma unroll
             for (int s = 0; s < SPT; ++s)
@@ -2029,18 +2116,29 @@ mamba_scan_fwd(const mg_in_t* __restrict__ u, const mg_in_t* __restrict__ dt, co
 #else
                 const float4 bv = make_float4(bconst[s], bconst[s], bconst[s], bconst[s]);
 #endif
-#if MAMBA_SELECTIVE_C
-                const float4 cv = *reinterpret_cast<const float4*>(s_c + n * ROW + t4);
-#else
-                const float4 cv = make_float4(cconst[s], cconst[s], cconst[s], cconst[s]);
-#endif
                 float hs = h[s];
-                hs = fmaf(mg_exp2(a2[s] * dl.x), hs, du.x * bv.x); p0 = fmaf(cv.x, hs, p0);
-                hs = fmaf(mg_exp2(a2[s] * dl.y), hs, du.y * bv.y); p1 = fmaf(cv.y, hs, p1);
-                hs = fmaf(mg_exp2(a2[s] * dl.z), hs, du.z * bv.z); p2 = fmaf(cv.z, hs, p2);
-                hs = fmaf(mg_exp2(a2[s] * dl.w), hs, du.w * bv.w); p3 = fmaf(cv.w, hs, p3);
+                if constexpr (ENDS_ONLY)
+                {
+                    hs = fmaf(mg_exp2(a2[s] * dl.x), hs, du.x * bv.x);
+                    hs = fmaf(mg_exp2(a2[s] * dl.y), hs, du.y * bv.y);
+                    hs = fmaf(mg_exp2(a2[s] * dl.z), hs, du.z * bv.z);
+                    hs = fmaf(mg_exp2(a2[s] * dl.w), hs, du.w * bv.w);
+                }
+                else
+                {
+#if MAMBA_SELECTIVE_C
+                    const float4 cv = *reinterpret_cast<const float4*>(s_c + n * ROW + t4);
+#else
+                    const float4 cv = make_float4(cconst[s], cconst[s], cconst[s], cconst[s]);
+#endif
+                    hs = fmaf(mg_exp2(a2[s] * dl.x), hs, du.x * bv.x); p0 = fmaf(cv.x, hs, p0);
+                    hs = fmaf(mg_exp2(a2[s] * dl.y), hs, du.y * bv.y); p1 = fmaf(cv.y, hs, p1);
+                    hs = fmaf(mg_exp2(a2[s] * dl.z), hs, du.z * bv.z); p2 = fmaf(cv.z, hs, p2);
+                    hs = fmaf(mg_exp2(a2[s] * dl.w), hs, du.w * bv.w); p3 = fmaf(cv.w, hs, p3);
+                }
                 h[s] = hs;
             }
+            if constexpr (ENDS_ONLY) continue;
             if constexpr (SHUFFLE)
             {
                 pt[t4] = p0; pt[t4 + 1] = p1; pt[t4 + 2] = p2; pt[t4 + 3] = p3;
@@ -2048,15 +2146,17 @@ mamba_scan_fwd(const mg_in_t* __restrict__ u, const mg_in_t* __restrict__ dt, co
             else
                 *reinterpret_cast<float4*>(s_p + tid * ROW + t4) = make_float4(p0, p1, p2, p3);
         }
+        if constexpr (ENDS_ONLY) continue;
 
-        if ((k + 1) % MAMBA_SCAN_CHUNK_TILES == 0 || k + 1 == tiles)
+        // The state after each whole chunk, and the final state; a segment's own end slot is the combine's.
+        const int t_next = t0 + TT;
+        if (t_next < t_end ? t_next % CHUNK == 0 : last_segment)
         {
-            const int chunk = k / MAMBA_SCAN_CHUNK_TILES;
 #pragma unroll
             for (int s = 0; s < SPT; ++s)
             {
                 const int n = j + s * TPC;
-                if (active && n < N) chunk_states[(((long long)b * ED + d) * chunks + chunk) * N + n] = h[s];
+                if (active && n < N) my_states[(t0 / CHUNK) * N + n] = h[s];
             }
         }
         if constexpr (SHUFFLE)
@@ -2069,9 +2169,7 @@ mamba_scan_fwd(const mg_in_t* __restrict__ u, const mg_in_t* __restrict__ dt, co
                 const int t = j * R + i;
                 if (!active || t0 + t >= L) break;
                 float v = fmaf(s_D[c], s_u[c * TT + t], pt[i]);
-#if MAMBA_HAS_Z
-                v *= mg_silu(s_z[c * TT + t]);
-#endif
+                if constexpr (WITH_Z) v *= mg_silu(s_z[c * TT + t]);
                 mg_store(y + chan_base + (long long)c * L + t0 + t, v);
             }
             continue;
@@ -2079,7 +2177,7 @@ mamba_scan_fwd(const mg_in_t* __restrict__ u, const mg_in_t* __restrict__ dt, co
         __syncthreads();
 
         // y = Σ_n C·h + D·u, gated; four consecutive steps per thread, states summed in index order.
-        for (int e = tid; e < FWD_CPB * (TT / 4); e += FWD_THREADS)
+        for (int e = tid; e < CPB * (TT / 4); e += THREADS)
         {
             const int row = e / (TT / 4), t4 = (e % (TT / 4)) * 4;
             if (row >= rows) continue;
@@ -2098,12 +2196,64 @@ mamba_scan_fwd(const mg_in_t* __restrict__ u, const mg_in_t* __restrict__ dt, co
                 const int t = t4 + q;
                 if (t0 + t >= L) break;
                 float v = fmaf(dd, s_u[row * TT + t], out[q]);
-#if MAMBA_HAS_Z
-                v *= mg_silu(s_z[row * TT + t]);
-#endif
+                if constexpr (WITH_Z) v *= mg_silu(s_z[row * TT + t]);
                 mg_store(y + chan_base + (long long)row * L + t0 + t, v);
             }
         }
+    }
+
+    if constexpr (ENDS_ONLY)
+    {
+        const int end_slot = t_end / CHUNK - 1;
+#pragma unroll
+        for (int s = 0; s < SPT; ++s)
+        {
+            const int n = j + s * TPC;
+            if (!active || n >= N) continue;
+            my_states[end_slot * N + n] = h[s];
+            my_states[(end_slot - 1) * N + n] = mg_exp2(a2[s] * delta_sum);
+        }
+    }
+}
+
+} // namespace mg_scan
+
+// The forward entry points: narrow and wide work splits, each as the scan (whole sequence, or pass 2 of a split)
+// and as pass 1 of a split. Pass 1 takes the same arguments so the host launches both alike; it reads u, dt,
+// dt_bias, A2, B and writes only chunk_states.
+#define MAMBA_SCAN_FWD_ENTRY(NAME, SPLIT, ENDS_ONLY)                                                                \
+    extern "C" __global__ void __launch_bounds__(SPLIT::THREADS)                                                    \
+    NAME(const mg_in_t* __restrict__ u, const mg_in_t* __restrict__ dt, const float* __restrict__ dt_bias,          \
+         const float* __restrict__ A2, const mg_scan::b_t* __restrict__ Bm, const mg_scan::c_t* __restrict__ Cm,    \
+         const float* __restrict__ Dv, const mg_in_t* __restrict__ z, mg_in_t* __restrict__ y,                      \
+         float* __restrict__ chunk_states, int L)                                                                   \
+    {                                                                                                               \
+        mg_scan::scan_forward<SPLIT, ENDS_ONLY>(u, dt, dt_bias, A2, Bm, Cm, Dv, z, y, chunk_states, L);             \
+    }
+MAMBA_SCAN_FWD_ENTRY(mamba_scan_fwd, mg_scan::FwdNarrow, false)
+MAMBA_SCAN_FWD_ENTRY(mamba_scan_fwd_ends, mg_scan::FwdNarrow, true)
+MAMBA_SCAN_FWD_ENTRY(mamba_scan_fwd_wide, mg_scan::FwdWide, false)
+MAMBA_SCAN_FWD_ENTRY(mamba_scan_fwd_wide_ends, mg_scan::FwdWide, true)
+#undef MAMBA_SCAN_FWD_ENTRY
+
+// Between the two passes of a split forward: one thread per (batch, channel, state) walks the segment ends in order,
+// h ← P·h + h_local (P the segment's decay product, h_local its end state from zero), and leaves the true states in
+// the end slots. Fixed order: deterministic.
+extern "C" __global__ void __launch_bounds__(mg_scan::COMBINE_THREADS)
+mamba_scan_fwd_combine(float* __restrict__ chunk_states, int batch, int L, int segments)
+{
+    using namespace mg_scan;
+    const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= (long long)batch * ED * N) return;
+    const int seg_len = segment_length(L, segments);
+    const int chunks = (L + CHUNK - 1) / CHUNK;
+    float* states = chunk_states + (i / N) * chunks * N + i % N;
+    float h = 0.f;
+    for (int end = seg_len; end < L; end += seg_len)
+    {
+        const int slot = end / CHUNK - 1;
+        h = fmaf(states[(slot - 1) * N], h, states[slot * N]);
+        states[slot * N] = h;
     }
 }
 

@@ -20,6 +20,7 @@ internal static class DeclaredVariantKernels
     [
         "mamba_embed_fwd", "mamba_embed_bwd", "mamba_fill_broadcast", "mamba_take_last_state", "mamba_rmsnorm_fwd", "mamba_rmsnorm_bwd",
         "mamba_conv_fwd", "mamba_conv_bwd", "mamba_conv_bwd_weights", "mamba_scan_fwd", "mamba_scan_bwd",
+        "mamba_scan_fwd_ends", "mamba_scan_fwd_wide", "mamba_scan_fwd_wide_ends", "mamba_scan_fwd_combine",
         "mamba_cross_entropy", "mamba_adamw", "mamba_alog_grad", "mamba_scaled_a", "mg_sum_slices", "mamba_to_activation",
         "mamba_sum_slices_to_activation", "mamba_sum_all", "mg_sumsq_partial_f64", "mg_sum_f64", "mg_scale_f32",
         "mamba_decode_conv", "mamba_decode_ssm", "mamba_decode_in_proj", "mamba_decode_rows", "mamba_decode_ssm_step",

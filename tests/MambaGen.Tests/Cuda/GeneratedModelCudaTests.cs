@@ -96,9 +96,10 @@ public class GeneratedModelCudaTests
             {
                 using var gpu = model.To(Device.Cuda());
                 Assert.Equal(Device.Cuda(), gpu.Device);
-                // Two sequences of 300 tokens: several scan chunks and tiles, and a partial last one; then a shorter,
-                // odd shape through the same (reallocated) buffers.
-                foreach (var (batch, length) in new[] { (2, 300), (3, 7) })
+                // Two sequences of 300 tokens: several scan chunks and tiles, and a partial last one; one of 600, which
+                // the forward scan splits along L (too few channels to fill the device); then a shorter, odd shape
+                // through the same (reallocated) buffers.
+                foreach (var (batch, length) in new[] { (2, 300), (1, 600), (3, 7) })
                 {
                     var tokens = RandomTokens(batch * length, model.Shape.Vocab, seed: batch + length);
                     float[] expected = model.Forward(tokens, batch);
@@ -165,9 +166,10 @@ public class GeneratedModelCudaTests
                 var cpuState = ((IDecodingModel)cpu).CreateDecodeState(2);
                 var gpuState = ((IDecodingModel)gpu).CreateDecodeState(2);
                 int vocab = cpu.Shape.Vocab;
-                // A 150-token prompt read in one pass (the scan hands over its state across chunks), then single
-                // tokens, then a 3-token piece from a state that has seen tokens (one step per token).
-                foreach (var (length, seed) in new[] { (150, 1), (1, 2), (1, 3), (3, 4), (1, 5) })
+                // A 600-token prompt read in one pass (the scan splits it along L and hands over its state across
+                // segments and chunks), then single tokens, then a 3-token piece from a state that has seen tokens (one
+                // step per token).
+                foreach (var (length, seed) in new[] { (600, 1), (1, 2), (1, 3), (3, 4), (1, 5) })
                 {
                     var tokens = RandomTokens(2 * length, vocab, seed);
                     var expected = new float[2 * vocab];

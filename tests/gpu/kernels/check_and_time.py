@@ -49,8 +49,18 @@ def compare(name, got, ref, bf16):
             "bad": int(bad.sum())}
 
 
-def check_scan(nv, n, ed, b, lengths, bf16=0, sel=(1, 1, 1), has_z=1, seed=0):
-    return check_kernel(ScanKernels(nv, n, ed, *sel, has_z=has_z, bf16=bf16), b, lengths, seed)
+# Forward paths a check runs besides the plan's own choice: (wide, segments); the backward runs on each one's
+# chunk states. A segment count whose segments would be shorter than two chunks gives fewer, longer segments.
+SPLITS = ((True, 1), (False, 3), (True, 3))
+
+
+def check_scan(nv, n, ed, b, lengths, bf16=0, sel=(1, 1, 1), has_z=1, seed=0, forces=(None,) + SPLITS):
+    k = ScanKernels(nv, n, ed, *sel, has_z=has_z, bf16=bf16)
+    for force in forces:
+        k.force = force
+        check_kernel(k, b, lengths, seed)
+    k.force = None
+    return k
 
 
 def check_kernel(k, b, lengths, seed=0):
@@ -60,11 +70,13 @@ def check_kernel(k, b, lengths, seed=0):
     sel = (k.sel_delta, k.sel_b, k.sel_c)
     label = f"scan N={n} ED={ed} b={b} sel(d,B,C)={sel} z={has_z} {'bf16' if bf16 else 'fp32'}"
     for length in lengths:
+        wide, segments = k.plan(b, length)
         x = make_inputs(k, b, length, seed + length)
         dout = torch.randn(b, ed, length, device="cuda").to(k.dtype)
         y, states = k.forward(x)
-        yr, hr, gr = reference(k, x, dout)
-        parts = [compare("y", y, yr, bf16), compare("last_state", states[:, :, -1, :], hr, bf16)]
+        yr, hr, gr, sr = reference(k, x, dout, chunk=k.chunk)
+        parts = [compare("y", y, yr, bf16), compare("last_state", states[:, :, -1, :], hr, bf16),
+                 compare("chunk_states", states, sr, bf16)]
         g1 = k.backward(x, states, dout)
         g2 = k.backward(x, states, dout)
         torch.cuda.synchronize()
@@ -75,11 +87,11 @@ def check_kernel(k, b, lengths, seed=0):
             parts.append(compare("d" + nm, g1[nm], ref.reshape(g1[nm].shape), bf16))
         det = all(torch.equal(g1[nm], g2[nm]) for nm in g1 if g1[nm] is not None)
         ok = all(p["ok"] for p in parts) and det
-        entry = {"kernel": "selective_scan", "case": f"{label} L={length}", "ok": ok, "deterministic": det,
-                 "parts": parts}
+        case = f"{label} L={length} fwd {'wide' if wide else 'narrow'} segments {segments}"
+        entry = {"kernel": "selective_scan", "case": case, "ok": ok, "deterministic": det, "parts": parts}
         RESULTS["checks"].append(entry)
         worst = max(parts, key=lambda p: p["rel_norm"])
-        print(f"{'PASS' if ok else 'FAIL'} {label} L={length} det={det} worst rel {worst['name']} "
+        print(f"{'PASS' if ok else 'FAIL'} {case} det={det} worst rel {worst['name']} "
               f"{worst['rel_norm']:.2e}" + ("" if ok else " " + str([p for p in parts if not p["ok"]])), flush=True)
     return k
 
@@ -101,8 +113,11 @@ def median_ms(fn, iters):
 
 
 def time_scan(k, b, length, official, copies=3, iters=30, what="scan"):
-    if not getattr(k, "verified", False):  # the exact compiled kernel that is timed is checked first
-        check_kernel(k, 1, (300,), seed=7)
+    if not getattr(k, "verified", False):  # the exact compiled kernels that are timed are checked first
+        for force in (None,) + SPLITS:
+            k.force = force
+            check_kernel(k, 1, (600,), seed=7)
+        k.force = None
         k.verified = True
         RESULTS.setdefault("ptxas", {})[str(k.defines)] = [ln for ln in k.log.splitlines() if "ptxas" in ln or
                                                             "registers" in ln or "spill" in ln]
@@ -121,7 +136,9 @@ def time_scan(k, b, length, official, copies=3, iters=30, what="scan"):
         "exp": elems * k.n / EXP * 1e3,
     }
     col = 2 if k.bf16 else 0
+    wide, segments = k.plan(b, length)
     row = {"what": what, "shape": f"{b}x{k.ed}x{length}", "N": k.n, "dtype": "bf16" if k.bf16 else "fp32",
+           "fwd_plan": f"{'wide' if wide else 'narrow'}/{segments}",
            "sel": [k.sel_delta, k.sel_b, k.sel_c], "fwd_ms": fwd[0], "fwd_min_max": fwd[1:], "bwd_ms": bwd[0],
            "bwd_min_max": bwd[1:], "official_fwd": official[col] if official else None,
            "official_bwd": official[col + 1] if official else None, **floors,
@@ -130,7 +147,7 @@ def time_scan(k, b, length, official, copies=3, iters=30, what="scan"):
     save()
     of = f"{row['official_fwd']}" if row["official_fwd"] else "-"
     ob = f"{row['official_bwd']}" if row["official_bwd"] else "-"
-    print(f"{what:10s} {row['shape']:>14s} N={k.n:<3d} {row['dtype']}  fwd {fwd[0]:.3f} ms (official {of}, "
+    print(f"{what:10s} {row['shape']:>14s} N={k.n:<3d} {row['dtype']}  fwd {fwd[0]:.3f} ms [{row['fwd_plan']}] (official {of}, "
           f"floor hbm {floors['fwd_hbm']:.3f} exp {floors['exp']:.3f})  bwd {bwd[0]:.3f} ms (official {ob}, "
           f"hbm {floors['bwd_hbm']:.3f})", flush=True)
     del xs, douts, fw, ws
@@ -164,7 +181,8 @@ def main():
         for n in (16, 8):
             check_scan(nv, n, 50, 2, (37, 600), bf16=1)
         check_scan(nv, 16, 50, 2, (300,), bf16=1, sel=(0, 0, 0))
-        check_scan(nv, 16, 1536, 3, (520,))
+        check_scan(nv, 16, 1536, 3, (520,), forces=(None, (True, 1), (False, 4), (True, 4)))
+        check_scan(nv, 16, 5120, 1, (1000,), forces=(None, (False, 1), (True, 8)))   # 8 segments of 2 chunks
 
     section("scan checks", scan_checks)
     section("other kernels", lambda: others.check_all(nv, RESULTS, compare))
@@ -175,6 +193,7 @@ def main():
             k = ScanKernels(nv, 16, 1536, bf16=bf16)
             for shape in [(8, 1536, 2048), (64, 1536, 256), (1, 1536, 65536)]:
                 time_scan(k, shape[0], shape[2], OFFICIAL[shape])
+            time_scan(k, 1, 2048, None, what="prefill")   # one layer of the 130M model's batch-1 prefill
             k = ScanKernels(nv, 16, 5120, bf16=bf16)
             time_scan(k, 1, 8192, OFFICIAL[(1, 5120, 8192)])
         if quick:
@@ -186,6 +205,8 @@ def main():
         k = ScanKernels(nv, 16, 1536, bf16=1)
         for length in (256, 4096, 65536, 262144):
             time_scan(k, max(1, 262144 // length), length, None, copies=2, iters=20, what="Lsweep")
+        for length in (2048, 8192, 65536, 262144):   # batch 1 (prefill): the L split's range
+            time_scan(k, 1, length, None, copies=2, iters=20, what="b1 L")
 
     section("scan timing", scan_timing)
     section("other timing", lambda: others.time_all(nv, RESULTS, median_ms))
@@ -194,10 +215,10 @@ def main():
     for c in RESULTS["checks"]:
         print(("PASS " if c["ok"] else "FAIL ") + c["case"])
     print("\n=== selective scan timings (ms, median; H200) ===")
-    print(f"{'what':10s} {'shape':>14s} {'N':>3s} {'dtype':5s} {'fwd':>7s} {'off':>6s} {'bwd':>7s} {'off':>6s} "
-          f"{'hbmF':>6s} {'hbmB':>6s} {'exp':>6s}")
+    print(f"{'what':10s} {'shape':>14s} {'N':>3s} {'dtype':5s} {'plan':>9s} {'fwd':>7s} {'off':>6s} {'bwd':>7s} "
+          f"{'off':>6s} {'hbmF':>6s} {'hbmB':>6s} {'exp':>6s}")
     for r in RESULTS["timings"]:
-        print(f"{r['what']:10s} {r['shape']:>14s} {r['N']:3d} {r['dtype']:5s} {r['fwd_ms']:7.3f} "
+        print(f"{r['what']:10s} {r['shape']:>14s} {r['N']:3d} {r['dtype']:5s} {r['fwd_plan']:>9s} {r['fwd_ms']:7.3f} "
               f"{(r['official_fwd'] or 0):6.3f} {r['bwd_ms']:7.3f} {(r['official_bwd'] or 0):6.3f} "
               f"{r['fwd_hbm']:6.3f} {r['bwd_hbm']:6.3f} {r['exp']:6.3f}")
     for r in RESULTS.get("other_timings", []):

@@ -49,6 +49,7 @@ class Module:
         return list(host)
 
     def launch(self, name, grid, block, smem, *args):
+        """grid: blocks, or (x, y) blocks."""
         f = self.function(name)
         if smem > 48 * 1024:
             check(_cuda.cuFuncSetAttribute(f, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, ctypes.c_int(smem)),
@@ -67,4 +68,6 @@ class Module:
                 holders.append(ctypes.c_int(a))
         params = (ctypes.c_void_p * len(holders))(*[ctypes.cast(ctypes.byref(h), ctypes.c_void_p) for h in holders])
         stream = ctypes.c_void_p(torch.cuda.current_stream().cuda_stream)
-        check(_cuda.cuLaunchKernel(f, grid, 1, 1, block, 1, 1, smem, stream, params, None), f"cuLaunchKernel {name}")
+        grid_x, grid_y = grid if isinstance(grid, tuple) else (grid, 1)
+        check(_cuda.cuLaunchKernel(f, grid_x, grid_y, 1, block, 1, 1, smem, stream, params, None),
+              f"cuLaunchKernel {name}")

@@ -28,18 +28,42 @@ class ScanKernels:
         self.module = Module(image)
         (self.fwd_threads, self.fwd_blocks, self.fwd_smem, self.chunk,
          self.bwd_threads, self.bwd_blocks, self.bwd_smem, _) = self.module.global_ints("mamba_scan_config", 8)
+        (self.wide_threads, self.wide_blocks, self.wide_smem, self.wide_min_rows, self.split_below,
+         self.min_segment, self.combine_threads, self.split_target) = self.module.global_ints("mamba_scan_fwd_plan", 8)
+        self.sms = torch.cuda.get_device_properties(0).multi_processor_count
         self.dtype = torch.bfloat16 if bf16 else torch.float32
+        self.force = None   # (wide, segments) for every forward, instead of the plan (checks and sweeps)
 
     def chunks(self, length):
         return (length + self.chunk - 1) // self.chunk
+
+    def plan(self, b, length):
+        """(wide, segments) by the rule the module publishes in mamba_scan_fwd_plan (CudaMambaModel applies the same)."""
+        if self.force:
+            return self.force
+        wide = b * self.ed >= self.wide_min_rows
+        blocks = b * (self.wide_blocks if wide else self.fwd_blocks)
+        segments = 1
+        if blocks < self.split_below * self.sms and length >= 2 * self.min_segment:
+            segments = min(-(-self.split_target * self.sms // blocks), length // self.min_segment)
+        return wide, segments
 
     def forward(self, x):
         """x: dict of inputs (see make_inputs). Returns y and the chunk states (batch, ED, chunks, N)."""
         b, ed, length = x["u"].shape
         y = torch.empty_like(x["u"])
         states = torch.empty(b, ed, self.chunks(length), self.n, device="cuda", dtype=torch.float32)
-        self.module.launch("mamba_scan_fwd", b * self.fwd_blocks, self.fwd_threads, self.fwd_smem,
-                           x["u"], x["dt"], x["dt_bias"], x["A2"], x["B"], x["C"], x["D"], x["z"], y, states, length)
+        wide, segments = self.plan(b, length)
+        name = "mamba_scan_fwd_wide" if wide else "mamba_scan_fwd"
+        grid = (b * (self.wide_blocks if wide else self.fwd_blocks), segments)
+        threads, smem = (self.wide_threads, self.wide_smem) if wide else (self.fwd_threads, self.fwd_smem)
+        args = (x["u"], x["dt"], x["dt_bias"], x["A2"], x["B"], x["C"], x["D"], x["z"], y, states, length)
+        if segments > 1:
+            self.module.launch(name + "_ends", grid, threads, smem, *args)
+            rows = b * ed * self.n
+            self.module.launch("mamba_scan_fwd_combine", (rows + self.combine_threads - 1) // self.combine_threads,
+                               self.combine_threads, 0, states, b, length, segments)
+        self.module.launch(name, grid, threads, smem, *args)
         return y, states
 
     def workspace(self, b, length):
@@ -104,8 +128,9 @@ def softplus(v):
     return torch.where(v > 20, v, torch.log1p(torch.exp(v)))
 
 
-def reference(k, x, dout=None):
-    """float64 sequential scan; with dout, also the gradients by autograd. Returns (y, last state, grads)."""
+def reference(k, x, dout=None, chunk=None):
+    """float64 sequential scan; with dout, also the gradients by autograd. Returns (y, last state, grads), and with
+    chunk also the states after every chunk of that many steps and after the last step (batch, ED, chunks, N)."""
     names = ["u", "dt", "dt_bias", "A", "B", "C", "D", "z"]
     r = {nm: x[nm].detach().double().requires_grad_(dout is not None) for nm in names}
     u = r["u"]
@@ -119,10 +144,12 @@ def reference(k, x, dout=None):
     ct = r["C"].permute(0, 2, 1)[:, None] if k.sel_c else r["C"][None, :, None, :]
     drive = (delta * u)[..., None] * bt
     h = torch.zeros(b, ed, k.n, dtype=torch.float64, device="cuda")
-    ys = []
+    ys, saved = [], []
     for t in range(length):
         h = decay[:, :, t] * h + drive[:, :, t]
         ys.append((h * (ct[:, :, t] if ct.shape[2] > 1 else ct[:, :, 0])).sum(-1))
+        if chunk and ((t + 1) % chunk == 0 or t + 1 == length):
+            saved.append(h.detach())
     y = torch.stack(ys, -1) + r["D"][None, :, None] * u
     if k.has_z:
         y = y * torch.nn.functional.silu(r["z"])
@@ -130,4 +157,6 @@ def reference(k, x, dout=None):
     if dout is not None:
         y.backward(dout.double())
         grads = {nm: r[nm].grad for nm in names}
+    if chunk:
+        return y.detach(), h.detach(), grads, torch.stack(saved, 2)
     return y.detach(), h.detach(), grads

@@ -4,6 +4,8 @@
     variants_time.py --tune   forward and backward candidates; the fastest checked forward and backward settings are
                               written together to $OUT/best.json (run_device.sh then reruns every check with them)
     variants_time.py --ncu    the launches ncu profiles (8x1536x2048 bf16); --ncu-long: the batch-1 long forward
+    variants_time.py --split-sweep   the forward's paths (narrow/wide, segments) at issue 9's shapes and batch 1 to 4,
+                              each checked first, next to the module's own plan; --ncu-fwd: the forward paths ncu profiles
 Prints one line per variant and writes variants.json under $OUT."""
 import json
 import os
@@ -37,7 +39,17 @@ def main():
                 k.forward(x)
         torch.cuda.synchronize()
         return
+    if "--ncu-fwd" in sys.argv:  # one forward per path (ncu profiles every launch of mamba_scan_fwd*)
+        for n, b, ed, length, force in NCU_FWD:
+            k = ScanKernels(nv, n, ed, bf16=1)
+            k.force = force
+            x = make_inputs(k, b, length, 1)
+            k.forward(x)
+        torch.cuda.synchronize()
+        return
     rows = []
+    if "--split-sweep" in sys.argv:
+        return split_sweep(nv, rows)
     if "--tune" in sys.argv:
         return tune(nv, rows)
     variants = [{}, {"MAMBA_SCAN_SHUFFLE_REDUCE": 0}, {"MAMBA_SCAN_THREADS": 128}, {"MAMBA_SCAN_TILE": 16},
@@ -83,6 +95,61 @@ def tune(nv, rows):
         json.dump(best, f)
     for extra in ({}, {"MAMBA_SCAN_TILE": 32}):
         time_variant(ScanKernels(nv, 16, 1536, bf16=1, extra=extra), 1, 65536, extra, rows)
+    finish(rows)
+
+
+# Forward paths (wide, segments) timed per shape (b, ED, L) at N 16.
+SWEEP = {
+    (8, 1536, 2048): [(False, 1), (True, 1), (True, 2), (True, 3), (True, 4), (True, 6)],
+    (64, 1536, 256): [(False, 1), (True, 1), (True, 2)],
+    (4, 1536, 2048): [(False, 1), (False, 2), (True, 1), (True, 2), (True, 4)],
+    (2, 1536, 2048): [(False, 1), (False, 2), (False, 4), (True, 1), (True, 2), (True, 4), (True, 8)],
+    (1, 1536, 2048): [(False, 1), (False, 2), (False, 4), (False, 8), (True, 1), (True, 4), (True, 8), (True, 16)],
+    (1, 1536, 65536): [(False, 1), (False, 4), (False, 8), (False, 16), (True, 1), (True, 8), (True, 16), (True, 32),
+                       (True, 64)],
+    (1, 5120, 8192): [(False, 1), (False, 2), (False, 4), (True, 1), (True, 4), (True, 8), (True, 16)],
+}
+NCU_FWD = [(16, 8, 1536, 2048, (False, 1)), (16, 8, 1536, 2048, (True, 1)), (16, 1, 1536, 2048, (False, 1)),
+           (16, 1, 1536, 2048, (True, 8)), (16, 1, 1536, 65536, (True, 32)), (64, 8, 1536, 2048, (True, 1))]
+
+
+def split_sweep(nv, rows):
+    """Forward alone, median of 20 over 3 rotated input copies, for every path in SWEEP (each path's kernels checked
+    on the module first); N 64 narrow and wide at 8x1536x2048."""
+    cases = [(16, shape[1], shape, forces) for shape, forces in SWEEP.items()]
+    cases.append((64, 1536, (8, 1536, 2048), [(False, 1), (True, 1)]))
+    modules = {}
+    for bf16 in (1, 0):
+        for n, ed, (b, _, length), forces in cases:
+            key = (n, ed, bf16)
+            if key not in modules:
+                k = modules[key] = ScanKernels(nv, n, ed, bf16=bf16)
+                c0 = len(cat.RESULTS["checks"])
+                for force in {f for nn, e, _, fs in cases if (nn, e) == (n, ed) for f in fs}:
+                    k.force = force
+                    cat.check_kernel(k, 1, (600,), seed=7)
+                k.checked = all(c["ok"] for c in cat.RESULTS["checks"][c0:])
+            k = modules[key]
+            k.force = None
+            planned = k.plan(b, length)
+            xs = [make_inputs(k, b, length, 100 + i) for i in range(3)]
+            for force in forces:
+                k.force = force
+                ms = cat.median_ms(lambda i: k.forward(xs[i % 3]), 20)
+                r = {"N": n, "shape": f"{b}x{ed}x{length}", "dtype": "bf16" if bf16 else "fp32",
+                     "wide": force[0], "segments": force[1], "fwd_ms": ms[0], "min_max": ms[1:],
+                     "planned": list(planned), "checked": k.checked}
+                rows.append(r)
+                print(f"sweep N={n} {r['shape']:>14s} {r['dtype']} {'wide  ' if force[0] else 'narrow'} "
+                      f"segments {force[1]:3d}: {ms[0]:.4f} ms{'  (plan)' if tuple(planned) == force else ''}"
+                      f"{'' if k.checked else '  CHECK FAILED'}", flush=True)
+            k.force = None
+            if tuple(planned) not in [tuple(f) for f in forces]:
+                ms = cat.median_ms(lambda i: k.forward(xs[i % 3]), 20)
+                print(f"sweep N={n} {b}x{ed}x{length} {'bf16' if bf16 else 'fp32'} plan {planned}: {ms[0]:.4f} ms",
+                      flush=True)
+            del xs
+            torch.cuda.empty_cache()
     finish(rows)
 
 

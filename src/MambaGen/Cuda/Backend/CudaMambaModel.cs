@@ -85,7 +85,7 @@ public sealed partial class CudaMambaModel : IMambaBackend
                     $"These parameters were loaded 16-bit only ({parameters.SixteenBitWeights.Format}); on the GPU they need bf16 arithmetic " +
                     $"(Device.Cuda(ordinal, GpuPrecision.BFloat16)), not {_precision}.");
             if (bf16) _computeWeights = owned.Own(new CudaDeviceVariable<ushort>(_context, parameters.Count));
-            _launch = LaunchFacts.Read(_module, _compute.ScanForward, _context);
+            _launch = LaunchFacts.Read(_module, _compute, _context);
             _fp32Tensors = parameters.SixteenBitWeights is null ? null : parameters.Layout.Tensors.Where(t => !t.ProductOnly).ToArray();
             _fp32PackedStarts = _fp32Tensors?.Select(t => (long)t.Length).Prepend(0L).ToArray();
             for (int i = 1; i < (_fp32PackedStarts?.Length ?? 0); i++) _fp32PackedStarts![i] += _fp32PackedStarts[i - 1];
@@ -337,16 +337,33 @@ public sealed partial class CudaMambaModel : IMambaBackend
             if (s.SelectiveC)
                 TokenMixProduct(m.C, s.DState, ComputeWeight(o.XProj, row * s.DInner), m.U, s.DInner, batch, length);
 
-            // The selective scan with Δ = softplus(dt + bias), D skip and the SiLU(z) gate fused in.
+            // The selective scan with Δ = softplus(dt + bias), D skip and the SiLU(z) gate fused in, on the work split
+            // the module's plan picks for this batch; split along L into segments where the batch alone cannot fill
+            // the device (pass 1: segment end states from zero, the combine, pass 2: the scan from true start states).
             _stages.Mark(GpuStage.Scan);
-            var scan = _compute.ScanForward;
-            scan.GridDimensions = new Dim3((uint)(batch * _launch.ForwardBlocksPerSequence));
-            scan.BlockDimensions = new Dim3((uint)_launch.ForwardThreads);
-            scan.DynamicSharedMemory = _launch.ForwardSharedBytes;
-            scan.Launch(_stream,
+            var (wide, segments) = _launch.PlanScanForward(batch, length, s.DInner);
+            var split = wide ? _launch.WideForward : _launch.NarrowForward;
+            var grid = new Dim3((uint)(batch * split.BlocksPerSequence), (uint)segments);
+            ReadOnlySpan<KernelArgument> scanArguments =
+            [
                 m.U, s.SelectiveDelta ? m.Dt.DevicePointer : 0UL, Weight(o.DtProjBias), ScaledA(layer),
                 s.SelectiveB ? m.B.DevicePointer : Weight(o.B), s.SelectiveC ? m.C.DevicePointer : Weight(o.C),
-                Weight(o.D), m.Z, m.Y, m.ChunkStates, length);
+                Weight(o.D), m.Z, m.Y, m.ChunkStates, length,
+            ];
+            if (segments > 1)
+            {
+                var ends = wide ? _compute.ScanForwardWideEnds : _compute.ScanForwardEnds;
+                split.Configure(ends, grid);
+                ends.Launch(_stream, scanArguments);
+                var combine = _compute.ScanForwardCombine;
+                long states = (long)batch * s.DInner * s.DState;
+                combine.GridDimensions = new Dim3((uint)((states + _launch.CombineThreads - 1) / _launch.CombineThreads));
+                combine.BlockDimensions = new Dim3((uint)_launch.CombineThreads);
+                combine.Launch(_stream, m.ChunkStates, batch, length, segments);
+            }
+            var scan = wide ? _compute.ScanForwardWide : _compute.ScanForward;
+            split.Configure(scan, grid);
+            scan.Launch(_stream, scanArguments);
             if (state is not null)
             {
                 long rows = (long)batch * s.DInner;
@@ -538,6 +555,10 @@ public sealed partial class CudaMambaModel : IMambaBackend
         public CudaKernel NormForward { get; } = module.GetKernel("mamba_rmsnorm_fwd");
         public CudaKernel Convolution { get; } = module.GetKernel("mamba_conv_fwd");
         public CudaKernel ScanForward { get; } = module.GetKernel("mamba_scan_fwd");
+        public CudaKernel ScanForwardEnds { get; } = module.GetKernel("mamba_scan_fwd_ends");
+        public CudaKernel ScanForwardWide { get; } = module.GetKernel("mamba_scan_fwd_wide");
+        public CudaKernel ScanForwardWideEnds { get; } = module.GetKernel("mamba_scan_fwd_wide_ends");
+        public CudaKernel ScanForwardCombine { get; } = module.GetKernel("mamba_scan_fwd_combine");
         public CudaKernel TakeLastState { get; } = module.GetKernel("mamba_take_last_state");
         public CudaKernel DecodeConvolution { get; } = module.GetKernel("mamba_decode_conv");
         public CudaKernel DecodeScan { get; } = module.GetKernel("mamba_decode_ssm");
@@ -549,24 +570,59 @@ public sealed partial class CudaMambaModel : IMambaBackend
     /// <summary>
     /// Launch facts the kernels publish in constant memory: they follow from the variant's constants through the
     /// kernels' own tiling, so they are read from the compiled module rather than computed a second time here.
+    /// The forward scan's plan (which work split, how many segments along L) is the rule the template states beside
+    /// <c>mamba_scan_fwd_plan</c>, applied to the thresholds it publishes and this device's multiprocessor count.
     /// </summary>
-    private sealed record LaunchFacts(int ForwardThreads, int ForwardBlocksPerSequence, int ForwardSharedBytes, int ChunkLength, int NormThreads,
+    private sealed record LaunchFacts(ScanSplit NarrowForward, ScanSplit WideForward, int WideMinRows, int SplitBelowBlocksPerMultiprocessor,
+        int MinSegment, int CombineThreads, int SplitTargetBlocksPerMultiprocessor, int Multiprocessors, int ChunkLength, int NormThreads,
         int ConvThreads, int ConvStepsPerThread)
     {
-        public static LaunchFacts Read(CudaModule module, CudaKernel scanForward, CudaContext context)
+        public static LaunchFacts Read(CudaModule module, KernelSet kernels, CudaContext context)
         {
             var scan = module.ReadConstant<int>("mamba_scan_config", 8);
+            var plan = module.ReadConstant<int>("mamba_scan_fwd_plan", 8);
             var norm = module.ReadConstant<int>("mamba_norm_config", 3);
             var conv = module.ReadConstant<int>("mamba_conv_config", 2);
-            var launch = new LaunchFacts(scan[0], scan[1], scan[2], scan[3], norm[0], conv[0], conv[1]);
-            if (launch.ForwardSharedBytes > scanForward.MaxDynamicSharedMemory)
-            {
-                if (launch.ForwardSharedBytes > context.MaxSharedMemoryPerBlockOptin)
-                    throw new InvalidOperationException(
-                        $"The scan kernel needs {launch.ForwardSharedBytes} bytes of shared memory per block; {context.DeviceName} allows {context.MaxSharedMemoryPerBlockOptin}.");
-                scanForward.MaxDynamicSharedMemory = launch.ForwardSharedBytes;
-            }
+            var launch = new LaunchFacts(new ScanSplit(scan[0], scan[1], scan[2]), new ScanSplit(plan[0], plan[1], plan[2]), plan[3], plan[4],
+                plan[5], plan[6], plan[7], context.MultiprocessorCount, scan[3], norm[0], conv[0], conv[1]);
+            launch.NarrowForward.AllowSharedMemory(context, kernels.ScanForward, kernels.ScanForwardEnds);
+            launch.WideForward.AllowSharedMemory(context, kernels.ScanForwardWide, kernels.ScanForwardWideEnds);
             return launch;
+        }
+
+        /// <summary>The forward's work split (wide or narrow) and segment count along L for one launch.</summary>
+        public (bool Wide, int Segments) PlanScanForward(int batch, int length, int dInner)
+        {
+            bool wide = (long)batch * dInner >= WideMinRows;
+            long blocks = (long)batch * (wide ? WideForward : NarrowForward).BlocksPerSequence;
+            if (blocks >= (long)SplitBelowBlocksPerMultiprocessor * Multiprocessors || length < 2 * MinSegment)
+                return (wide, 1);
+            long target = (long)SplitTargetBlocksPerMultiprocessor * Multiprocessors;
+            return (wide, (int)Math.Min((target + blocks - 1) / blocks, length / MinSegment));
+        }
+    }
+
+    /// <summary>Threads, blocks per sequence and dynamic shared memory of one of the forward scan's work splits.</summary>
+    private sealed record ScanSplit(int Threads, int BlocksPerSequence, int SharedBytes)
+    {
+        public void Configure(CudaKernel kernel, Dim3 grid)
+        {
+            kernel.GridDimensions = grid;
+            kernel.BlockDimensions = new Dim3((uint)Threads);
+            kernel.DynamicSharedMemory = SharedBytes;
+        }
+
+        public void AllowSharedMemory(CudaContext context, params ReadOnlySpan<CudaKernel> kernels)
+        {
+            foreach (var kernel in kernels)
+            {
+                if (SharedBytes <= kernel.MaxDynamicSharedMemory)
+                    continue;
+                if (SharedBytes > context.MaxSharedMemoryPerBlockOptin)
+                    throw new InvalidOperationException(
+                        $"The scan kernel '{kernel.Name}' needs {SharedBytes} bytes of shared memory per block; {context.DeviceName} allows {context.MaxSharedMemoryPerBlockOptin}.");
+                kernel.MaxDynamicSharedMemory = SharedBytes;
+            }
         }
     }
 
