@@ -20,9 +20,9 @@ public partial class WideDecodeModel { }
 /// <summary>
 /// The GPU's one-token decode step: replayed from its CUDA graph (with overlapping kernels on sm_90 and later) it gives
 /// the logits of its kernels launched one after another (bit for bit: the same kernels with the same arguments and no
-/// atomics in any sum) and the CPU path's logits (the
-/// project's GPU tolerance), for a batch the fused kernels take and one above their limit (cuBLAS products); the greedy
-/// pick on the device is the host's argmax of the same logits; bad input is refused before any launch.
+/// atomics in any sum) and the CPU path's logits (the project's GPU tolerance), for a batch the fused kernels take (as
+/// the persistent kernel and as four kernels per layer) and one above their limit (cuBLAS products); the greedy pick on
+/// the device is the host's argmax of the same logits; bad input is refused before any launch.
 /// </summary>
 public class CudaDecodeGraphTests
 {
@@ -48,11 +48,14 @@ public class CudaDecodeGraphTests
         var failures = new List<string>();
         foreach (var (name, source, create) in AllVariants())
             foreach (int batch in Batches)
+            foreach (bool persistent in new[] { true, false })
             {
                 var cpu = create(31);
+                string plan = persistent ? "persistent kernel" : "kernels per layer";
                 try
                 {
                     using var gpu = new CudaMambaModel(cpu.Parameters, source, name + ".cu", Device.Cuda());
+                    gpu.PersistentDecodeKernel = persistent;
                     int vocab = cpu.Shape.Vocab;
                     var cpuState = ((IDecodingModel)cpu).CreateDecodeState(batch);
                     using var graphState = gpu.CreateDecodeState(batch);
@@ -73,14 +76,14 @@ public class CudaDecodeGraphTests
                         gpu.OverlapDecodeKernels = false;
                         gpu.Advance(eagerState, tokens, launched);
                         if (!replayed.AsSpan().SequenceEqual(launched))
-                            failures.Add($"{name} batch {batch} after {length} more tokens: graph and launches differ");
-                        if (WorstError(replayed, expected) is { } error) failures.Add($"{name} batch {batch} after {length} more tokens, graph: {error}");
-                        if (WorstError(launched, expected) is { } launchError) failures.Add($"{name} batch {batch} after {length} more tokens, launches: {launchError}");
+                            failures.Add($"{name} batch {batch} ({plan}) after {length} more tokens: graph and launches differ");
+                        if (WorstError(replayed, expected) is { } error) failures.Add($"{name} batch {batch} ({plan}) after {length} more tokens, graph: {error}");
+                        if (WorstError(launched, expected) is { } launchError) failures.Add($"{name} batch {batch} ({plan}) after {length} more tokens, launches: {launchError}");
                     }
                 }
                 catch (CudaException error)
                 {
-                    failures.Add($"{name} batch {batch}: {error.Message}");
+                    failures.Add($"{name} batch {batch} ({plan}): {error.Message}");
                 }
             }
         Assert.True(failures.Count == 0, string.Join("\n", failures));

@@ -7,8 +7,10 @@ namespace MambaGen.Cuda.Backend;
 /// state is read in one parallel pass (the scan hands over its final state), and every later token is one step.
 /// </summary>
 /// <remarks>
-/// A step runs on its own non-blocking stream. Up to <c>MAMBA_DECODE_MAX_BATCH</c> sequences it is four fused kernels
-/// per layer that read every weight once (decode_step.cu); above that, cuBLAS products around the per-channel kernels.
+/// A step runs on its own non-blocking stream. Up to <c>MAMBA_DECODE_MAX_BATCH</c> sequences every weight is read once
+/// per step by fused kernels (decode_step.cu): by default one persistent kernel for all layers and the head, with grid
+/// barriers between the phases (<see cref="PersistentDecodeKernel"/>), or four kernels per layer and one for the head;
+/// above that batch, cuBLAS products around the per-channel kernels.
 /// Either way the step ends with the greedy pick on the device, and the whole step — the token copy in, every layer,
 /// the head, the pick and the copy of the picked ids out — is captured once per decode state as a CUDA graph and
 /// replayed, so a token costs one graph launch and one synchronisation.
@@ -31,6 +33,7 @@ public sealed partial class CudaMambaModel
     private DecodeLaunch? _decode;
     private bool _useCudaGraphs = true;
     private bool _overlapDecodeKernels;
+    private bool _persistentDecodeKernel = true;
 
     /// <summary>Counts <see cref="UploadParameters"/> calls, so a step knows when a parameter copy may still be in flight.</summary>
     private long _uploads;
@@ -62,6 +65,19 @@ public sealed partial class CudaMambaModel
                 throw new NotSupportedException($"Overlapping kernels (programmatic dependent launch) needs sm_90 or later; {_context.DeviceName} is sm_{_context.Architecture}.");
             lock (_sync) _overlapDecodeKernels = value;
         }
+    }
+
+    /// <summary>
+    /// Whether steps of up to <c>MAMBA_DECODE_MAX_BATCH</c> sequences run as one persistent kernel (the default): one
+    /// block per multiprocessor, launched cooperatively, walking every layer and the head with a grid-wide barrier
+    /// where the per-layer kernels would end, so a token costs one launch instead of four per layer. When false, the
+    /// four fused kernels per layer and the head kernel run instead. Both do the same arithmetic; the logits agree to
+    /// rounding (the norm's sum of squares is split over a different number of threads).
+    /// </summary>
+    public bool PersistentDecodeKernel
+    {
+        get { lock (_sync) return _persistentDecodeKernel; }
+        set { lock (_sync) _persistentDecodeKernel = value; }
     }
 
     Generation.IDecodeState IMambaBackend.CreateDecodeState(int batch) => CreateDecodeState(batch);
@@ -164,6 +180,7 @@ public sealed partial class CudaMambaModel
     private void RunStep(CudaDecodeState state, ReadOnlySpan<int> stepTokens, int vocabularyLimit)
     {
         var decode = Decoding();
+        if (!state.LayerTableWritten && state.Batch <= decode.MaxFusedBatch) WriteLayerTable(state);
         // Parameter uploads, resets and sequence copies run on the legacy stream, which a non-blocking stream does not
         // wait for: finish them before the first step that may read what they wrote.
         if (state.WrittenOutsideDecodeStream || decode.UploadsSeen != _uploads)
@@ -183,14 +200,15 @@ public sealed partial class CudaMambaModel
             state.HasStepped = true;
             return;
         }
-        bool overlap = _overlapDecodeKernels;
-        if (state.Graph is null || state.GraphLimit != vocabularyLimit || state.GraphOverlaps != overlap)
+        bool overlap = _overlapDecodeKernels, persistent = _persistentDecodeKernel;
+        if (state.Graph is null || state.GraphLimit != vocabularyLimit || state.GraphOverlaps != overlap || state.GraphPersistent != persistent)
         {
             state.Graph?.Dispose();
             state.Graph = null;
             state.Graph = decode.Stream.Capture(() => EnqueueStep(state, vocabularyLimit, decode));
             state.GraphLimit = vocabularyLimit;
             state.GraphOverlaps = overlap;
+            state.GraphPersistent = persistent;
         }
         state.Graph.Launch(decode.Stream);
     }
@@ -200,7 +218,8 @@ public sealed partial class CudaMambaModel
     {
         d.Tokens.CopyToDeviceAsync(d.PinnedTokens, decode.Stream);
         bool fused = d.Batch <= decode.MaxFusedBatch;
-        if (fused) EnqueueFusedLayers(d, decode);
+        if (fused && _persistentDecodeKernel) EnqueuePersistentStep(d, decode);
+        else if (fused) EnqueueFusedLayers(d, decode);
         else EnqueueBatchedLayers(d, decode);
         // After the fused head the pick may overlap it too; after a cuBLAS product it waits as usual.
         EnqueueOnDecodeStream(decode, decode.Argmax, new Dim3(ArgmaxParts, (uint)d.Batch), decode.ArgmaxThreads, 0, fused && _overlapDecodeKernels,
@@ -234,6 +253,44 @@ public sealed partial class CudaMambaModel
             FusedRows(decode, decode.Rows, s.DModel, innerBytes, true, d.Y, ComputeWeight(o.OutProj), o.OutProjBias < 0 ? 0UL : Weight(o.OutProjBias), d.MixerOut, s.DModel, batch);
         }
         FusedRows(decode, decode.Head, s.Vocab, normedBytes, true, residualIn, d.MixerOut, Weight(layout.NormF), ComputeWeight(HeadOffset), d.Logits, batch);
+    }
+
+    /// <summary>Small batches, one launch: every layer and the head in the persistent kernel (its layer table written before).</summary>
+    private void EnqueuePersistentStep(CudaDecodeState d, DecodeLaunch decode)
+    {
+        var s = _shape;
+        var layout = _parameters.Layout;
+        uint sharedBytes = (uint)(d.Batch * Math.Max(s.DModel, s.DInner) * sizeof(float));
+        EnqueueOnDecodeStream(decode, decode.Persistent, new Dim3((uint)decode.PersistentBlocks), decode.PersistentThreads, sharedBytes, false,
+            d.Tokens, Weight(layout.Embedding), d.LayerTable, s.Layers, d.ResidualA, d.ResidualB, d.MixerOut, d.Xc, d.Xz, d.XDbl, d.Y,
+            Weight(layout.NormF), ComputeWeight(HeadOffset), d.Logits, d.Barrier, d.Batch);
+    }
+
+    /// <summary>
+    /// Writes the persistent kernel's table of per-layer pointers (decode_step.cu's DecodeLayer: 16 per layer, 0 where
+    /// the variant has no such tensor): the weights' places never change and the state's buffers are its own, so once
+    /// per state is enough.
+    /// </summary>
+    private void WriteLayerTable(CudaDecodeState d)
+    {
+        var s = _shape;
+        var layout = _parameters.Layout;
+        ulong Optional(int offset) => offset < 0 ? 0UL : Weight(offset);
+        var table = new ulong[s.Layers * CudaDecodeState.LayerTablePointers];
+        for (int layer = 0; layer < s.Layers; layer++)
+        {
+            var o = layout.LayerOffsets[layer];
+            ReadOnlySpan<ulong> row =
+            [
+                Weight(o.Norm), ComputeWeight(o.InProj), Optional(o.InProjBias), d.ConvOf(layer), Weight(o.ConvWeight), Optional(o.ConvBias),
+                s.XProjRows > 0 ? ComputeWeight(o.XProj) : 0UL, s.SelectiveDelta ? Weight(o.DtProjWeight) : 0UL, Weight(o.DtProjBias), ScaledA(layer),
+                s.SelectiveB ? 0UL : Weight(o.B), s.SelectiveC ? 0UL : Weight(o.C), Weight(o.D), d.SsmOf(layer), ComputeWeight(o.OutProj), Optional(o.OutProjBias),
+            ];
+            row.CopyTo(table.AsSpan(layer * CudaDecodeState.LayerTablePointers));
+        }
+        d.LayerTable.CopyToDevice(table);
+        d.LayerTableWritten = true;
+        d.WrittenOutsideDecodeStream = true;
     }
 
     /// <summary>
@@ -362,9 +419,15 @@ public sealed partial class CudaMambaModel
                 SsmStep = module.GetKernel("mamba_decode_ssm_step");
                 Head = module.GetKernel("mamba_decode_head");
                 Argmax = module.GetKernel("mamba_decode_argmax");
-                var config = module.ReadConstant<int>("mamba_decode_config", 3);
+                Persistent = module.GetKernel("mamba_decode_persistent");
+                Persistent.Cooperative = true;
+                var config = module.ReadConstant<int>("mamba_decode_config", 4);
                 FusedThreads = config[1];
                 ArgmaxThreads = config[2];
+                PersistentThreads = config[3];
+                // One block per multiprocessor: all resident at once, as the grid barrier needs (a cooperative launch
+                // checks it).
+                PersistentBlocks = context.MultiprocessorCount;
                 // The fused kernels hold batch × depth floats of input in shared memory: as many sequences as fit.
                 int widest = Math.Max(s.DModel, s.DInner) * sizeof(float);
                 const int StaticSharedBytes = 1024;
@@ -374,6 +437,7 @@ public sealed partial class CudaMambaModel
                     AllowSharedMemory(InProj, MaxFusedBatch * s.DModel * sizeof(float));
                     AllowSharedMemory(Head, MaxFusedBatch * s.DModel * sizeof(float));
                     AllowSharedMemory(Rows, MaxFusedBatch * s.DInner * sizeof(float));
+                    AllowSharedMemory(Persistent, MaxFusedBatch * Math.Max(s.DModel, s.DInner) * sizeof(float));
                 }
             }
             catch
@@ -390,7 +454,10 @@ public sealed partial class CudaMambaModel
         public CudaKernel SsmStep { get; } = null!;
         public CudaKernel Head { get; } = null!;
         public CudaKernel Argmax { get; } = null!;
+        public CudaKernel Persistent { get; } = null!;
         public int FusedThreads { get; }
+        public int PersistentThreads { get; }
+        public int PersistentBlocks { get; }
         public int ArgmaxThreads { get; }
 
         /// <summary>Largest batch the fused kernels take (0: none fits the device's shared memory).</summary>
@@ -449,7 +516,10 @@ public sealed class CudaDecodeState : Generation.IGreedyDecodeState, IDisposable
             NextIds = Add(new CudaDeviceVariable<int>(context, batch));
             PinnedTokens = Add(new CudaPinnedHostMemory<int>(context, batch));
             PinnedNext = Add(new CudaPinnedHostMemory<int>(context, batch));
+            LayerTable = Add(new CudaDeviceVariable<ulong>(context, (long)s.Layers * LayerTablePointers));
+            Barrier = Add(new CudaDeviceVariable<uint>(context, 2));
             Counters.Memset(0u);
+            Barrier.Memset(0u);
             Reset();
         }
         catch
@@ -479,13 +549,24 @@ public sealed class CudaDecodeState : Generation.IGreedyDecodeState, IDisposable
     internal readonly CudaDeviceVariable<int> PartIndices = null!, NextIds = null!;
     internal readonly CudaDeviceVariable<uint> Counters = null!;
 
+    /// <summary>Pointers per layer in the persistent kernel's table (decode_step.cu's DecodeLayer).</summary>
+    internal const int LayerTablePointers = 16;
+
+    /// <summary>The persistent kernel's per-layer pointers, once written, and its grid barrier's two counters.</summary>
+    internal readonly CudaDeviceVariable<ulong> LayerTable = null!;
+    internal readonly CudaDeviceVariable<uint> Barrier = null!;
+    internal bool LayerTableWritten;
+
     /// <summary>Page-locked copies of the step's input ids and picked ids (asynchronous copies, also inside a graph).</summary>
     internal readonly CudaPinnedHostMemory<int> PinnedTokens = null!, PinnedNext = null!;
 
-    /// <summary>The captured step, the vocabulary limit its greedy pick was captured with, and whether its kernels overlap.</summary>
+    /// <summary>
+    /// The captured step, the vocabulary limit its greedy pick was captured with, whether its kernels overlap and
+    /// whether it is the persistent kernel.
+    /// </summary>
     internal CudaGraphExec? Graph;
     internal int GraphLimit;
-    internal bool GraphOverlaps;
+    internal bool GraphOverlaps, GraphPersistent;
 
     /// <summary>Whether a one-token step has run on this state (the first is never captured).</summary>
     internal bool HasStepped;
