@@ -209,7 +209,7 @@ template <> struct Pack<mg_bf16>
 };
 
 // One warp's pass over a weight row of DEPTH elements against up to MAXB fp32 input rows in shared memory (row
-// stride DEPTH). The row is cut into segments of 32·PACKS packs; load() issues a segment's loads (lane l takes
+// stride DEPTH). The row is cut into segments of 32·LANE_PACKS packs; load() issues a segment's loads (lane l takes
 // packs l, l + 32, ...), accumulate() folds them into the lane's partial sums. With `vectorized` false (a depth or a
 // row address that does not allow 16-byte packs) the row is read one element per lane instead.
 template <typename W, int DEPTH> struct RowReader
@@ -217,15 +217,17 @@ template <typename W, int DEPTH> struct RowReader
     static constexpr int COUNT = Pack<W>::COUNT;
     static constexpr bool PACKABLE = DEPTH % COUNT == 0;
     static constexpr int ROW_PACKS = DEPTH / COUNT;
-    static constexpr int SEGMENTS = (ROW_PACKS + 32 * PACKS - 1) / (32 * PACKS);
-    Pack<W> pack[PACKS];
+    // No more packs in flight per lane than a row has: registers a short row would leave idle cap the resident warps.
+    static constexpr int LANE_PACKS = (ROW_PACKS + 31) / 32 < PACKS ? (ROW_PACKS + 31) / 32 : PACKS;
+    static constexpr int SEGMENTS = (ROW_PACKS + 32 * LANE_PACKS - 1) / (32 * LANE_PACKS);
+    Pack<W> pack[LANE_PACKS];
 
     __device__ __forceinline__ void load(const W* __restrict__ row, int segment, int lane)
     {
 #pragma unroll
-        for (int i = 0; i < PACKS; ++i)
+        for (int i = 0; i < LANE_PACKS; ++i)
         {
-            const int p = (segment * PACKS + i) * 32 + lane;
+            const int p = (segment * LANE_PACKS + i) * 32 + lane;
             if (p < ROW_PACKS) pack[i].load(row + (long long)p * COUNT);
         }
     }
@@ -233,9 +235,9 @@ template <typename W, int DEPTH> struct RowReader
     __device__ __forceinline__ void accumulate(const float* __restrict__ x, int batch, int segment, int lane, float (&acc)[MAXB]) const
     {
 #pragma unroll
-        for (int i = 0; i < PACKS; ++i)
+        for (int i = 0; i < LANE_PACKS; ++i)
         {
-            const int p = (segment * PACKS + i) * 32 + lane;
+            const int p = (segment * LANE_PACKS + i) * 32 + lane;
             if (p >= ROW_PACKS) break;
 #pragma unroll
             for (int s = 0; s < MAXB; ++s)
@@ -488,17 +490,39 @@ struct ChannelParameters
     float wd[R];
 #endif
 
+    // A warp's lanes read 32 different rows, so each load instruction touches 32 cache lines: rows that start on
+    // 16-byte boundaries are read in 16-byte pieces, a quarter of the requests.
     __device__ __forceinline__ void load(int c, const float* __restrict__ A2, const float* __restrict__ Dv,
                                          const float* __restrict__ b_dt, const float* __restrict__ w_dt)
     {
-#pragma unroll
-        for (int n = 0; n < N; ++n) a2[n] = A2[c * N + n];
+        load_row<N>(A2 + (long long)c * N, a2);
         d = Dv[c];
         dt_bias = b_dt[c];
 #if MAMBA_SELECTIVE_DELTA
-#pragma unroll
-        for (int r = 0; r < R; ++r) wd[r] = w_dt[(long long)c * R + r];
+        load_row<R>(w_dt + (long long)c * R, wd);
 #endif
+    }
+
+    template <int LENGTH>
+    __device__ __forceinline__ static void load_row(const float* __restrict__ row, float (&out)[LENGTH])
+    {
+        if (LENGTH % 4 == 0 && ((unsigned long long)row & 15ull) == 0)
+        {
+#pragma unroll
+            for (int k = 0; k < LENGTH / 4; ++k)
+            {
+                const float4 v = reinterpret_cast<const float4*>(row)[k];
+                out[4 * k] = v.x;
+                out[4 * k + 1] = v.y;
+                out[4 * k + 2] = v.z;
+                out[4 * k + 3] = v.w;
+            }
+        }
+        else
+        {
+#pragma unroll
+            for (int k = 0; k < LENGTH; ++k) out[k] = row[k];
+        }
     }
 };
 
@@ -530,29 +554,26 @@ __device__ __forceinline__ float ssm_item(const ChannelParameters& p, long long 
 }
 
 // Waits until every block of the grid has arrived (the grid is launched cooperatively, so all of it is resident);
-// what any block wrote before is visible to every block after. barrier[0] counts arrivals, barrier[1] the barriers
-// passed: the last block to arrive resets the count, then advances the generation the others spin on, so the pair is
-// ready for the next barrier and the next launch without a reset.
-__device__ __forceinline__ void grid_barrier(unsigned int* barrier)
+// what any block wrote before is visible to every block after. `arrivals` counts every block's arrivals since the
+// launch began (the host zeroes it before each launch) and `expected` is this block's running total to wait for:
+// one release-add and acquire-polling by one thread per block, no reset, no second round trip.
+__device__ __forceinline__ void grid_barrier(unsigned int* arrivals, unsigned int& expected)
 {
+    expected += gridDim.x;
     __syncthreads();
     if (threadIdx.x == 0)
     {
-        volatile unsigned int* generation = barrier + 1;
-        // Read before arriving: the generation cannot advance until this block has arrived too.
-        const unsigned int seen = *generation;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 700
+        asm volatile("red.release.gpu.global.add.u32 [%0], 1;" :: "l"(arrivals) : "memory");
+        unsigned int seen;
+        do asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(seen) : "l"(arrivals) : "memory");
+        while (seen < expected);
+#else
         __threadfence();
-        if (atomicAdd(barrier, 1u) == gridDim.x - 1)
-        {
-            atomicExch(barrier, 0u);
-            __threadfence();
-            atomicExch(barrier + 1, seen + 1);
-        }
-        else
-        {
-            while (*generation == seen) { }
-        }
+        atomicAdd(arrivals, 1u);
+        while (*(volatile unsigned int*)arrivals < expected) { }
         __threadfence();
+#endif
     }
     __syncthreads();
 }
@@ -712,7 +733,7 @@ mamba_decode_head(const float* __restrict__ r_in, const float* __restrict__ adde
 // barrier where those kernels end: per layer in_proj (norm in front, conv behind) | x_proj | Δ + state update |
 // out_proj, then the final norm and the head. Before each barrier a warp issues the loads of its first weight row (or
 // its channel's parameters) of the next phase, so they are in flight while the slowest block finishes.
-// Dynamic shared memory: batch·max(D, ED) floats. `barrier`: two words, zero before the first launch.
+// Dynamic shared memory: batch·max(D, ED) floats. `barrier`: one word, zeroed before each launch.
 extern "C" __global__ void __launch_bounds__(MAMBA_DECODE_PERSISTENT_THREADS, 1)
 mamba_decode_persistent(const int* __restrict__ tokens, const float* __restrict__ embedding,
                         const mg_decode::DecodeLayer* __restrict__ layers, int layer_count, float* residual_a,
@@ -732,6 +753,7 @@ mamba_decode_persistent(const int* __restrict__ tokens, const float* __restrict_
     RowReader<mg_decode_w_t, D> d_reader;
     RowReader<mg_decode_w_t, ED> ed_reader;
     ChannelParameters channel;
+    unsigned int awaited = 0;
     float* r_in = residual_a;
     float* r_out = residual_b;
     preload_row(d_reader, layers[0].in_proj, first, 2 * ED, packable(layers[0].in_proj), lane);
@@ -744,7 +766,7 @@ mamba_decode_persistent(const int* __restrict__ tokens, const float* __restrict_
         if (XR > 0)
         {
             preload_row(ed_reader, L.x_proj, first, XR, packable(L.x_proj), lane);
-            grid_barrier(barrier);
+            grid_barrier(barrier, awaited);
             if ((int)blockIdx.x < XR)
             {
                 rows_into_shared<T>(xc, x, batch);
@@ -752,14 +774,14 @@ mamba_decode_persistent(const int* __restrict__ tokens, const float* __restrict_
             }
         }
         if (first_item < items) channel.load((int)(first_item % ED), L.a2, L.d, L.dt_bias, L.dt_w);
-        grid_barrier(barrier);
+        grid_barrier(barrier, awaited);
         for (long long i = first_item; i < items; i += item_stride)
         {
             if (i != first_item) channel.load((int)(i % ED), L.a2, L.d, L.dt_bias, L.dt_w);
             y[i] = ssm_item(channel, i, xc, x_dbl, L.b, L.c, xz, L.ssm_state);
         }
         preload_row(ed_reader, L.out_proj, first, D, packable(L.out_proj), lane);
-        grid_barrier(barrier);
+        grid_barrier(barrier, awaited);
         if ((int)blockIdx.x < D)
         {
             rows_into_shared<T>(y, x, batch);
@@ -768,7 +790,7 @@ mamba_decode_persistent(const int* __restrict__ tokens, const float* __restrict_
         const bool last = l + 1 == layer_count;
         const mg_decode_w_t* next = last ? head : layers[l + 1].in_proj;
         preload_row(d_reader, next, first, last ? MAMBA_VOCAB : 2 * ED, packable(next), lane);
-        grid_barrier(barrier);
+        grid_barrier(barrier, awaited);
         float* swap = r_in;
         r_in = r_out;
         r_out = swap;
@@ -822,16 +844,25 @@ mamba_decode_argmax(const float* __restrict__ logits, int limit, float* __restri
         last = atomicAdd(counters + s, 1u) == (unsigned int)(parts - 1);
     }
     __syncthreads();
-    if (!last || threadIdx.x != 0) return;
+    // The last block's first warp picks among the parts, a part per lane, then across the lanes.
+    if (!last || threadIdx.x >= 32) return;
     __threadfence();
     float v0 = -__int_as_float(0x7f800000);
     int i0 = 0x7fffffff;
-    for (int p = 0; p < parts; ++p)
+    for (int p = threadIdx.x; p < parts; p += 32)
     {
         const float v = ((volatile float*)part_value)[s * parts + p];
         const int at = ((volatile int*)part_index)[s * parts + p];
         if (v > v0 || (v == v0 && at < i0)) v0 = v, i0 = at;
     }
+#pragma unroll
+    for (int offset = 16; offset > 0; offset >>= 1)
+    {
+        const float v = __shfl_xor_sync(0xffffffffu, v0, offset);
+        const int at = __shfl_xor_sync(0xffffffffu, i0, offset);
+        if (v > v0 || (v == v0 && at < i0)) v0 = v, i0 = at;
+    }
+    if (threadIdx.x != 0) return;
     // Every logit NaN: fall back to 0, as the host's argmax does.
     next[s] = i0 == 0x7fffffff ? 0 : i0;
     counters[s] = 0u;

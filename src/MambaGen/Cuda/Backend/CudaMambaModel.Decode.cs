@@ -22,7 +22,7 @@ namespace MambaGen.Cuda.Backend;
 public sealed partial class CudaMambaModel
 {
     /// <summary>Blocks per multiprocessor the fused row kernels are launched with (each then walks its rows).</summary>
-    private const int DecodeBlocksPerMultiprocessor = 4;
+    private const int DecodeBlocksPerMultiprocessor = 8;
 
     /// <summary>Slices each row of logits is cut into for the greedy pick (one block each).</summary>
     internal const int ArgmaxParts = 32;
@@ -247,7 +247,7 @@ public sealed partial class CudaMambaModel
             (residualIn, residualOut) = (residualOut, residualIn);
             if (s.XProjRows > 0)
                 FusedRows(decode, decode.Rows, s.XProjRows, innerBytes, true, d.Xc, ComputeWeight(o.XProj), 0UL, d.XDbl, s.XProjRows, batch);
-            EnqueueOnDecodeStream(decode, decode.SsmStep, ChannelBlocks(batch), DecodeChannelThreads, 0, _overlapDecodeKernels,
+            EnqueueOnDecodeStream(decode, decode.SsmStep, ChannelBlocks(batch, FusedChannelThreads), FusedChannelThreads, 0, _overlapDecodeKernels,
                 d.Xc, d.XDbl, s.SelectiveDelta ? Weight(o.DtProjWeight) : 0UL, Weight(o.DtProjBias), ScaledA(layer),
                 s.SelectiveB ? 0UL : Weight(o.B), s.SelectiveC ? 0UL : Weight(o.C), Weight(o.D), d.Xz, d.SsmOf(layer), d.Y, batch);
             FusedRows(decode, decode.Rows, s.DModel, innerBytes, true, d.Y, ComputeWeight(o.OutProj), o.OutProjBias < 0 ? 0UL : Weight(o.OutProjBias), d.MixerOut, s.DModel, batch);
@@ -261,6 +261,8 @@ public sealed partial class CudaMambaModel
         var s = _shape;
         var layout = _parameters.Layout;
         uint sharedBytes = (uint)(d.Batch * Math.Max(s.DModel, s.DInner) * sizeof(float));
+        // The grid barrier counts arrivals from zero in every launch (a memset node in the graph).
+        d.Barrier.MemsetAsync(0u, decode.Stream);
         EnqueueOnDecodeStream(decode, decode.Persistent, new Dim3((uint)decode.PersistentBlocks), decode.PersistentThreads, sharedBytes, false,
             d.Tokens, Weight(layout.Embedding), d.LayerTable, s.Layers, d.ResidualA, d.ResidualB, d.MixerOut, d.Xc, d.Xz, d.XDbl, d.Y,
             Weight(layout.NormF), ComputeWeight(HeadOffset), d.Logits, d.Barrier, d.Batch);
@@ -375,9 +377,16 @@ public sealed partial class CudaMambaModel
         EnqueueOnDecodeStream(decode, kernel, (uint)blocks, decode.FusedThreads, sharedBytes, afterKernel && _overlapDecodeKernels, arguments);
     }
 
+    /// <summary>Threads per block of the per-channel kernels of the batched path.</summary>
     private const int DecodeChannelThreads = 128;
 
-    private Dim3 ChannelBlocks(int batch) => new((uint)(((long)batch * _shape.DInner + DecodeChannelThreads - 1) / DecodeChannelThreads));
+    /// <summary>
+    /// Threads per block of the fused path's per-channel kernel: one warp, so a small batch's few channels spread over
+    /// many multiprocessors (each thread reads its own rows of A and dt_proj: many cache lines per load).
+    /// </summary>
+    private const int FusedChannelThreads = 32;
+
+    private Dim3 ChannelBlocks(int batch, int threads = DecodeChannelThreads) => new((uint)(((long)batch * _shape.DInner + threads - 1) / threads));
 
     private static Dim3 ElementwiseBlocks(long work) => new((uint)Math.Clamp((work + ElementwiseThreads - 1) / ElementwiseThreads, 1, 65_535L * 16));
 
@@ -517,9 +526,8 @@ public sealed class CudaDecodeState : Generation.IGreedyDecodeState, IDisposable
             PinnedTokens = Add(new CudaPinnedHostMemory<int>(context, batch));
             PinnedNext = Add(new CudaPinnedHostMemory<int>(context, batch));
             LayerTable = Add(new CudaDeviceVariable<ulong>(context, (long)s.Layers * LayerTablePointers));
-            Barrier = Add(new CudaDeviceVariable<uint>(context, 2));
+            Barrier = Add(new CudaDeviceVariable<uint>(context, 1));
             Counters.Memset(0u);
-            Barrier.Memset(0u);
             Reset();
         }
         catch
@@ -552,7 +560,7 @@ public sealed class CudaDecodeState : Generation.IGreedyDecodeState, IDisposable
     /// <summary>Pointers per layer in the persistent kernel's table (decode_step.cu's DecodeLayer).</summary>
     internal const int LayerTablePointers = 16;
 
-    /// <summary>The persistent kernel's per-layer pointers, once written, and its grid barrier's two counters.</summary>
+    /// <summary>The persistent kernel's per-layer pointers, once written, and its grid barrier's arrival count.</summary>
     internal readonly CudaDeviceVariable<ulong> LayerTable = null!;
     internal readonly CudaDeviceVariable<uint> Barrier = null!;
     internal bool LayerTableWritten;
