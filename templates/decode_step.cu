@@ -10,8 +10,9 @@
 // Every weight is read once per step, whatever the batch: a warp loads 16-byte packs of its row into registers
 // (issued before the shared input is ready, so the loads overlap the norm) and dots them with each sequence's input.
 // The matrices the rows walk (in_proj, x_proj, out_proj, the head) are in the build's product type, mg_in_t: fp32, or
-// in the bf16 build the bf16 weight copy, 8 weights per pack, which halves the bytes a step reads. Their inputs,
-// the sums, the states and the residual stream stay fp32 in either build.
+// in the bf16 build the bf16 weight copy, 8 weights per pack, which halves the bytes a step reads; with
+// MAMBA_DECODE_F16 an fp16 copy instead. Their inputs, the sums, the states and the residual stream stay fp32 in
+// every build.
 //
 // Larger batches: cuBLAS products around mamba_decode_conv and mamba_decode_ssm (x_t and z read with a row stride so
 // both can point into in_proj's (batch, 2·ED) output; B/C with a row stride into x_dbl; dt with its own stride). Their
@@ -95,8 +96,31 @@ typedef mg_in_t mg_decode_c_t;
 typedef float mg_decode_c_t;
 #endif
 
+// 1: the fused kernels read fp16 matrices, a build of the same source that only the small-batch decode step loads
+// (CudaMambaModel.DecodeWeights); 0: the build's product type, mg_in_t.
+#ifndef MAMBA_DECODE_F16
+#define MAMBA_DECODE_F16 0
+#endif
+
+// Raw fp16 bits: a type of its own, so the weight packs know how to widen them.
+struct mg_f16
+{
+    unsigned short bits;
+};
+
+__device__ __forceinline__ float mg_f16_to_f32(unsigned short bits)
+{
+    float f;
+    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(bits));
+    return f;
+}
+
 // The weight type of the fused row products.
+#if MAMBA_DECODE_F16
+typedef mg_f16 mg_decode_w_t;
+#else
 typedef mg_in_t mg_decode_w_t;
+#endif
 
 namespace mg_decode {
 constexpr int D = MAMBA_D_MODEL, ED = MAMBA_D_INNER, N = MAMBA_D_STATE, R = MAMBA_DT_RANK, K = MAMBA_CONV_K;
@@ -179,6 +203,11 @@ __device__ __forceinline__ float ssm_channel(float delta, float x, long long b, 
     return out;
 }
 
+// One weight as fp32.
+__device__ __forceinline__ float widen(float w) { return w; }
+__device__ __forceinline__ float widen(mg_bf16 w) { return mg_bf16_to_f32(w); }
+__device__ __forceinline__ float widen(mg_f16 w) { return mg_f16_to_f32(w.bits); }
+
 // 16 bytes of weights, converted to fp32 on use.
 template <typename W> struct Pack;
 
@@ -191,6 +220,21 @@ template <> struct Pack<float>
         asm("ld.global.nc.v4.f32 {%0, %1, %2, %3}, [%4];" : "=f"(v[0]), "=f"(v[1]), "=f"(v[2]), "=f"(v[3]) : "l"(p));
     }
     __device__ __forceinline__ float at(int i) const { return v[i]; }
+};
+
+template <> struct Pack<mg_f16>
+{
+    static constexpr int COUNT = 8;
+    unsigned int v[4];
+    __device__ __forceinline__ void load(const mg_f16* p)
+    {
+        asm("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(v[0]), "=r"(v[1]), "=r"(v[2]), "=r"(v[3]) : "l"(p));
+    }
+    __device__ __forceinline__ float at(int i) const
+    {
+        const unsigned int word = v[i >> 1];
+        return mg_f16_to_f32((unsigned short)((i & 1) ? word >> 16 : word & 0xffffu));
+    }
 };
 
 template <> struct Pack<mg_bf16>
@@ -279,9 +323,7 @@ template <typename W, int DEPTH> struct RowReader
         {
             for (int j = lane; j < DEPTH; j += 32)
             {
-                float w;
-                if constexpr (COUNT == 4) w = row[j];
-                else w = mg_bf16_to_f32(row[j]);
+                const float w = widen(row[j]);
 #pragma unroll
                 for (int s = 0; s < MAXB; ++s)
                     if (s < batch) acc[s] = fmaf(w, x[s * DEPTH + j], acc[s]);
@@ -797,6 +839,18 @@ mamba_decode_persistent(const int* __restrict__ tokens, const float* __restrict_
     }
     norm_into_shared<T>(nullptr, nullptr, r_in, mixer_out, norm_f, nullptr, x, batch);
     product_rows(d_reader, first, stride, packable(head), MAMBA_VOCAB, x, head, nullptr, logits, batch, lane);
+}
+
+// out[i] = in[i] rounded to fp16 (to nearest even; beyond ±65504 it is ±inf): the matrices the fp16 decode build
+// reads, made from the fp32 weights.
+extern "C" __global__ void mamba_decode_to_f16(const float* __restrict__ in, unsigned short* __restrict__ out, long long count)
+{
+    for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < count; i += (long long)gridDim.x * blockDim.x)
+    {
+        unsigned short h;
+        asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(in[i]));
+        out[i] = h;
+    }
 }
 
 // next[s] = the first index of the largest of logits[s, 0 .. limit) (NaN never wins). Grid (parts, batch): each block

@@ -154,10 +154,11 @@ static double Median(int repeat, Action call)
 // Decoding as generation does it: a 128-token prompt prefilled per sequence, then 256 greedy steps, each sequence fed
 // its own pick (made on the device; only the ids come back), at batch 1 and 64, with the step replayed from a CUDA
 // graph and with its kernels launched one by one; at batch 1 with each small-batch kernel plan (the persistent kernel,
-// four kernels per layer with and without overlapping launches). The steps read the weights of the compute precision
-// (fp32, or the bf16 copy), so each rate is also given as a fraction of the time it takes to read those weights once.
-// Checked first: each plan's step logits against the CPU path (within the precision's tolerance), and the same tokens
-// in every mode.
+// four kernels per layer with and without overlapping launches) and, in fp32 mode, with fp16 weights too. The steps
+// read the weights of the compute precision (fp32, or the bf16 copy) or the fp16 copy, so each rate is also given as
+// a fraction of the time it takes to read those weights once. Checked first: each plan's step logits against the CPU
+// path (within the precision's tolerance; fp16 weights: |Δ| ≤ 2e-2 + 1e-2·|e|, as the fp16 decode tests), and the
+// same tokens in every mode of the same weights.
 static bool DecodeBenchmarks(CudaMambaModel gpu, Mamba130M host, Dictionary<string, object> results, double absolute, double relative)
 {
     const int PromptLength = 128, NewTokens = 256, Runs = 3;
@@ -168,12 +169,15 @@ static bool DecodeBenchmarks(CudaMambaModel gpu, Mamba130M host, Dictionary<stri
 
     // Each small-batch plan against the CPU path (a 16-token prompt, then three single tokens: the first step runs
     // kernel by kernel, the next two replay the graph). Overlapping launches only where the device has them.
+    bool bf16 = gpu.Precision == GpuPrecision.BFloat16;
     var plans = new List<DecodePlan> { new("persistent kernel", true, false) };
     if (gpu.Context.Architecture >= 90) plans.Add(new("kernels per layer, overlapping", false, true));
     plans.Add(new("kernels per layer", false, false));
+    if (!bf16) plans.InsertRange(0, [new("persistent kernel, fp16 weights", true, false, true), new("kernels per layer, fp16 weights", false, false, true)]);
     foreach (var plan in plans.ToArray())
     {
         plan.Apply(gpu);
+        var (planAbsolute, planRelative) = plan.Float16 ? (2e-2, 1e-2) : (absolute, relative);
         IDecodingModel cpu = host;
         var cpuState = cpu.CreateDecodeState(1);
         using var state = gpu.CreateDecodeState(1);
@@ -187,7 +191,7 @@ static bool DecodeBenchmarks(CudaMambaModel gpu, Mamba130M host, Dictionary<stri
                 var tokens = Tokens(length);
                 cpu.Advance(cpuState, tokens, expected);
                 gpu.Advance(state, tokens, actual);
-                worst = Math.Max(worst, expected.Select((e, i) => Math.Abs(actual[i] - e) / (absolute + relative * Math.Abs(e))).Max());
+                worst = Math.Max(worst, expected.Select((e, i) => Math.Abs(actual[i] - e) / (planAbsolute + planRelative * Math.Abs(e))).Max());
             }
         }
         catch (MambaGen.Cuda.CudaException error) when (plan != plans[^1])
@@ -205,17 +209,26 @@ static bool DecodeBenchmarks(CudaMambaModel gpu, Mamba130M host, Dictionary<stri
         }
     }
 
-    bool bf16 = gpu.Precision == GpuPrecision.BFloat16;
-    long weightBytes = (long)host.Parameters.Values.Length * (bf16 ? 2 : sizeof(float));
-    double floor = HbmBytesPerSecond / weightBytes;
-    string weightType = bf16 ? "bf16" : "fp32";
-    Console.WriteLine($"weights {weightBytes / 1e6:F0} MB in {weightType}: reading them once per step at 4.2 TB/s allows {floor:N0} steps/s");
-    results[$"decode_weight_read_floor_steps_per_s_{weightType}"] = floor;
+    // The floor: every weight read once per step (the fused kernels read the matrices in the plan's type and the
+    // vectors in fp32; counted here as all in the matrices' type, which they nearly all are).
+    double Floor(bool float16)
+    {
+        long bytes = (long)host.Parameters.Values.Length * (bf16 || float16 ? 2 : sizeof(float));
+        return HbmBytesPerSecond / bytes;
+    }
+    foreach (bool float16 in bf16 ? new[] { false } : new[] { false, true })
+    {
+        string type = float16 ? "fp16" : bf16 ? "bf16" : "fp32";
+        double typeFloor = Floor(float16);
+        Console.WriteLine($"weights {host.Parameters.Values.Length * 2.0 * (bf16 || float16 ? 1 : 2) / 1e6:F0} MB in {type}: reading them once per step at 4.2 TB/s allows {typeFloor:N0} steps/s");
+        results[$"decode_weight_read_floor_steps_per_s_{type}"] = typeFloor;
+    }
     foreach (int batch in new[] { 1, 64 })
     {
         var prompt = Tokens(batch * PromptLength);
-        int[][]? reference = null;
-        // Above the fused batch limit the plan does not matter: the cuBLAS path runs either way.
+        // The same tokens in every mode of one weight type (fp16 weights may part from fp32's at a near tie).
+        var references = new Dictionary<bool, int[][]>();
+        // Above the fused batch limit the plan and the fp16 weights do not matter: the cuBLAS path runs either way.
         var batchPlans = batch <= 8 ? plans : [plans[^1]];
         foreach (bool graphs in new[] { true, false })
         {
@@ -223,12 +236,14 @@ static bool DecodeBenchmarks(CudaMambaModel gpu, Mamba130M host, Dictionary<stri
             {
                 if (!graphs && plan.Overlap) continue;
                 plan.Apply(gpu);
+                double floor = Floor(plan.Float16);
+                string weightType = plan.Float16 ? "fp16" : bf16 ? "bf16" : "fp32";
                 string mode = (graphs ? "CUDA graph" : "kernel launches") + (batch <= 8 ? $", {plan.Name}" : "");
                 var rates = new double[Runs];
                 for (int run = 0; run < Runs; run++)
                 {
                     (rates[run], var tokens) = GreedyRun(gpu, prompt, batch, graphs, NewTokens);
-                    reference ??= tokens;
+                    var reference = references.TryAdd(plan.Float16, tokens) ? tokens : references[plan.Float16];
                     if (!reference.Zip(tokens).All(pair => pair.First.AsSpan().SequenceEqual(pair.Second)))
                     {
                         Console.Error.WriteLine($"decode b{batch}: the greedy tokens differ from the first run's ({mode}).");
@@ -242,12 +257,12 @@ static bool DecodeBenchmarks(CudaMambaModel gpu, Mamba130M host, Dictionary<stri
                                   $"{rate:N0} tok/s ({1e3 * batch / rate:F3} ms per step), {rate / batch / floor:P1} of the {weightType} weight-read floor");
             }
         }
-        Console.WriteLine($"check: decode b{batch}, the same {NewTokens + 3} tokens per sequence in every run and mode");
+        Console.WriteLine($"check: decode b{batch}, the same {NewTokens + 3} tokens per sequence in every run and mode of the same weights");
     }
 
     // What sampling costs on top: every step copies the whole row of logits back for the host to sample from.
     gpu.UseCudaGraphs = true;
-    plans[0].Apply(gpu);
+    plans.First(plan => !plan.Float16).Apply(gpu);
     using (var state = gpu.CreateDecodeState(1))
     {
         var logits = new float[vocab];
@@ -259,7 +274,7 @@ static bool DecodeBenchmarks(CudaMambaModel gpu, Mamba130M host, Dictionary<stri
             gpu.Advance(state, next, logits);
         });
         results["decode_b1_logits_to_host_ms_per_token"] = stepMs;
-        Console.WriteLine($"decode b1 with the logits copied to the host every step (the sampling path), CUDA graph, {plans[0].Name}: {stepMs:F3} ms per token, {1e3 / stepMs:N0} tok/s");
+        Console.WriteLine($"decode b1 with the logits copied to the host every step (the sampling path), CUDA graph, {plans.First(plan => !plan.Float16).Name}: {stepMs:F3} ms per token, {1e3 / stepMs:N0} tok/s");
     }
     return true;
 }
@@ -315,15 +330,17 @@ static (double Rate, int[][] Tokens) GreedyRun(CudaMambaModel gpu, int[] prompt,
     return (batch * newTokens / watch.Elapsed.TotalSeconds, tokens);
 }
 
-// A small-batch decode kernel plan: the persistent kernel, or four kernels per layer (optionally overlapping launches).
-sealed record DecodePlan(string Name, bool Persistent, bool Overlap)
+// A small-batch decode kernel plan: the persistent kernel, or four kernels per layer (optionally overlapping launches),
+// reading the compute weights or the fp16 copy.
+sealed record DecodePlan(string Name, bool Persistent, bool Overlap, bool Float16 = false)
 {
-    public string Key => Persistent ? "persistent" : Overlap ? "layers_overlap" : "layers";
+    public string Key => (Persistent ? "persistent" : Overlap ? "layers_overlap" : "layers") + (Float16 ? "_fp16" : "");
 
     public void Apply(CudaMambaModel gpu)
     {
         gpu.PersistentDecodeKernel = Persistent;
         gpu.OverlapDecodeKernels = Overlap;
+        gpu.DecodeWeights = Float16 ? DecodeWeightType.Float16 : DecodeWeightType.Compute;
     }
 }
 

@@ -2,6 +2,19 @@ using MambaGen.Cpu;
 
 namespace MambaGen.Cuda.Backend;
 
+/// <summary>What the small-batch decode kernels read the matrices (in_proj, x_proj, out_proj, the head) as.</summary>
+public enum DecodeWeightType
+{
+    /// <summary>The compute precision's: the fp32 weights, or in bf16 mode their bf16 copy.</summary>
+    Compute,
+
+    /// <summary>
+    /// An fp16 copy of the fp32 weights: half the bytes of fp32 like bf16, with 3 more mantissa bits (a relative
+    /// rounding of 2^-11) but a range of ±65,504 (a larger weight becomes ±inf).
+    /// </summary>
+    Float16,
+}
+
 /// <summary>
 /// Recurrent decoding on the GPU: the state of a batch of sequences lives on the device, a prompt fed to a fresh
 /// state is read in one parallel pass (the scan hands over its final state), and every later token is one step.
@@ -34,6 +47,10 @@ public sealed partial class CudaMambaModel
     private bool _useCudaGraphs = true;
     private bool _overlapDecodeKernels;
     private bool _persistentDecodeKernel = true;
+    private DecodeWeightType _decodeWeights;
+
+    /// <summary>The variant's kernel source and compiler, kept for the fp16 decode build (made on first use).</summary>
+    private readonly (string Text, string Name, KernelCompiler Compiler) _kernelSource;
 
     /// <summary>Counts <see cref="UploadParameters"/> calls, so a step knows when a parameter copy may still be in flight.</summary>
     private long _uploads;
@@ -78,6 +95,23 @@ public sealed partial class CudaMambaModel
     {
         get { lock (_sync) return _persistentDecodeKernel; }
         set { lock (_sync) _persistentDecodeKernel = value; }
+    }
+
+    /// <summary>
+    /// What the small-batch decode steps (up to <c>MAMBA_DECODE_MAX_BATCH</c> sequences) read the matrices as:
+    /// <see cref="DecodeWeightType.Compute"/> (the default) or <see cref="DecodeWeightType.Float16"/>, which on first
+    /// use compiles the decode kernels once more for fp16 weights and makes an fp16 copy of the weights (rewritten
+    /// after every upload). The inputs, sums, states and logits stay fp32, and larger batches (cuBLAS products) keep
+    /// reading the compute weights.
+    /// </summary>
+    public DecodeWeightType DecodeWeights
+    {
+        get { lock (_sync) return _decodeWeights; }
+        set
+        {
+            if (!Enum.IsDefined(value)) throw new ArgumentOutOfRangeException(nameof(value), value, $"DecodeWeights must be Compute or Float16; got {(int)value}.");
+            lock (_sync) _decodeWeights = value;
+        }
     }
 
     Generation.IDecodeState IMambaBackend.CreateDecodeState(int batch) => CreateDecodeState(batch);
@@ -180,7 +214,9 @@ public sealed partial class CudaMambaModel
     private void RunStep(CudaDecodeState state, ReadOnlySpan<int> stepTokens, int vocabularyLimit)
     {
         var decode = Decoding();
-        if (!state.LayerTableWritten && state.Batch <= decode.MaxFusedBatch) WriteLayerTable(state);
+        bool fused = state.Batch <= decode.MaxFusedBatch;
+        var kernels = fused ? FusedKernelsFor(decode) : null;
+        if (fused && state.LayerTableWeights != _decodeWeights) WriteLayerTable(state, decode);
         // Parameter uploads, resets and sequence copies run on the legacy stream, which a non-blocking stream does not
         // wait for: finish them before the first step that may read what they wrote.
         if (state.WrittenOutsideDecodeStream || decode.UploadsSeen != _uploads)
@@ -189,6 +225,13 @@ public sealed partial class CudaMambaModel
             state.WrittenOutsideDecodeStream = false;
             decode.UploadsSeen = _uploads;
         }
+        // The fp16 copy follows the fp32 weights, converted on the decode stream before the step reads it.
+        if (fused && _decodeWeights == DecodeWeightType.Float16 && decode.HalfWeightsUploads != _uploads)
+        {
+            EnqueueOnDecodeStream(decode, decode.ToHalf, new Dim3((uint)Math.Min((_weights.Count + 255) / 256, 65_535L * 16)), 256, 0, false,
+                _weights, decode.HalfWeights!, _weights.Count);
+            decode.HalfWeightsUploads = _uploads;
+        }
         // The previous step's copy may still be reading the pinned ids (several steps in one Advance).
         decode.Stream.Synchronize();
         stepTokens.CopyTo(state.PinnedTokens.Span);
@@ -196,30 +239,31 @@ public sealed partial class CudaMambaModel
         // (cuBLAS loads its kernels lazily) is done before a capture, inside which nothing may be loaded or allocated.
         if (!_useCudaGraphs || !state.HasStepped)
         {
-            EnqueueStep(state, vocabularyLimit, decode);
+            EnqueueStep(state, vocabularyLimit, decode, kernels);
             state.HasStepped = true;
             return;
         }
-        bool overlap = _overlapDecodeKernels, persistent = _persistentDecodeKernel;
-        if (state.Graph is null || state.GraphLimit != vocabularyLimit || state.GraphOverlaps != overlap || state.GraphPersistent != persistent)
+        var plan = new StepPlan(vocabularyLimit, _overlapDecodeKernels, _persistentDecodeKernel, _decodeWeights);
+        if (state.Graph is null || state.GraphPlan != plan)
         {
             state.Graph?.Dispose();
             state.Graph = null;
-            state.Graph = decode.Stream.Capture(() => EnqueueStep(state, vocabularyLimit, decode));
-            state.GraphLimit = vocabularyLimit;
-            state.GraphOverlaps = overlap;
-            state.GraphPersistent = persistent;
+            state.Graph = decode.Stream.Capture(() => EnqueueStep(state, vocabularyLimit, decode, kernels));
+            state.GraphPlan = plan;
         }
         state.Graph.Launch(decode.Stream);
     }
 
-    /// <summary>The whole step on the decode stream: ids in, every layer, the head, the greedy pick, picked ids out.</summary>
-    private void EnqueueStep(CudaDecodeState d, int vocabularyLimit, DecodeLaunch decode)
+    /// <summary>
+    /// The whole step on the decode stream: ids in, every layer (the fused <paramref name="kernels"/>, or the batched
+    /// path when null), the head, the greedy pick, picked ids out.
+    /// </summary>
+    private void EnqueueStep(CudaDecodeState d, int vocabularyLimit, DecodeLaunch decode, FusedKernels? kernels)
     {
         d.Tokens.CopyToDeviceAsync(d.PinnedTokens, decode.Stream);
-        bool fused = d.Batch <= decode.MaxFusedBatch;
-        if (fused && _persistentDecodeKernel) EnqueuePersistentStep(d, decode);
-        else if (fused) EnqueueFusedLayers(d, decode);
+        bool fused = kernels is not null;
+        if (kernels is not null && _persistentDecodeKernel) EnqueuePersistentStep(d, decode, kernels);
+        else if (kernels is not null) EnqueueFusedLayers(d, decode, kernels);
         else EnqueueBatchedLayers(d, decode);
         // After the fused head the pick may overlap it too; after a cuBLAS product it waits as usual.
         EnqueueOnDecodeStream(decode, decode.Argmax, new Dim3(ArgmaxParts, (uint)d.Batch), decode.ArgmaxThreads, 0, fused && _overlapDecodeKernels,
@@ -228,7 +272,7 @@ public sealed partial class CudaMambaModel
     }
 
     /// <summary>Small batches: per layer the fused in_proj (norm, conv), x_proj, Δ + scan, out_proj kernels; then the head.</summary>
-    private void EnqueueFusedLayers(CudaDecodeState d, DecodeLaunch decode)
+    private void EnqueueFusedLayers(CudaDecodeState d, DecodeLaunch decode, FusedKernels kernels)
     {
         var s = _shape;
         var layout = _parameters.Layout;
@@ -240,40 +284,40 @@ public sealed partial class CudaMambaModel
             var o = layout.LayerOffsets[layer];
             // The first layer reads its residual rows straight from the embedding by token id.
             // The first kernel follows the token copy, not a kernel: it starts as usual.
-            FusedRows(decode, decode.InProj, 2 * s.DInner, normedBytes, layer > 0,
+            FusedRows(decode, kernels.InProj, 2 * s.DInner, normedBytes, layer > 0,
                 layer == 0 ? d.Tokens.DevicePointer : 0UL, Weight(layout.Embedding), residualIn, layer == 0 ? 0UL : d.MixerOut.DevicePointer,
-                Weight(o.Norm), residualOut, ComputeWeight(o.InProj), o.InProjBias < 0 ? 0UL : Weight(o.InProjBias), d.ConvOf(layer),
+                Weight(o.Norm), residualOut, FusedWeight(decode, o.InProj), o.InProjBias < 0 ? 0UL : Weight(o.InProjBias), d.ConvOf(layer),
                 Weight(o.ConvWeight), o.ConvBias < 0 ? 0UL : Weight(o.ConvBias), d.Xc, d.Xz, batch);
             (residualIn, residualOut) = (residualOut, residualIn);
             if (s.XProjRows > 0)
-                FusedRows(decode, decode.Rows, s.XProjRows, innerBytes, true, d.Xc, ComputeWeight(o.XProj), 0UL, d.XDbl, s.XProjRows, batch);
-            EnqueueOnDecodeStream(decode, decode.SsmStep, ChannelBlocks(batch, FusedChannelThreads), FusedChannelThreads, 0, _overlapDecodeKernels,
+                FusedRows(decode, kernels.Rows, s.XProjRows, innerBytes, true, d.Xc, FusedWeight(decode, o.XProj), 0UL, d.XDbl, s.XProjRows, batch);
+            EnqueueOnDecodeStream(decode, kernels.SsmStep, ChannelBlocks(batch, FusedChannelThreads), FusedChannelThreads, 0, _overlapDecodeKernels,
                 d.Xc, d.XDbl, s.SelectiveDelta ? Weight(o.DtProjWeight) : 0UL, Weight(o.DtProjBias), ScaledA(layer),
                 s.SelectiveB ? 0UL : Weight(o.B), s.SelectiveC ? 0UL : Weight(o.C), Weight(o.D), d.Xz, d.SsmOf(layer), d.Y, batch);
-            FusedRows(decode, decode.Rows, s.DModel, innerBytes, true, d.Y, ComputeWeight(o.OutProj), o.OutProjBias < 0 ? 0UL : Weight(o.OutProjBias), d.MixerOut, s.DModel, batch);
+            FusedRows(decode, kernels.Rows, s.DModel, innerBytes, true, d.Y, FusedWeight(decode, o.OutProj), o.OutProjBias < 0 ? 0UL : Weight(o.OutProjBias), d.MixerOut, s.DModel, batch);
         }
-        FusedRows(decode, decode.Head, s.Vocab, normedBytes, true, residualIn, d.MixerOut, Weight(layout.NormF), ComputeWeight(HeadOffset), d.Logits, batch);
+        FusedRows(decode, kernels.Head, s.Vocab, normedBytes, true, residualIn, d.MixerOut, Weight(layout.NormF), FusedWeight(decode, HeadOffset), d.Logits, batch);
     }
 
     /// <summary>Small batches, one launch: every layer and the head in the persistent kernel (its layer table written before).</summary>
-    private void EnqueuePersistentStep(CudaDecodeState d, DecodeLaunch decode)
+    private void EnqueuePersistentStep(CudaDecodeState d, DecodeLaunch decode, FusedKernels kernels)
     {
         var s = _shape;
         var layout = _parameters.Layout;
         uint sharedBytes = (uint)(d.Batch * Math.Max(s.DModel, s.DInner) * sizeof(float));
         // The grid barrier counts arrivals from zero in every launch (a memset node in the graph).
         d.Barrier.MemsetAsync(0u, decode.Stream);
-        EnqueueOnDecodeStream(decode, decode.Persistent, new Dim3((uint)decode.PersistentBlocks), decode.PersistentThreads, sharedBytes, false,
+        EnqueueOnDecodeStream(decode, kernels.Persistent, new Dim3((uint)decode.PersistentBlocks), decode.PersistentThreads, sharedBytes, false,
             d.Tokens, Weight(layout.Embedding), d.LayerTable, s.Layers, d.ResidualA, d.ResidualB, d.MixerOut, d.Xc, d.Xz, d.XDbl, d.Y,
-            Weight(layout.NormF), ComputeWeight(HeadOffset), d.Logits, d.Barrier, d.Batch);
+            Weight(layout.NormF), FusedWeight(decode, HeadOffset), d.Logits, d.Barrier, d.Batch);
     }
 
     /// <summary>
     /// Writes the persistent kernel's table of per-layer pointers (decode_step.cu's DecodeLayer: 16 per layer, 0 where
     /// the variant has no such tensor): the weights' places never change and the state's buffers are its own, so once
-    /// per state is enough.
+    /// per state and weight type is enough.
     /// </summary>
-    private void WriteLayerTable(CudaDecodeState d)
+    private void WriteLayerTable(CudaDecodeState d, DecodeLaunch decode)
     {
         var s = _shape;
         var layout = _parameters.Layout;
@@ -284,14 +328,14 @@ public sealed partial class CudaMambaModel
             var o = layout.LayerOffsets[layer];
             ReadOnlySpan<ulong> row =
             [
-                Weight(o.Norm), ComputeWeight(o.InProj), Optional(o.InProjBias), d.ConvOf(layer), Weight(o.ConvWeight), Optional(o.ConvBias),
-                s.XProjRows > 0 ? ComputeWeight(o.XProj) : 0UL, s.SelectiveDelta ? Weight(o.DtProjWeight) : 0UL, Weight(o.DtProjBias), ScaledA(layer),
-                s.SelectiveB ? 0UL : Weight(o.B), s.SelectiveC ? 0UL : Weight(o.C), Weight(o.D), d.SsmOf(layer), ComputeWeight(o.OutProj), Optional(o.OutProjBias),
+                Weight(o.Norm), FusedWeight(decode, o.InProj), Optional(o.InProjBias), d.ConvOf(layer), Weight(o.ConvWeight), Optional(o.ConvBias),
+                s.XProjRows > 0 ? FusedWeight(decode, o.XProj) : 0UL, s.SelectiveDelta ? Weight(o.DtProjWeight) : 0UL, Weight(o.DtProjBias), ScaledA(layer),
+                s.SelectiveB ? 0UL : Weight(o.B), s.SelectiveC ? 0UL : Weight(o.C), Weight(o.D), d.SsmOf(layer), FusedWeight(decode, o.OutProj), Optional(o.OutProjBias),
             ];
             row.CopyTo(table.AsSpan(layer * CudaDecodeState.LayerTablePointers));
         }
         d.LayerTable.CopyToDevice(table);
-        d.LayerTableWritten = true;
+        d.LayerTableWeights = _decodeWeights;
         d.WrittenOutsideDecodeStream = true;
     }
 
@@ -403,6 +447,30 @@ public sealed partial class CudaMambaModel
     /// <summary>The decode stream, its cuBLAS handle and the fused kernels, made on the first step.</summary>
     private DecodeLaunch Decoding() => _decode ??= new DecodeLaunch(_context, _module, _shape, BlasWorkspaceBytes);
 
+    /// <summary>
+    /// The fused kernels of the current <see cref="DecodeWeights"/>: the compute build's, or the fp16 build's, which is
+    /// compiled (and the fp16 weight buffer allocated) on first use.
+    /// </summary>
+    private FusedKernels FusedKernelsFor(DecodeLaunch decode)
+    {
+        if (_decodeWeights == DecodeWeightType.Compute) return decode.Fused;
+        if (decode.HalfFused is null)
+        {
+            var options = _precision == GpuPrecision.BFloat16 ? BFloat16CompileOptions : CompileOptions;
+            var image = _kernelSource.Compiler.CompileFor(_context, _kernelSource.Text, _kernelSource.Name, [.. options, "-DMAMBA_DECODE_F16=1"]);
+            decode.LoadHalfBuild(_context.LoadModule(image.Image), _shape, new CudaDeviceVariable<ushort>(_context, _weights.Count));
+        }
+        return decode.HalfFused!;
+    }
+
+    /// <summary>The matrix at <paramref name="offset"/> as the fused kernels read it: in the fp16 copy, or the compute weight.</summary>
+    private ulong FusedWeight(DecodeLaunch decode, int offset) => _decodeWeights == DecodeWeightType.Float16
+        ? decode.HalfWeights!.DevicePointer + (ulong)offset * sizeof(ushort)
+        : ComputeWeight(offset);
+
+    /// <summary>What a captured step graph depends on besides the state's buffers.</summary>
+    internal readonly record struct StepPlan(int VocabularyLimit, bool Overlap, bool Persistent, DecodeWeightType Weights);
+
     private void DisposeDecoding()
     {
         _decode?.Dispose();
@@ -423,13 +491,8 @@ public sealed partial class CudaMambaModel
                 // The stream first: setting it resets the handle's workspace.
                 Blas = Own(new CublasHandle(context, Stream));
                 Blas.SetWorkspace(workspace);
-                InProj = module.GetKernel("mamba_decode_in_proj");
-                Rows = module.GetKernel("mamba_decode_rows");
-                SsmStep = module.GetKernel("mamba_decode_ssm_step");
-                Head = module.GetKernel("mamba_decode_head");
                 Argmax = module.GetKernel("mamba_decode_argmax");
-                Persistent = module.GetKernel("mamba_decode_persistent");
-                Persistent.Cooperative = true;
+                ToHalf = module.GetKernel("mamba_decode_to_f16");
                 var config = module.ReadConstant<int>("mamba_decode_config", 4);
                 FusedThreads = config[1];
                 ArgmaxThreads = config[2];
@@ -441,13 +504,7 @@ public sealed partial class CudaMambaModel
                 int widest = Math.Max(s.DModel, s.DInner) * sizeof(float);
                 const int StaticSharedBytes = 1024;
                 MaxFusedBatch = Math.Min(config[0], (context.MaxSharedMemoryPerBlockOptin - StaticSharedBytes) / widest);
-                if (MaxFusedBatch > 0)
-                {
-                    AllowSharedMemory(InProj, MaxFusedBatch * s.DModel * sizeof(float));
-                    AllowSharedMemory(Head, MaxFusedBatch * s.DModel * sizeof(float));
-                    AllowSharedMemory(Rows, MaxFusedBatch * s.DInner * sizeof(float));
-                    AllowSharedMemory(Persistent, MaxFusedBatch * Math.Max(s.DModel, s.DInner) * sizeof(float));
-                }
+                Fused = new FusedKernels(module, s, MaxFusedBatch);
             }
             catch
             {
@@ -458,12 +515,19 @@ public sealed partial class CudaMambaModel
 
         public CudaStream Stream { get; } = null!;
         public CublasHandle Blas { get; } = null!;
-        public CudaKernel InProj { get; } = null!;
-        public CudaKernel Rows { get; } = null!;
-        public CudaKernel SsmStep { get; } = null!;
-        public CudaKernel Head { get; } = null!;
         public CudaKernel Argmax { get; } = null!;
-        public CudaKernel Persistent { get; } = null!;
+        public CudaKernel ToHalf { get; } = null!;
+
+        /// <summary>The fused kernels of the compute build.</summary>
+        public FusedKernels Fused { get; } = null!;
+
+        /// <summary>The fp16 build's fused kernels and the fp16 weights they read (null until first asked for).</summary>
+        public FusedKernels? HalfFused { get; private set; }
+        public CudaDeviceVariable<ushort>? HalfWeights { get; private set; }
+
+        /// <summary>The model's upload count when the fp16 weights were last converted (−1: never).</summary>
+        public long HalfWeightsUploads { get; set; } = -1;
+
         public int FusedThreads { get; }
         public int PersistentThreads { get; }
         public int PersistentBlocks { get; }
@@ -475,15 +539,49 @@ public sealed partial class CudaMambaModel
         /// <summary>The model's upload count when the decode stream last caught up with the legacy stream.</summary>
         public long UploadsSeen { get; set; } = -1;
 
-        private static void AllowSharedMemory(CudaKernel kernel, int bytes)
+        /// <summary>Takes over the fp16 build's module and the fp16 weight buffer (disposed with this).</summary>
+        public void LoadHalfBuild(CudaModule module, MambaShape s, CudaDeviceVariable<ushort> weights)
         {
-            if (bytes > kernel.MaxDynamicSharedMemory) kernel.MaxDynamicSharedMemory = bytes;
+            Own(module);
+            HalfWeights = Own(weights);
+            HalfFused = new FusedKernels(module, s, MaxFusedBatch);
         }
 
         private T Own<T>(T resource) where T : IDisposable => _owned.Own(resource);
 
         /// <summary>Frees in reverse order of making: the handle, its workspace, the stream.</summary>
         public void Dispose() => _owned.Dispose();
+    }
+}
+
+/// <summary>The small-batch decode kernels of one build (compute weights, or fp16 weights).</summary>
+internal sealed class FusedKernels
+{
+    /// <summary>Looks the kernels up and lets each take the shared memory <paramref name="maxBatch"/> sequences need.</summary>
+    public FusedKernels(CudaModule module, MambaShape s, int maxBatch)
+    {
+        InProj = module.GetKernel("mamba_decode_in_proj");
+        Rows = module.GetKernel("mamba_decode_rows");
+        SsmStep = module.GetKernel("mamba_decode_ssm_step");
+        Head = module.GetKernel("mamba_decode_head");
+        Persistent = module.GetKernel("mamba_decode_persistent");
+        Persistent.Cooperative = true;
+        if (maxBatch <= 0) return;
+        AllowSharedMemory(InProj, maxBatch * s.DModel * sizeof(float));
+        AllowSharedMemory(Head, maxBatch * s.DModel * sizeof(float));
+        AllowSharedMemory(Rows, maxBatch * s.DInner * sizeof(float));
+        AllowSharedMemory(Persistent, maxBatch * Math.Max(s.DModel, s.DInner) * sizeof(float));
+    }
+
+    public CudaKernel InProj { get; }
+    public CudaKernel Rows { get; }
+    public CudaKernel SsmStep { get; }
+    public CudaKernel Head { get; }
+    public CudaKernel Persistent { get; }
+
+    private static void AllowSharedMemory(CudaKernel kernel, int bytes)
+    {
+        if (bytes > kernel.MaxDynamicSharedMemory) kernel.MaxDynamicSharedMemory = bytes;
     }
 }
 
@@ -563,18 +661,16 @@ public sealed class CudaDecodeState : Generation.IGreedyDecodeState, IDisposable
     /// <summary>The persistent kernel's per-layer pointers, once written, and its grid barrier's arrival count.</summary>
     internal readonly CudaDeviceVariable<ulong> LayerTable = null!;
     internal readonly CudaDeviceVariable<uint> Barrier = null!;
-    internal bool LayerTableWritten;
+
+    /// <summary>The weight type the layer table was written for (null: not yet written).</summary>
+    internal DecodeWeightType? LayerTableWeights;
 
     /// <summary>Page-locked copies of the step's input ids and picked ids (asynchronous copies, also inside a graph).</summary>
     internal readonly CudaPinnedHostMemory<int> PinnedTokens = null!, PinnedNext = null!;
 
-    /// <summary>
-    /// The captured step, the vocabulary limit its greedy pick was captured with, whether its kernels overlap and
-    /// whether it is the persistent kernel.
-    /// </summary>
+    /// <summary>The captured step and what it was captured for (its vocabulary limit and kernel plan).</summary>
     internal CudaGraphExec? Graph;
-    internal int GraphLimit;
-    internal bool GraphOverlaps, GraphPersistent;
+    internal CudaMambaModel.StepPlan? GraphPlan;
 
     /// <summary>Whether a one-token step has run on this state (the first is never captured).</summary>
     internal bool HasStepped;
