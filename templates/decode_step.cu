@@ -1,4 +1,4 @@
-// One-token decode step of a Mamba model. Two launch plans share the per-channel arithmetic below:
+// One-token decode step of a Mamba model. Three launch plans share the per-row and per-channel routines below:
 //
 // Small batches (≤ MAMBA_DECODE_MAX_BATCH sequences), four kernels per layer, no cuBLAS:
 //   mamba_decode_in_proj:  r = r_in + mixer_out (the embedding rows for the first layer); normed = RMSNorm(r)·w in
@@ -7,6 +7,9 @@
 //   mamba_decode_rows:     out = in·Wᵀ (+ bias) over a depth of ED: x_proj (→ dt_low, B, C) and out_proj.
 //   mamba_decode_ssm_step: Δ = softplus(dt_low·W_dtᵀ + b_dt) per channel, then the state update below.
 //   (after the last layer) mamba_decode_head: the final norm and logits = normed·Eᵀ.
+// The same small batches in one launch: mamba_decode_persistent, one block per multiprocessor, does the same work
+// phase by phase with a grid barrier where those kernels end.
+//
 // Every weight is read once per step, whatever the batch: a warp loads 16-byte packs of its row into registers
 // (issued before the shared input is ready, so the loads overlap the norm) and dots them with each sequence's input.
 // The matrices the rows walk (in_proj, x_proj, out_proj, the head) are in the build's product type, mg_in_t: fp32, or
@@ -145,6 +148,16 @@ __device__ __forceinline__ float load_activation(const mg_bf16* p)
     return mg_bf16_to_f32(v);
 }
 
+// An activation as the state update reads it: in the persistent kernel (COHERENT) through load_activation; in the
+// per-step kernels, which read what an earlier launch wrote, as a plain load the compiler may batch and move ahead of
+// the state's loads and stores (a memory clobber between them would make the N state updates wait on each other).
+template <bool COHERENT, typename T>
+__device__ __forceinline__ float read_activation(const T* p)
+{
+    if constexpr (COHERENT) return load_activation(p);
+    else return mg_load(p);
+}
+
 // Shifts one channel's conv history (K values in registers, newest last) left, appends `newest` and returns SiLU of
 // the depthwise convolution with taps w (+ bias).
 __device__ __forceinline__ float conv_step(float (&hist)[K], const float (&w)[K], float bias, float newest)
@@ -169,33 +182,88 @@ __device__ __forceinline__ void load_conv_taps(const float* __restrict__ w, cons
     b = MAMBA_HAS_CONV_BIAS ? bias[c] : 0.f;
 }
 
+// A thread's own row of LENGTH floats (a row of A, of dt_proj, a channel's state). A warp's lanes read 32 different
+// rows, so each load instruction touches 32 cache lines: rows that start on 16-byte boundaries are moved in 16-byte
+// pieces, a quarter of the instructions.
+template <int LENGTH>
+__device__ __forceinline__ bool quad_aligned(const float* row)
+{
+    return LENGTH % 4 == 0 && ((unsigned long long)row & 15ull) == 0;
+}
+
+template <int LENGTH>
+__device__ __forceinline__ void load_row(const float* __restrict__ row, float (&out)[LENGTH])
+{
+    if (quad_aligned<LENGTH>(row))
+    {
+#pragma unroll
+        for (int k = 0; k < LENGTH / 4; ++k)
+        {
+            const float4 v = reinterpret_cast<const float4*>(row)[k];
+            out[4 * k] = v.x;
+            out[4 * k + 1] = v.y;
+            out[4 * k + 2] = v.z;
+            out[4 * k + 3] = v.w;
+        }
+    }
+    else
+    {
+#pragma unroll
+        for (int k = 0; k < LENGTH; ++k) out[k] = row[k];
+    }
+}
+
+template <int LENGTH>
+__device__ __forceinline__ void store_row(float* __restrict__ row, const float (&in)[LENGTH])
+{
+    if (quad_aligned<LENGTH>(row))
+    {
+#pragma unroll
+        for (int k = 0; k < LENGTH / 4; ++k)
+            reinterpret_cast<float4*>(row)[k] = make_float4(in[4 * k], in[4 * k + 1], in[4 * k + 2], in[4 * k + 3]);
+    }
+    else
+    {
+#pragma unroll
+        for (int k = 0; k < LENGTH; ++k) row[k] = in[k];
+    }
+}
+
 // h = h·exp(Δ·A) + Δ·x·B ; y = h·C + D·x ; y ⊙= silu(z) for channel c of sequence b (state h: N floats).
 // B/C rows of a sequence start at b·bc_row_stride (selective) or are the (ED, N) parameters.
-// a2: the channel's row of A·log2 e.
-template <typename BT, typename CT>
+// a2: the channel's row of A·log2 e. COHERENT: see read_activation. Every load is issued before the first state
+// is updated and the state is stored after the last: interleaved, each store would hold the next state's loads back
+// (the compiler cannot tell the state from B and C), N memory round trips in a row.
+template <bool COHERENT, typename BT, typename CT>
 __device__ __forceinline__ float ssm_channel(float delta, float x, long long b, int c, const float (&a2)[N],
                                              const BT* __restrict__ Bm, const CT* __restrict__ Cm,
                                              long long bc_row_stride, float d, float z, float* __restrict__ h)
 {
+    float hv[N], bv[N], cv[N];
+#pragma unroll
+    for (int n = 0; n < N; ++n)
+    {
+#if MAMBA_SELECTIVE_B
+        bv[n] = read_activation<COHERENT>(Bm + b * bc_row_stride + n);
+#else
+        bv[n] = Bm[c * N + n];
+#endif
+#if MAMBA_SELECTIVE_C
+        cv[n] = read_activation<COHERENT>(Cm + b * bc_row_stride + n);
+#else
+        cv[n] = Cm[c * N + n];
+#endif
+    }
+    load_row<N>(h, hv);
     const float dx = delta * x;
     float out = 0.f;
 #pragma unroll
     for (int n = 0; n < N; ++n)
     {
-#if MAMBA_SELECTIVE_B
-        const float bn = load_activation(Bm + b * bc_row_stride + n);
-#else
-        const float bn = Bm[c * N + n];
-#endif
-#if MAMBA_SELECTIVE_C
-        const float cn = load_activation(Cm + b * bc_row_stride + n);
-#else
-        const float cn = Cm[c * N + n];
-#endif
-        const float hn = fmaf(mg_exp2(a2[n] * delta), h[n], dx * bn);
-        h[n] = hn;
-        out = fmaf(cn, hn, out);
+        hv[n] = fmaf(mg_exp2(a2[n] * delta), hv[n], dx * bv[n]);
+        out = fmaf(cv[n], hv[n], out);
     }
+    store_row<N>(h, hv);
     out = fmaf(d, x, out);
 #if MAMBA_HAS_Z
     out *= mg_silu(z);
@@ -532,8 +600,6 @@ struct ChannelParameters
     float wd[R];
 #endif
 
-    // A warp's lanes read 32 different rows, so each load instruction touches 32 cache lines: rows that start on
-    // 16-byte boundaries are read in 16-byte pieces, a quarter of the requests.
     __device__ __forceinline__ void load(int c, const float* __restrict__ A2, const float* __restrict__ Dv,
                                          const float* __restrict__ b_dt, const float* __restrict__ w_dt)
     {
@@ -544,33 +610,12 @@ struct ChannelParameters
         load_row<R>(w_dt + (long long)c * R, wd);
 #endif
     }
-
-    template <int LENGTH>
-    __device__ __forceinline__ static void load_row(const float* __restrict__ row, float (&out)[LENGTH])
-    {
-        if (LENGTH % 4 == 0 && ((unsigned long long)row & 15ull) == 0)
-        {
-#pragma unroll
-            for (int k = 0; k < LENGTH / 4; ++k)
-            {
-                const float4 v = reinterpret_cast<const float4*>(row)[k];
-                out[4 * k] = v.x;
-                out[4 * k + 1] = v.y;
-                out[4 * k + 2] = v.z;
-                out[4 * k + 3] = v.w;
-            }
-        }
-        else
-        {
-#pragma unroll
-            for (int k = 0; k < LENGTH; ++k) out[k] = row[k];
-        }
-    }
 };
 
 // y of item i = b·ED + c (sequence b, channel c): Δ from x_dbl's dt_low and dt_proj's row (or softplus(b_dt) when Δ
 // is not selective), then the state update. x_dbl rows (batch, XR) hold [dt_low | B | C] for the selective parts;
-// Bp / Cp are the (ED, N) parameters of the parts that are not.
+// Bp / Cp are the (ED, N) parameters of the parts that are not. COHERENT: see read_activation.
+template <bool COHERENT>
 __device__ __forceinline__ float ssm_item(const ChannelParameters& p, long long i, const float* xc, const float* x_dbl,
                                           const float* __restrict__ Bp, const float* __restrict__ Cp, const float* xz,
                                           float* __restrict__ ssm_state)
@@ -581,7 +626,7 @@ __device__ __forceinline__ float ssm_item(const ChannelParameters& p, long long 
     const float* row = x_dbl + b * XR;
     float dt = p.dt_bias;
 #pragma unroll
-    for (int r = 0; r < R; ++r) dt = fmaf(p.wd[r], load_activation(row + r), dt);
+    for (int r = 0; r < R; ++r) dt = fmaf(p.wd[r], read_activation<COHERENT>(row + r), dt);
     const float delta = mg_softplus(dt);
     constexpr int B_COLUMN = R;
 #else
@@ -591,8 +636,8 @@ __device__ __forceinline__ float ssm_item(const ChannelParameters& p, long long 
     constexpr int C_COLUMN = B_COLUMN + (MAMBA_SELECTIVE_B ? N : 0);
     const float* Bm = MAMBA_SELECTIVE_B ? x_dbl + B_COLUMN : Bp;
     const float* Cm = MAMBA_SELECTIVE_C ? x_dbl + C_COLUMN : Cp;
-    const float zv = MAMBA_HAS_Z ? load_activation(xz + b * 2 * ED + ED + c) : 0.f;
-    return ssm_channel(delta, load_activation(xc + i), b, c, p.a2, Bm, Cm, XR, p.d, zv, ssm_state + i * N);
+    const float zv = MAMBA_HAS_Z ? read_activation<COHERENT>(xz + b * 2 * ED + ED + c) : 0.f;
+    return ssm_channel<COHERENT>(delta, read_activation<COHERENT>(xc + i), b, c, p.a2, Bm, Cm, XR, p.d, zv, ssm_state + i * N);
 }
 
 // Waits until every block of the grid has arrived (the grid is launched cooperatively, so all of it is resident);
@@ -685,7 +730,7 @@ extern "C" __global__ void mamba_decode_ssm(const mg_in_t* __restrict__ xc, cons
     float a2[N];
 #pragma unroll
     for (int n = 0; n < N; ++n) a2[n] = A2[c * N + n];
-    mg_store(y + i, ssm_channel(delta, mg_load(xc + i), b, c, a2, Bm, Cm, bc_row_stride, Dv[c], zv, ssm_state + i * N));
+    mg_store(y + i, ssm_channel<false>(delta, mg_load(xc + i), b, c, a2, Bm, Cm, bc_row_stride, Dv[c], zv, ssm_state + i * N));
 }
 
 // xz (batch, 2·ED): rows [0, ED) are x, whose conv + SiLU goes to xc (batch, ED); rows [ED, 2·ED) are z, stored.
@@ -748,7 +793,7 @@ extern "C" __global__ void mamba_decode_ssm_step(const float* __restrict__ xc, c
     channel.load(active ? (int)(i % ED) : 0, A2, Dv, dt_bias, w_dt);
     wait_for_previous_kernel();
     if (!active) return;
-    y[i] = ssm_item(channel, i, xc, x_dbl, Bp, Cp, xz, ssm_state);
+    y[i] = ssm_item<false>(channel, i, xc, x_dbl, Bp, Cp, xz, ssm_state);
 }
 
 // logits (batch, VOCAB) = RMSNorm(r_in + addend)·w · Eᵀ. Dynamic shared memory: batch·D floats.
@@ -820,7 +865,7 @@ mamba_decode_persistent(const int* __restrict__ tokens, const float* __restrict_
         for (long long i = first_item; i < items; i += item_stride)
         {
             if (i != first_item) channel.load((int)(i % ED), L.a2, L.d, L.dt_bias, L.dt_w);
-            y[i] = ssm_item(channel, i, xc, x_dbl, L.b, L.c, xz, L.ssm_state);
+            y[i] = ssm_item<true>(channel, i, xc, x_dbl, L.b, L.c, xz, L.ssm_state);
         }
         preload_row(ed_reader, L.out_proj, first, D, packable(L.out_proj), lane);
         grid_barrier(barrier, awaited);

@@ -170,10 +170,16 @@ static bool DecodeBenchmarks(CudaMambaModel gpu, Mamba130M host, Dictionary<stri
     // Each small-batch plan against the CPU path (a 16-token prompt, then three single tokens: the first step runs
     // kernel by kernel, the next two replay the graph). Overlapping launches only where the device has them.
     bool bf16 = gpu.Precision == GpuPrecision.BFloat16;
-    var plans = new List<DecodePlan> { new("persistent kernel", true, false) };
-    if (gpu.Context.Architecture >= 90) plans.Add(new("kernels per layer, overlapping", false, true));
-    plans.Add(new("kernels per layer", false, false));
-    if (!bf16) plans.InsertRange(0, [new("persistent kernel, fp16 weights", true, false, true), new("kernels per layer, fp16 weights", false, false, true)]);
+    // fp16 weights first (fp32 mode only), then the compute weights; the last plan (kernels per layer, compute weights,
+    // plain launches) is the reference that must pass.
+    var plans = new List<DecodePlan>();
+    foreach (bool float16 in bf16 ? new[] { false } : new[] { true, false })
+    {
+        string weights = float16 ? ", fp16 weights" : "";
+        plans.Add(new("persistent kernel" + weights, true, false, float16));
+        if (gpu.Context.Architecture >= 90) plans.Add(new("kernels per layer, overlapping" + weights, false, true, float16));
+        plans.Add(new("kernels per layer" + weights, false, false, float16));
+    }
     foreach (var plan in plans.ToArray())
     {
         plan.Apply(gpu);

@@ -1,4 +1,5 @@
 using MambaGen.Cpu;
+using MambaGen.Cuda.Interop;
 
 namespace MambaGen.Cuda.Backend;
 
@@ -21,9 +22,9 @@ public enum DecodeWeightType
 /// </summary>
 /// <remarks>
 /// A step runs on its own non-blocking stream. Up to <c>MAMBA_DECODE_MAX_BATCH</c> sequences every weight is read once
-/// per step by fused kernels (decode_step.cu): by default one persistent kernel for all layers and the head, with grid
-/// barriers between the phases (<see cref="PersistentDecodeKernel"/>), or four kernels per layer and one for the head;
-/// above that batch, cuBLAS products around the per-channel kernels.
+/// per step by fused kernels (decode_step.cu): four kernels per layer and one for the head (by default), or one
+/// persistent kernel for all layers and the head with grid barriers between the phases
+/// (<see cref="PersistentDecodeKernel"/>); above that batch, cuBLAS products around the per-channel kernels.
 /// Either way the step ends with the greedy pick on the device, and the whole step — the token copy in, every layer,
 /// the head, the pick and the copy of the picked ids out — is captured once per decode state as a CUDA graph and
 /// replayed, so a token costs one graph launch and one synchronisation.
@@ -35,7 +36,7 @@ public enum DecodeWeightType
 public sealed partial class CudaMambaModel
 {
     /// <summary>Blocks per multiprocessor the fused row kernels are launched with (each then walks its rows).</summary>
-    private const int DecodeBlocksPerMultiprocessor = 8;
+    private const int DecodeBlocksPerMultiprocessor = 4;
 
     /// <summary>Slices each row of logits is cut into for the greedy pick (one block each).</summary>
     internal const int ArgmaxParts = 32;
@@ -45,8 +46,9 @@ public sealed partial class CudaMambaModel
 
     private DecodeLaunch? _decode;
     private bool _useCudaGraphs = true;
-    private bool _overlapDecodeKernels;
-    private bool _persistentDecodeKernel = true;
+    /// <summary>The caller's choice of <see cref="OverlapDecodeKernels"/>; null: the default (on where the device has it).</summary>
+    private bool? _overlapChoice;
+    private bool _persistentDecodeKernel;
     private DecodeWeightType _decodeWeights;
 
     /// <summary>The variant's kernel source and compiler, kept for the fp16 decode build (made on first use).</summary>
@@ -69,27 +71,28 @@ public sealed partial class CudaMambaModel
     /// <summary>
     /// Whether each fused decode kernel may start while the one before it finishes (programmatic dependent launch,
     /// sm_90 and later): it loads its first weights meanwhile and waits for the previous kernel's results before it
-    /// reads them. The results are the same either way. Off by default: on the H200 at the 130M shape it was slower
-    /// (1,623 against 1,706 tok/s at batch 1, docs/benchmarks.md), the waiting blocks holding the SMs the running
-    /// kernel's blocks need.
+    /// reads them. The results are the same either way. On by default where the device has it (sm_90 and later): on
+    /// the H200 at the 130M shape, batch 1, it was the fastest plan measured (docs/benchmarks.md).
     /// </summary>
     public bool OverlapDecodeKernels
     {
-        get { lock (_sync) return _overlapDecodeKernels; }
+        get { lock (_sync) return OverlapsKernels; }
         set
         {
             if (value && _context.Architecture < 90)
                 throw new NotSupportedException($"Overlapping kernels (programmatic dependent launch) needs sm_90 or later; {_context.DeviceName} is sm_{_context.Architecture}.");
-            lock (_sync) _overlapDecodeKernels = value;
+            lock (_sync) _overlapChoice = value;
         }
     }
 
     /// <summary>
-    /// Whether steps of up to <c>MAMBA_DECODE_MAX_BATCH</c> sequences run as one persistent kernel (the default): one
-    /// block per multiprocessor, launched cooperatively, walking every layer and the head with a grid-wide barrier
-    /// where the per-layer kernels would end, so a token costs one launch instead of four per layer. When false, the
-    /// four fused kernels per layer and the head kernel run instead. Both do the same arithmetic; the logits agree to
-    /// rounding (the norm's sum of squares is split over a different number of threads).
+    /// Whether steps of up to <c>MAMBA_DECODE_MAX_BATCH</c> sequences run as one persistent kernel: one block per
+    /// multiprocessor, launched cooperatively, walking every layer and the head with a grid-wide barrier where the
+    /// per-layer kernels would end, so a token costs one launch instead of four per layer. When false (the default),
+    /// the four fused kernels per layer and the head kernel run instead. Both do the same arithmetic; the logits agree
+    /// to rounding (the norm's sum of squares is split over a different number of threads). Off by default: on the
+    /// H200 at the 130M shape, batch 1, its 97 barriers cost more than the launches they replace (1,914 against
+    /// 2,062 tok/s for the per-layer kernels with overlapping launches, bf16; docs/benchmarks.md).
     /// </summary>
     public bool PersistentDecodeKernel
     {
@@ -113,6 +116,9 @@ public sealed partial class CudaMambaModel
             lock (_sync) _decodeWeights = value;
         }
     }
+
+    /// <summary>The effective <see cref="OverlapDecodeKernels"/> (read under the lock).</summary>
+    private bool OverlapsKernels => _overlapChoice ?? _context.Architecture >= 90;
 
     Generation.IDecodeState IMambaBackend.CreateDecodeState(int batch) => CreateDecodeState(batch);
 
@@ -221,7 +227,7 @@ public sealed partial class CudaMambaModel
         // wait for: finish them before the first step that may read what they wrote.
         if (state.WrittenOutsideDecodeStream || decode.UploadsSeen != _uploads)
         {
-            _context.Synchronize();
+            WaitForWorkOutsideDecodeStream();
             state.WrittenOutsideDecodeStream = false;
             decode.UploadsSeen = _uploads;
         }
@@ -243,15 +249,40 @@ public sealed partial class CudaMambaModel
             state.HasStepped = true;
             return;
         }
-        var plan = new StepPlan(vocabularyLimit, _overlapDecodeKernels, _persistentDecodeKernel, _decodeWeights);
+        var plan = new StepPlan(vocabularyLimit, OverlapsKernels, _persistentDecodeKernel, _decodeWeights);
         if (state.Graph is null || state.GraphPlan != plan)
         {
             state.Graph?.Dispose();
             state.Graph = null;
-            state.Graph = decode.Stream.Capture(() => EnqueueStep(state, vocabularyLimit, decode, kernels));
+            try
+            {
+                state.Graph = decode.Stream.Capture(() => EnqueueStep(state, vocabularyLimit, decode, kernels));
+            }
+            catch (CudaException)
+            {
+                // The context is the device's primary one, shared by every model in the process, and CUDA invalidates a
+                // capture when another thread makes a context-wide call meanwhile (cuCtxSynchronize). The capture is
+                // abandoned and the stream usable: this step runs launch by launch (a real fault fails there too) and
+                // the next one captures again.
+                EnqueueStep(state, vocabularyLimit, decode, kernels);
+                return;
+            }
             state.GraphPlan = plan;
         }
         state.Graph.Launch(decode.Stream);
+    }
+
+    /// <summary>
+    /// Waits for what the legacy default stream (plain copies and memsets) and the model's blocking stream (prefill,
+    /// weight conversion) were given. Not cuCtxSynchronize: CUDA refuses a context-wide synchronisation while any
+    /// stream of the context is being captured, and the context is the device's primary one, on which another thread
+    /// may be capturing another model's step.
+    /// </summary>
+    private void WaitForWorkOutsideDecodeStream()
+    {
+        _stream.Synchronize();
+        _context.MakeCurrent();
+        CudaException.CheckDriver(Driver.cuStreamSynchronize(IntPtr.Zero), "cuStreamSynchronize", "(the legacy default stream)");
     }
 
     /// <summary>
@@ -266,7 +297,7 @@ public sealed partial class CudaMambaModel
         else if (kernels is not null) EnqueueFusedLayers(d, decode, kernels);
         else EnqueueBatchedLayers(d, decode);
         // After the fused head the pick may overlap it too; after a cuBLAS product it waits as usual.
-        EnqueueOnDecodeStream(decode, decode.Argmax, new Dim3(ArgmaxParts, (uint)d.Batch), decode.ArgmaxThreads, 0, fused && _overlapDecodeKernels,
+        EnqueueOnDecodeStream(decode, decode.Argmax, new Dim3(ArgmaxParts, (uint)d.Batch), decode.ArgmaxThreads, 0, fused && OverlapsKernels,
             d.Logits, vocabularyLimit, d.PartValues, d.PartIndices, d.Counters, d.NextIds);
         d.NextIds.CopyToHostAsync(d.PinnedNext, decode.Stream);
     }
@@ -291,7 +322,7 @@ public sealed partial class CudaMambaModel
             (residualIn, residualOut) = (residualOut, residualIn);
             if (s.XProjRows > 0)
                 FusedRows(decode, kernels.Rows, s.XProjRows, innerBytes, true, d.Xc, FusedWeight(decode, o.XProj), 0UL, d.XDbl, s.XProjRows, batch);
-            EnqueueOnDecodeStream(decode, kernels.SsmStep, ChannelBlocks(batch, FusedChannelThreads), FusedChannelThreads, 0, _overlapDecodeKernels,
+            EnqueueOnDecodeStream(decode, kernels.SsmStep, ChannelBlocks(batch, FusedChannelThreads), FusedChannelThreads, 0, OverlapsKernels,
                 d.Xc, d.XDbl, s.SelectiveDelta ? Weight(o.DtProjWeight) : 0UL, Weight(o.DtProjBias), ScaledA(layer),
                 s.SelectiveB ? 0UL : Weight(o.B), s.SelectiveC ? 0UL : Weight(o.C), Weight(o.D), d.Xz, d.SsmOf(layer), d.Y, batch);
             FusedRows(decode, kernels.Rows, s.DModel, innerBytes, true, d.Y, FusedWeight(decode, o.OutProj), o.OutProjBias < 0 ? 0UL : Weight(o.OutProjBias), d.MixerOut, s.DModel, batch);
@@ -418,7 +449,7 @@ public sealed partial class CudaMambaModel
     {
         int warps = decode.FusedThreads / 32;
         long blocks = Math.Min((rows + warps - 1) / warps, (long)_context.MultiprocessorCount * DecodeBlocksPerMultiprocessor);
-        EnqueueOnDecodeStream(decode, kernel, (uint)blocks, decode.FusedThreads, sharedBytes, afterKernel && _overlapDecodeKernels, arguments);
+        EnqueueOnDecodeStream(decode, kernel, (uint)blocks, decode.FusedThreads, sharedBytes, afterKernel && OverlapsKernels, arguments);
     }
 
     /// <summary>Threads per block of the per-channel kernels of the batched path.</summary>
