@@ -188,7 +188,9 @@ public class CudaDecodeGraphTests
         using var context = new CudaContext(0);
         var image = new KernelCompiler(Path.Combine(Path.GetTempPath(), "mambagen-decode-graph-tests")).CompileFor(context, CudaTestKernels.Source, "kernels.cu");
         using var module = context.LoadModule(image.Image);
-        using var stream = new CudaStream(context);
+        // Non-blocking, as the decode stream: a capture on a blocking stream would collide with the legacy-stream copies
+        // other test classes make meanwhile on the same (primary) context.
+        using var stream = new CudaStream(context, nonBlocking: true);
         using var data = new CudaDeviceVariable<float>(context, 256);
         data.Memset(0u);
         context.Synchronize();
