@@ -672,9 +672,9 @@ __device__ __forceinline__ float load_activation(const mg_bf16* p)
     return mg_bf16_to_f32(v);
 }
 
-// An activation as the state update reads it: in the persistent kernel (COHERENT) through load_activation; in the
-// per-step kernels, which read what an earlier launch wrote, as a plain load the compiler may batch and move ahead of
-// the state's loads and stores (a memory clobber between them would make the N state updates wait on each other).
+// An activation as the kernels read it: in the persistent kernel (COHERENT) through load_activation; in the per-step
+// kernels, which read what an earlier launch wrote, as a plain load, which the compiler may batch and move ahead of
+// other loads and stores (a memory clobber between them serialises, e.g., one copy into shared memory per sequence).
 template <bool COHERENT, typename T>
 __device__ __forceinline__ float read_activation(const T* p)
 {
@@ -934,8 +934,8 @@ __device__ __forceinline__ bool packable(const W* w) { return ((unsigned long lo
 // normed (batch, D) in shared memory = RMSNorm(r)·w with r = (tokens ? embedding[tokens[s]] : r_in[s]) + addend[s]
 // (addend may be null). Block 0 also stores r in r_out when r_out is not null. Every thread of a block of T threads
 // must call it. All loads are issued before any is used and the batch's sums of squares share one block reduction,
-// so the prologue costs one memory round trip, not one per column slice and sequence.
-template <int T>
+// so the prologue costs one memory round trip, not one per column slice and sequence. COHERENT: see read_activation.
+template <int T, bool COHERENT>
 __device__ __forceinline__ void norm_into_shared(const int* __restrict__ tokens, const float* __restrict__ embedding,
                                                  const float* __restrict__ r_in, const float* __restrict__ addend,
                                                  const float* __restrict__ w, float* __restrict__ r_out,
@@ -963,8 +963,8 @@ __device__ __forceinline__ void norm_into_shared(const int* __restrict__ tokens,
         {
             const int j = threadIdx.x + i * T;
             if (j >= D) { v[s][i] = 0.f; continue; }
-            v[s][i] = token_row != nullptr ? token_row[j] : load_activation(r_in + (long long)s * D + j);
-            if (addend != nullptr) v[s][i] += load_activation(addend + (long long)s * D + j);
+            v[s][i] = token_row != nullptr ? token_row[j] : read_activation<COHERENT>(r_in + (long long)s * D + j);
+            if (addend != nullptr) v[s][i] += read_activation<COHERENT>(addend + (long long)s * D + j);
         }
     }
 #pragma unroll
@@ -998,7 +998,8 @@ __device__ __forceinline__ void norm_into_shared(const int* __restrict__ tokens,
 }
 
 // Copies batch rows of ED floats into shared memory, every load issued before the first store (a block of T threads).
-template <int T>
+// COHERENT: see read_activation.
+template <int T, bool COHERENT>
 __device__ __forceinline__ void rows_into_shared(const float* in, float* __restrict__ x, int batch)
 {
     constexpr int PER = (ED + T - 1) / T;
@@ -1011,7 +1012,7 @@ __device__ __forceinline__ void rows_into_shared(const float* in, float* __restr
         for (int i = 0; i < PER; ++i)
         {
             const int j = threadIdx.x + i * T;
-            v[i] = j < ED ? load_activation(in + (long long)s * ED + j) : 0.f;
+            v[i] = j < ED ? read_activation<COHERENT>(in + (long long)s * ED + j) : 0.f;
         }
 #pragma unroll
         for (int i = 0; i < PER; ++i)
@@ -1277,7 +1278,7 @@ mamba_decode_in_proj(const int* __restrict__ tokens, const float* __restrict__ e
     RowReader<mg_decode_w_t, D> reader;
     preload_row(reader, w_in, first, 2 * ED, vectorized, lane);
     wait_for_previous_kernel();
-    norm_into_shared<MAMBA_DECODE_THREADS>(tokens, embedding, r_in, addend, norm_w, r_out, normed, batch);
+    norm_into_shared<MAMBA_DECODE_THREADS, false>(tokens, embedding, r_in, addend, norm_w, r_out, normed, batch);
     in_proj_rows(reader, first, stride, vectorized, normed, w_in, in_bias, conv_state, conv_w, conv_bias, xc, xz, batch, lane);
 }
 
@@ -1296,7 +1297,7 @@ mamba_decode_rows(const float* __restrict__ in, const mg_decode_w_t* __restrict_
     RowReader<mg_decode_w_t, ED> reader;
     preload_row(reader, w, first, rows, vectorized, lane);
     wait_for_previous_kernel();
-    rows_into_shared<MAMBA_DECODE_THREADS>(in, x, batch);
+    rows_into_shared<MAMBA_DECODE_THREADS, false>(in, x, batch);
     product_rows(reader, first, stride, vectorized, rows, x, w, bias, out, batch, lane);
 }
 
@@ -1335,7 +1336,7 @@ mamba_decode_head(const float* __restrict__ r_in, const float* __restrict__ adde
     RowReader<mg_decode_w_t, D> reader;
     preload_row(reader, head, first, MAMBA_VOCAB, vectorized, lane);
     wait_for_previous_kernel();
-    norm_into_shared<MAMBA_DECODE_THREADS>(nullptr, nullptr, r_in, addend, norm_w, nullptr, normed, batch);
+    norm_into_shared<MAMBA_DECODE_THREADS, false>(nullptr, nullptr, r_in, addend, norm_w, nullptr, normed, batch);
     product_rows(reader, first, stride, vectorized, MAMBA_VOCAB, normed, head, nullptr, logits, batch, lane);
 }
 
@@ -1372,7 +1373,7 @@ mamba_decode_persistent(const int* __restrict__ tokens, const float* __restrict_
     {
         const DecodeLayer& L = layers[l];
         // The first layer reads its residual rows straight from the embedding by token id.
-        norm_into_shared<T>(l == 0 ? tokens : nullptr, embedding, r_in, l == 0 ? nullptr : mixer_out, L.norm, r_out, x, batch);
+        norm_into_shared<T, true>(l == 0 ? tokens : nullptr, embedding, r_in, l == 0 ? nullptr : mixer_out, L.norm, r_out, x, batch);
         in_proj_rows(d_reader, first, stride, packable(L.in_proj), x, L.in_proj, L.in_bias, L.conv_state, L.conv_w, L.conv_bias, xc, xz, batch, lane);
         if (XR > 0)
         {
@@ -1380,7 +1381,7 @@ mamba_decode_persistent(const int* __restrict__ tokens, const float* __restrict_
             grid_barrier(barrier, awaited);
             if ((int)blockIdx.x < XR)
             {
-                rows_into_shared<T>(xc, x, batch);
+                rows_into_shared<T, true>(xc, x, batch);
                 product_rows(ed_reader, first, stride, packable(L.x_proj), XR, x, L.x_proj, nullptr, x_dbl, batch, lane);
             }
         }
@@ -1395,7 +1396,7 @@ mamba_decode_persistent(const int* __restrict__ tokens, const float* __restrict_
         grid_barrier(barrier, awaited);
         if ((int)blockIdx.x < D)
         {
-            rows_into_shared<T>(y, x, batch);
+            rows_into_shared<T, true>(y, x, batch);
             product_rows(ed_reader, first, stride, packable(L.out_proj), D, x, L.out_proj, L.out_bias, mixer_out, batch, lane);
         }
         const bool last = l + 1 == layer_count;
@@ -1406,7 +1407,7 @@ mamba_decode_persistent(const int* __restrict__ tokens, const float* __restrict_
         r_in = r_out;
         r_out = swap;
     }
-    norm_into_shared<T>(nullptr, nullptr, r_in, mixer_out, norm_f, nullptr, x, batch);
+    norm_into_shared<T, true>(nullptr, nullptr, r_in, mixer_out, norm_f, nullptr, x, batch);
     product_rows(d_reader, first, stride, packable(head), MAMBA_VOCAB, x, head, nullptr, logits, batch, lane);
 }
 
