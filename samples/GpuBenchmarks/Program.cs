@@ -19,12 +19,19 @@ var repeatOption = new Option<int>("--repeat") { Description = "Timed calls per 
 var outOption = new Option<FileInfo?>("--out") { Description = "Also write the results as JSON to this file." };
 var precisionOption = new Option<string>("--precision") { Description = "Compute precision on the GPU: fp32 or bf16 (fp32 master weights).", DefaultValueFactory = _ => "fp32" };
 precisionOption.AcceptOnlyFromAmong("fp32", "bf16");
-var root = new RootCommand("Times a generated Mamba-130M-shaped model on the first CUDA GPU.") { batchOption, lengthOption, repeatOption, outOption, precisionOption };
+var decodeOnlyOption = new Option<bool>("--decode-only") { Description = "Time only the decoding (after the same checks), not the forward, prefill and training." };
+var profileStepsOption = new Option<int>("--profile-steps")
+{
+    Description = "Only run this many greedy steps from a fresh state at batch 1 and 64, with each small-batch kernel plan, unchecked and untimed: " +
+                  "a short, fixed sequence of decode kernels for a profiler (ncu) to time one by one.",
+};
+var root = new RootCommand("Times a generated Mamba-130M-shaped model on the first CUDA GPU.")
+    { batchOption, lengthOption, repeatOption, outOption, precisionOption, decodeOnlyOption, profileStepsOption };
 root.SetAction(result => Run(result.GetValue(batchOption), result.GetValue(lengthOption), result.GetValue(repeatOption), result.GetValue(outOption),
-    result.GetValue(precisionOption) == "bf16" ? GpuPrecision.BFloat16 : GpuPrecision.Float32));
+    result.GetValue(precisionOption) == "bf16" ? GpuPrecision.BFloat16 : GpuPrecision.Float32, result.GetValue(decodeOnlyOption), result.GetValue(profileStepsOption)));
 return root.Parse(args).Invoke();
 
-static int Run(int batch, int length, int repeat, FileInfo? output, GpuPrecision precision)
+static int Run(int batch, int length, int repeat, FileInfo? output, GpuPrecision precision, bool decodeOnly, int profileSteps)
 {
     if (batch < 1 || length < 1 || repeat < 1) { Console.Error.WriteLine("--batch, --length and --repeat must be at least 1."); return 2; }
     var host = Mamba130M.Create(seed: 1);
@@ -36,6 +43,11 @@ static int Run(int batch, int length, int repeat, FileInfo? output, GpuPrecision
     using var gpu = new CudaMambaModel(host.Parameters, Mamba130M.CudaSource, "Mamba130M.cu", Device.Cuda(0, precision));
     var (freeAtStart, total) = gpu.Context.GetMemoryInfo();
     Console.WriteLine($"{gpu.Context.DeviceName}, sm_{gpu.Context.Architecture}, {total / (1L << 30)} GiB; Mamba-130M shape, {precisionName} compute");
+    if (profileSteps > 0)
+    {
+        ProfileSteps(gpu, profileSteps);
+        return 0;
+    }
 
     // Correctness first: a fast wrong kernel is a failure. bf16 activations carry about 3 significant digits, so its
     // bar is the issue's bf16 tolerance (|Δ| ≤ 5e-2 + 3e-2·|e|); fp32's is 2e-3 + 6e-4·|e|.
@@ -53,6 +65,12 @@ static int Run(int batch, int length, int repeat, FileInfo? output, GpuPrecision
         ["device"] = gpu.Context.DeviceName, ["date"] = DateTime.UtcNow.ToString("yyyy-MM-dd"), ["batch"] = batch, ["length"] = length,
         ["precision"] = precisionName,
     };
+    if (decodeOnly)
+    {
+        if (!DecodeBenchmarks(gpu, host, results, absolute, relative)) return 1;
+        if (output is not null) File.WriteAllText(output.FullName, JsonSerializer.Serialize(results, new JsonSerializerOptions { WriteIndented = true }));
+        return 0;
+    }
     int tokens = batch * length;
     var forwardTokens = Tokens(tokens);
     var logits = new float[(long)tokens * Mamba130M.Vocab];
@@ -135,10 +153,12 @@ static double Median(int repeat, Action call)
 
 // Decoding as generation does it: a 128-token prompt prefilled per sequence, then 256 greedy steps, each sequence fed
 // its own pick (made on the device; only the ids come back), at batch 1 and 64, with the step replayed from a CUDA
-// graph and with its kernels launched one by one. The steps read the weights of the compute precision (fp32, or the
-// bf16 copy), so each rate is also given as a fraction of the time it takes to read those weights once. Checked
-// first: the step's logits against the CPU path (within the precision's tolerance), and the same tokens with and
-// without graphs.
+// graph and with its kernels launched one by one; at batch 1 with each small-batch kernel plan (the persistent kernel,
+// four kernels per layer with and without overlapping launches) and, in fp32 mode, with fp16 weights too. The steps
+// read the weights of the compute precision (fp32, or the bf16 copy) or the fp16 copy, so each rate is also given as
+// a fraction of the time it takes to read those weights once. Checked first: each plan's step logits against the CPU
+// path (within the precision's tolerance; fp16 weights: |Δ| ≤ 2e-2 + 1e-2·|e|, as the fp16 decode tests), and the
+// same tokens in every mode of the same weights.
 static bool DecodeBenchmarks(CudaMambaModel gpu, Mamba130M host, Dictionary<string, object> results, double absolute, double relative)
 {
     const int PromptLength = 128, NewTokens = 256, Runs = 3;
@@ -147,13 +167,23 @@ static bool DecodeBenchmarks(CudaMambaModel gpu, Mamba130M host, Dictionary<stri
     var random = new Random(3);
     int[] Tokens(int count) => Enumerable.Range(0, count).Select(_ => random.Next(vocab)).ToArray();
 
-    // The fused step against the CPU path (a 16-token prompt, then three single tokens: the first step runs kernel by
-    // kernel, the next two replay the graph), with overlapping kernels where the device has them, then without.
-    bool canOverlapKernels = gpu.Context.Architecture >= 90;
-    foreach (bool overlap in canOverlapKernels ? new[] { true, false } : new[] { false })
+    // Each small-batch plan against the CPU path (a 16-token prompt, then three single tokens: the first step runs
+    // kernel by kernel, the next two replay the graph). Overlapping launches only where the device has them.
+    bool bf16 = gpu.Precision == GpuPrecision.BFloat16;
+    // fp16 weights first (fp32 mode only), then the compute weights; the last plan (kernels per layer, compute weights,
+    // plain launches) is the reference that must pass.
+    var plans = new List<DecodePlan>();
+    foreach (bool float16 in bf16 ? new[] { false } : new[] { true, false })
     {
-        gpu.OverlapDecodeKernels = overlap;
-        string mode = overlap ? "overlapping kernels" : "kernels in sequence";
+        string weights = float16 ? ", fp16 weights" : "";
+        plans.Add(new("persistent kernel" + weights, true, false, float16));
+        if (gpu.Context.Architecture >= 90) plans.Add(new("kernels per layer, overlapping" + weights, false, true, float16));
+        plans.Add(new("kernels per layer" + weights, false, false, float16));
+    }
+    foreach (var plan in plans.ToArray())
+    {
+        plan.Apply(gpu);
+        var (planAbsolute, planRelative) = plan.Float16 ? (2e-2, 1e-2) : (absolute, relative);
         IDecodingModel cpu = host;
         var cpuState = cpu.CreateDecodeState(1);
         using var state = gpu.CreateDecodeState(1);
@@ -167,63 +197,78 @@ static bool DecodeBenchmarks(CudaMambaModel gpu, Mamba130M host, Dictionary<stri
                 var tokens = Tokens(length);
                 cpu.Advance(cpuState, tokens, expected);
                 gpu.Advance(state, tokens, actual);
-                worst = Math.Max(worst, expected.Select((e, i) => Math.Abs(actual[i] - e) / (absolute + relative * Math.Abs(e))).Max());
+                worst = Math.Max(worst, expected.Select((e, i) => Math.Abs(actual[i] - e) / (planAbsolute + planRelative * Math.Abs(e))).Max());
             }
         }
-        catch (MambaGen.Cuda.CudaException error) when (overlap)
+        catch (MambaGen.Cuda.CudaException error) when (plan != plans[^1])
         {
-            Console.Error.WriteLine($"decode with {mode} failed ({error.Message}); timing without.");
-            canOverlapKernels = false;
+            Console.Error.WriteLine($"decode with the {plan.Name} failed ({error.Message}); not timing it.");
+            plans.Remove(plan);
             continue;
         }
-        Console.WriteLine($"check: decode steps b1 ({mode}) against the CPU path, worst error {worst:P1} of the tolerance");
+        Console.WriteLine($"check: decode steps b1 ({plan.Name}) against the CPU path, worst error {worst:P1} of the tolerance");
         if (!(worst <= 1))
         {
-            Console.Error.WriteLine($"The GPU decode step with {mode} does not match the CPU path; not timing it.");
-            if (!overlap) return false;
-            canOverlapKernels = false;
+            Console.Error.WriteLine($"The GPU decode step with the {plan.Name} does not match the CPU path; not timing it.");
+            if (plan == plans[^1]) return false;
+            plans.Remove(plan);
         }
     }
 
-    bool bf16 = gpu.Precision == GpuPrecision.BFloat16;
-    long weightBytes = host.Parameters.Count * (bf16 ? 2 : sizeof(float));
-    double floor = HbmBytesPerSecond / weightBytes;
-    string weightType = bf16 ? "bf16" : "fp32";
-    Console.WriteLine($"weights {weightBytes / 1e6:F0} MB in {weightType}: reading them once per step at 4.2 TB/s allows {floor:N0} steps/s");
-    results[$"decode_weight_read_floor_steps_per_s_{weightType}"] = floor;
+    // The floor: every weight read once per step (the fused kernels read the matrices in the plan's type and the
+    // vectors in fp32; counted here as all in the matrices' type, which they nearly all are).
+    double Floor(bool float16)
+    {
+        long bytes = host.Parameters.Count * (bf16 || float16 ? 2 : sizeof(float));
+        return HbmBytesPerSecond / bytes;
+    }
+    foreach (bool float16 in bf16 ? new[] { false } : new[] { false, true })
+    {
+        string type = float16 ? "fp16" : bf16 ? "bf16" : "fp32";
+        double typeFloor = Floor(float16);
+        Console.WriteLine($"weights {host.Parameters.Count * 2.0 * (bf16 || float16 ? 1 : 2) / 1e6:F0} MB in {type}: reading them once per step at 4.2 TB/s allows {typeFloor:N0} steps/s");
+        results[$"decode_weight_read_floor_steps_per_s_{type}"] = typeFloor;
+    }
     foreach (int batch in new[] { 1, 64 })
     {
         var prompt = Tokens(batch * PromptLength);
-        int[][]? reference = null;
-        // The graph with overlapping kernels (sm_90 and later), the graph without, the kernels launched one by one.
-        var modes = canOverlapKernels ? new[] { (true, true), (true, false), (false, false) } : new[] { (true, false), (false, false) };
-        foreach (var (graphs, overlap) in modes)
+        // The same tokens in every mode of one weight type (fp16 weights may part from fp32's at a near tie).
+        var references = new Dictionary<bool, int[][]>();
+        // Above the fused batch limit the plan and the fp16 weights do not matter: the cuBLAS path runs either way.
+        var batchPlans = batch <= 8 ? plans : [plans[^1]];
+        foreach (bool graphs in new[] { true, false })
         {
-            gpu.OverlapDecodeKernels = overlap;
-            string mode = graphs ? overlap ? "CUDA graph, overlapping kernels" : "CUDA graph" : "kernel launches";
-            var rates = new double[Runs];
-            for (int run = 0; run < Runs; run++)
+            foreach (var plan in batchPlans)
             {
-                (rates[run], var tokens) = GreedyRun(gpu, prompt, batch, graphs, NewTokens);
-                reference ??= tokens;
-                if (!reference.Zip(tokens).All(pair => pair.First.AsSpan().SequenceEqual(pair.Second)))
+                if (!graphs && plan.Overlap) continue;
+                plan.Apply(gpu);
+                double floor = Floor(plan.Float16);
+                string weightType = plan.Float16 ? "fp16" : bf16 ? "bf16" : "fp32";
+                string mode = (graphs ? "CUDA graph" : "kernel launches") + (batch <= 8 ? $", {plan.Name}" : "");
+                var rates = new double[Runs];
+                for (int run = 0; run < Runs; run++)
                 {
-                    Console.Error.WriteLine($"decode b{batch}: the greedy tokens differ from the first run's ({mode}).");
-                    return false;
+                    (rates[run], var tokens) = GreedyRun(gpu, prompt, batch, graphs, NewTokens);
+                    var reference = references.TryAdd(plan.Float16, tokens) ? tokens : references[plan.Float16];
+                    if (!reference.Zip(tokens).All(pair => pair.First.AsSpan().SequenceEqual(pair.Second)))
+                    {
+                        Console.Error.WriteLine($"decode b{batch}: the greedy tokens differ from the first run's ({mode}).");
+                        return false;
+                    }
                 }
+                Array.Sort(rates);
+                double rate = rates[Runs / 2];
+                results[$"decode_b{batch}_{(graphs ? "graph" : "launches")}{(batch <= 8 ? "_" + plan.Key : "")}_tokens_per_s"] = rate;
+                Console.WriteLine($"decode b{batch}, {NewTokens} greedy steps after a {PromptLength}-token prompt, {mode}: " +
+                                  $"{rate:N0} tok/s ({1e3 * batch / rate:F3} ms per step), {rate / batch / floor:P1} of the {weightType} weight-read floor");
             }
-            Array.Sort(rates);
-            double rate = rates[Runs / 2];
-            results[$"decode_b{batch}_{(graphs ? overlap ? "graph_overlap" : "graph" : "launches")}_tokens_per_s"] = rate;
-            Console.WriteLine($"decode b{batch}, {NewTokens} greedy steps after a {PromptLength}-token prompt, {mode}: " +
-                              $"{rate:N0} tok/s ({1e3 * batch / rate:F3} ms per step), {rate / batch / floor:P1} of the {weightType} weight-read floor");
         }
-        Console.WriteLine($"check: decode b{batch}, the same {NewTokens + 3} tokens per sequence in every run, with and without graphs");
+        Console.WriteLine($"check: decode b{batch}, the same {NewTokens + 3} tokens per sequence in every run and mode of the same weights");
     }
 
     // What sampling costs on top: every step copies the whole row of logits back for the host to sample from.
     gpu.UseCudaGraphs = true;
-    gpu.OverlapDecodeKernels = false;
+    plans.First(plan => !plan.Float16).Apply(gpu);
     using (var state = gpu.CreateDecodeState(1))
     {
         var logits = new float[vocab];
@@ -235,9 +280,34 @@ static bool DecodeBenchmarks(CudaMambaModel gpu, Mamba130M host, Dictionary<stri
             gpu.Advance(state, next, logits);
         });
         results["decode_b1_logits_to_host_ms_per_token"] = stepMs;
-        Console.WriteLine($"decode b1 with the logits copied to the host every step (the sampling path), CUDA graph: {stepMs:F3} ms per token, {1e3 / stepMs:N0} tok/s");
+        Console.WriteLine($"decode b1 with the logits copied to the host every step (the sampling path), CUDA graph, {plans.First(plan => !plan.Float16).Name}: {stepMs:F3} ms per token, {1e3 / stepMs:N0} tok/s");
     }
     return true;
+}
+
+// `steps` greedy steps from a fresh state (no prefill, so only decode kernels run) at batch 1 with each small-batch
+// plan and at batch 64, graphs on: the first step launches kernel by kernel, the rest replay the graph.
+static void ProfileSteps(CudaMambaModel gpu, int steps)
+{
+    var plans = new List<DecodePlan> { new("persistent kernel", true, false), new("kernels per layer", false, false) };
+    gpu.UseCudaGraphs = true;
+    foreach (int batch in new[] { 1, 64 })
+    {
+        foreach (var plan in batch <= 8 ? plans : [plans[^1]])
+        {
+            plan.Apply(gpu);
+            using var state = gpu.CreateDecodeState(batch);
+            var feed = new int[batch];
+            var next = new int[batch];
+            var watch = Stopwatch.StartNew();
+            for (int step = 0; step < steps; step++)
+            {
+                gpu.AdvanceGreedy(state, feed, next, Mamba130M.Vocab);
+                (feed, next) = (next, feed);
+            }
+            Console.WriteLine($"profile: b{batch}, {plan.Name}, {steps} greedy steps from a fresh state in {watch.Elapsed.TotalMilliseconds:F1} ms (profiler overhead included)");
+        }
+    }
 }
 
 // Prefills `prompt`, picks the first token from its logits, takes two untimed greedy steps (a state's first step runs
@@ -264,6 +334,20 @@ static (double Rate, int[][] Tokens) GreedyRun(CudaMambaModel gpu, int[] prompt,
     var watch = Stopwatch.StartNew();
     for (int step = 0; step < newTokens; step++) Step(step + 3);
     return (batch * newTokens / watch.Elapsed.TotalSeconds, tokens);
+}
+
+// A small-batch decode kernel plan: the persistent kernel, or four kernels per layer (optionally overlapping launches),
+// reading the compute weights or the fp16 copy.
+sealed record DecodePlan(string Name, bool Persistent, bool Overlap, bool Float16 = false)
+{
+    public string Key => (Persistent ? "persistent" : Overlap ? "layers_overlap" : "layers") + (Float16 ? "_fp16" : "");
+
+    public void Apply(CudaMambaModel gpu)
+    {
+        gpu.PersistentDecodeKernel = Persistent;
+        gpu.OverlapDecodeKernels = Overlap;
+        gpu.DecodeWeights = Float16 ? DecodeWeightType.Float16 : DecodeWeightType.Compute;
+    }
 }
 
 [MambaModel(DModel = 768, Layers = 24, Vocab = 50277, PadVocabMultiple = 8)]

@@ -95,6 +95,13 @@ public sealed class CudaKernel
     /// </summary>
     public bool StartsBeforePreviousKernelEnds { get; set; }
 
+    /// <summary>
+    /// Cooperative launch: the driver starts every block of the grid at once or fails the launch, so blocks may wait for
+    /// each other (a grid-wide barrier). The grid must then fit the device's resident blocks. Off by default; not
+    /// combined with <see cref="StartsBeforePreviousKernelEnds"/>.
+    /// </summary>
+    public bool Cooperative { get; set; }
+
     /// <summary>Registers per thread, as compiled.</summary>
     public int RegistersPerThread => Attribute(FunctionAttribute.NumRegisters);
 
@@ -141,16 +148,16 @@ public sealed class CudaKernel
         }
         Context.MakeCurrent();
         var (grid, block) = (GridDimensions, BlockDimensions);
-        if (StartsBeforePreviousKernelEnds)
+        if (StartsBeforePreviousKernelEnds || Cooperative)
         {
-            var attribute = new LaunchAttribute { Id = LaunchAttributeId.ProgrammaticStreamSerialization, Value = 1 };
+            var attribute = new LaunchAttribute { Id = Cooperative ? LaunchAttributeId.Cooperative : LaunchAttributeId.ProgrammaticStreamSerialization, Value = 1 };
             var config = new LaunchConfig
             {
                 GridX = grid.X, GridY = grid.Y, GridZ = grid.Z, BlockX = block.X, BlockY = block.Y, BlockZ = block.Z,
                 SharedMemoryBytes = (uint)DynamicSharedMemory, Stream = stream?.Handle ?? IntPtr.Zero, Attributes = &attribute, AttributeCount = 1,
             };
             CudaException.CheckDriver(Driver.cuLaunchKernelEx(&config, _function, pointers, null), "cuLaunchKernelEx",
-                $"('{Name}', grid {grid}, block {block}, {DynamicSharedMemory} bytes of dynamic shared memory, programmatic dependent launch)");
+                $"('{Name}', grid {grid}, block {block}, {DynamicSharedMemory} bytes of dynamic shared memory, {(Cooperative ? "cooperative" : "programmatic dependent")} launch)");
             return;
         }
         int status = Driver.cuLaunchKernel(_function, grid.X, grid.Y, grid.Z, block.X, block.Y, block.Z,

@@ -41,11 +41,14 @@ public class BFloat16DecodeTests
         var variants = Variants.Append((nameof(WideDecodeModel), WideDecodeModel.CudaSource, s => WideDecodeModel.Create(s)));
         foreach (var (name, source, create) in variants)
             foreach (int batch in Batches)
+            foreach (bool persistent in new[] { true, false })
             {
                 var cpu = create(41);
+                string plan = persistent ? "persistent kernel" : "kernels per layer";
                 try
                 {
                     using var gpu = new CudaMambaModel(cpu.Parameters, source, name + ".cu", Bf16);
+                    gpu.PersistentDecodeKernel = persistent;
                     int vocab = cpu.Shape.Vocab;
                     var cpuState = ((IDecodingModel)cpu).CreateDecodeState(batch);
                     using var graphState = gpu.CreateDecodeState(batch);
@@ -66,15 +69,15 @@ public class BFloat16DecodeTests
                         gpu.OverlapDecodeKernels = false;
                         gpu.Advance(eagerState, tokens, launched);
                         if (!replayed.AsSpan().SequenceEqual(launched))
-                            failures.Add($"{name} batch {batch} after {length} more tokens: graph and launches differ");
+                            failures.Add($"{name} batch {batch} ({plan}) after {length} more tokens: graph and launches differ");
                         var (ratio, error) = WorstLogitError(replayed, expected);
                         worst = Math.Max(worst, ratio);
-                        if (error is not null) failures.Add($"{name} batch {batch} after {length} more tokens: {error}");
+                        if (error is not null) failures.Add($"{name} batch {batch} ({plan}) after {length} more tokens: {error}");
                     }
                 }
                 catch (CudaException error)
                 {
-                    failures.Add($"{name} batch {batch}: {error.Message}");
+                    failures.Add($"{name} batch {batch} ({plan}): {error.Message}");
                 }
             }
         Console.WriteLine($"bf16 decode vs the fp32 CPU path: worst logit error {worst:P1} of the tolerance");

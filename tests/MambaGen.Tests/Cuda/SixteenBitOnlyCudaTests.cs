@@ -1,4 +1,5 @@
 using MambaGen.Checkpoints;
+using MambaGen.Cuda.Backend;
 using MambaGen.Generation;
 using MambaGen.Tests.Checkpoints;
 using MambaGen.Tests.Model;
@@ -50,5 +51,19 @@ public class SixteenBitOnlyCudaTests
         var (ratio, error) = BFloat16CudaTests.WorstLogitError(gpu.Forward(tokens, 2), cpu.Forward(tokens, 2));
         Console.WriteLine($"bf16 GPU vs CPU at D 2560: worst error {ratio:P1} of the tolerance");
         Assert.Null(error);
+    }
+
+    /// <summary>fp16 decode weights are converted on the device from fp32 weights, which 16-bit-only parameters do not have: refused, naming the option.</summary>
+    [GpuFact]
+    public void Float16DecodeWeightsAreRefusedForSixteenBitOnlyParameters()
+    {
+        var source = BiasedUntiedModel.Create(4).Parameters;
+        using var dir = new ScratchDirectory();
+        LargeModelStorageTests.WriteSixteenBitCheckpoint(dir.Path, source, DType.BF16);
+        var parameters = MambaCheckpoint.Load(dir.Path, source.Shape, new CheckpointLoadOptions { KeepSixteenBitWeights = true });
+        using var gpu = new CudaMambaModel(parameters, BiasedUntiedModel.CudaSource, "BiasedUntiedModel.cu", Bf16);
+        var error = Assert.Throws<NotSupportedException>(() => gpu.DecodeWeights = DecodeWeightType.Float16);
+        Assert.Contains(nameof(CheckpointLoadOptions.KeepSixteenBitWeights), error.Message);
+        Assert.Equal(DecodeWeightType.Compute, gpu.DecodeWeights);
     }
 }

@@ -21,7 +21,8 @@ def compile_sets(name):
         return [{}, {"MAMBA_D_MODEL": 64}, {"MAMBA_D_MODEL": 2560}, BF16]
     if name == "decode_step.cu":
         return [{}, {"MAMBA_SELECTIVE_DELTA": 0, "MAMBA_SELECTIVE_B": 0, "MAMBA_SELECTIVE_C": 0, "MAMBA_HAS_Z": 0},
-                {"MAMBA_D_STATE": 1, "MAMBA_CONV_K": 2, "MAMBA_HAS_CONV_BIAS": 0}, BF16]
+                {"MAMBA_D_STATE": 1, "MAMBA_CONV_K": 2, "MAMBA_HAS_CONV_BIAS": 0}, BF16,
+                {"MAMBA_DECODE_F16": 1}, dict(BF16, MAMBA_DECODE_F16=1)]
     if name == "cross_entropy.cu":
         return [{}, {"MAMBA_VOCAB": 64}, {"MAMBA_VOCAB": 298}, BF16]
     if name == "embedding.cu":

@@ -1,14 +1,30 @@
 using MambaGen.Cpu;
+using MambaGen.Cuda.Interop;
 
 namespace MambaGen.Cuda.Backend;
+
+/// <summary>What the small-batch decode kernels read the matrices (in_proj, x_proj, out_proj, the head) as.</summary>
+public enum DecodeWeightType
+{
+    /// <summary>The compute precision's: the fp32 weights, or in bf16 mode their bf16 copy.</summary>
+    Compute,
+
+    /// <summary>
+    /// An fp16 copy of the fp32 weights: half the bytes of fp32 like bf16, with 3 more mantissa bits (a relative
+    /// rounding of 2^-11) but a range of ±65,504 (a larger weight becomes ±inf).
+    /// </summary>
+    Float16,
+}
 
 /// <summary>
 /// Recurrent decoding on the GPU: the state of a batch of sequences lives on the device, a prompt fed to a fresh
 /// state is read in one parallel pass (the scan hands over its final state), and every later token is one step.
 /// </summary>
 /// <remarks>
-/// A step runs on its own non-blocking stream. Up to <c>MAMBA_DECODE_MAX_BATCH</c> sequences it is four fused kernels
-/// per layer that read every weight once (decode_step.cu); above that, cuBLAS products around the per-channel kernels.
+/// A step runs on its own non-blocking stream. Up to <c>MAMBA_DECODE_MAX_BATCH</c> sequences every weight is read once
+/// per step by fused kernels (decode_step.cu): four kernels per layer and one for the head (by default), or one
+/// persistent kernel for all layers and the head with grid barriers between the phases
+/// (<see cref="PersistentDecodeKernel"/>); above that batch, cuBLAS products around the per-channel kernels.
 /// Either way the step ends with the greedy pick on the device, and the whole step — the token copy in, every layer,
 /// the head, the pick and the copy of the picked ids out — is captured once per decode state as a CUDA graph and
 /// replayed, so a token costs one graph launch and one synchronisation.
@@ -30,7 +46,13 @@ public sealed partial class CudaMambaModel
 
     private DecodeLaunch? _decode;
     private bool _useCudaGraphs = true;
-    private bool _overlapDecodeKernels;
+    /// <summary>The caller's choice of <see cref="OverlapDecodeKernels"/>; null: the default (on where the device has it).</summary>
+    private bool? _overlapChoice;
+    private bool _persistentDecodeKernel;
+    private DecodeWeightType _decodeWeights;
+
+    /// <summary>The variant's kernel source and compiler, kept for the fp16 decode build (made on first use).</summary>
+    private readonly (string Text, string Name, KernelCompiler Compiler) _kernelSource;
 
     /// <summary>Counts <see cref="UploadParameters"/> calls, so a step knows when a parameter copy may still be in flight.</summary>
     private long _uploads;
@@ -49,20 +71,59 @@ public sealed partial class CudaMambaModel
     /// <summary>
     /// Whether each fused decode kernel may start while the one before it finishes (programmatic dependent launch,
     /// sm_90 and later): it loads its first weights meanwhile and waits for the previous kernel's results before it
-    /// reads them. The results are the same either way. Off by default: on the H200 at the 130M shape it was slower
-    /// (1,623 against 1,706 tok/s at batch 1, docs/benchmarks.md), the waiting blocks holding the SMs the running
-    /// kernel's blocks need.
+    /// reads them. The results are the same either way. On by default where the device has it (sm_90 and later): on
+    /// the H200 at the 130M shape, batch 1, it was the fastest plan measured (docs/benchmarks.md).
     /// </summary>
     public bool OverlapDecodeKernels
     {
-        get { lock (_sync) return _overlapDecodeKernels; }
+        get { lock (_sync) return OverlapsKernels; }
         set
         {
             if (value && _context.Architecture < 90)
                 throw new NotSupportedException($"Overlapping kernels (programmatic dependent launch) needs sm_90 or later; {_context.DeviceName} is sm_{_context.Architecture}.");
-            lock (_sync) _overlapDecodeKernels = value;
+            lock (_sync) _overlapChoice = value;
         }
     }
+
+    /// <summary>
+    /// Whether steps of up to <c>MAMBA_DECODE_MAX_BATCH</c> sequences run as one persistent kernel: one block per
+    /// multiprocessor, launched cooperatively, walking every layer and the head with a grid-wide barrier where the
+    /// per-layer kernels would end, so a token costs one launch instead of four per layer. When false (the default),
+    /// the four fused kernels per layer and the head kernel run instead. Both do the same arithmetic; the logits agree
+    /// to rounding (the norm's sum of squares is split over a different number of threads). Off by default: on the
+    /// H200 at the 130M shape, batch 1, its 97 barriers cost more than the launches they replace (1,914 against
+    /// 2,062 tok/s for the per-layer kernels with overlapping launches, bf16; docs/benchmarks.md).
+    /// </summary>
+    public bool PersistentDecodeKernel
+    {
+        get { lock (_sync) return _persistentDecodeKernel; }
+        set { lock (_sync) _persistentDecodeKernel = value; }
+    }
+
+    /// <summary>
+    /// What the small-batch decode steps (up to <c>MAMBA_DECODE_MAX_BATCH</c> sequences) read the matrices as:
+    /// <see cref="DecodeWeightType.Compute"/> (the default) or <see cref="DecodeWeightType.Float16"/>, which on first
+    /// use compiles the decode kernels once more for fp16 weights and makes an fp16 copy of the weights (rewritten
+    /// after every upload). The inputs, sums, states and logits stay fp32, and larger batches (cuBLAS products) keep
+    /// reading the compute weights.
+    /// </summary>
+    public DecodeWeightType DecodeWeights
+    {
+        get { lock (_sync) return _decodeWeights; }
+        set
+        {
+            if (!Enum.IsDefined(value)) throw new ArgumentOutOfRangeException(nameof(value), value, $"DecodeWeights must be Compute or Float16; got {(int)value}.");
+            // The fp16 copy is made on the device from the fp32 weights, which 16-bit-only parameters do not have.
+            if (value == DecodeWeightType.Float16 && _parameters.SixteenBitWeights is { } sixteenBit)
+                throw new NotSupportedException(
+                    $"DecodeWeights = Float16 converts the fp32 weights, but these parameters were loaded 16-bit only ({sixteenBit.Format}); " +
+                    "they decode from their own 16-bit values (DecodeWeights = Compute), or load the checkpoint without KeepSixteenBitWeights.");
+            lock (_sync) _decodeWeights = value;
+        }
+    }
+
+    /// <summary>The effective <see cref="OverlapDecodeKernels"/> (read under the lock).</summary>
+    private bool OverlapsKernels => _overlapChoice ?? _context.Architecture >= 90;
 
     Generation.IDecodeState IMambaBackend.CreateDecodeState(int batch) => CreateDecodeState(batch);
 
@@ -164,13 +225,23 @@ public sealed partial class CudaMambaModel
     private void RunStep(CudaDecodeState state, ReadOnlySpan<int> stepTokens, int vocabularyLimit)
     {
         var decode = Decoding();
+        bool fused = state.Batch <= decode.MaxFusedBatch;
+        var kernels = fused ? FusedKernelsFor(decode) : null;
+        if (fused && state.LayerTableWeights != _decodeWeights) WriteLayerTable(state, decode);
         // Parameter uploads, resets and sequence copies run on the legacy stream, which a non-blocking stream does not
         // wait for: finish them before the first step that may read what they wrote.
         if (state.WrittenOutsideDecodeStream || decode.UploadsSeen != _uploads)
         {
-            _context.Synchronize();
+            WaitForWorkOutsideDecodeStream();
             state.WrittenOutsideDecodeStream = false;
             decode.UploadsSeen = _uploads;
+        }
+        // The fp16 copy follows the fp32 weights, converted on the decode stream before the step reads it.
+        if (fused && _decodeWeights == DecodeWeightType.Float16 && decode.HalfWeightsUploads != _uploads)
+        {
+            EnqueueOnDecodeStream(decode, decode.ToHalf, new Dim3((uint)Math.Min((_weights.Count + 255) / 256, 65_535L * 16)), 256, 0, false,
+                _weights, decode.HalfWeights!, _weights.Count);
+            decode.HalfWeightsUploads = _uploads;
         }
         // The previous step's copy may still be reading the pinned ids (several steps in one Advance).
         decode.Stream.Synchronize();
@@ -179,37 +250,65 @@ public sealed partial class CudaMambaModel
         // (cuBLAS loads its kernels lazily) is done before a capture, inside which nothing may be loaded or allocated.
         if (!_useCudaGraphs || !state.HasStepped)
         {
-            EnqueueStep(state, vocabularyLimit, decode);
+            EnqueueStep(state, vocabularyLimit, decode, kernels);
             state.HasStepped = true;
             return;
         }
-        bool overlap = _overlapDecodeKernels;
-        if (state.Graph is null || state.GraphLimit != vocabularyLimit || state.GraphOverlaps != overlap)
+        var plan = new StepPlan(vocabularyLimit, OverlapsKernels, _persistentDecodeKernel, _decodeWeights);
+        if (state.Graph is null || state.GraphPlan != plan)
         {
             state.Graph?.Dispose();
             state.Graph = null;
-            state.Graph = decode.Stream.Capture(() => EnqueueStep(state, vocabularyLimit, decode));
-            state.GraphLimit = vocabularyLimit;
-            state.GraphOverlaps = overlap;
+            try
+            {
+                state.Graph = decode.Stream.Capture(() => EnqueueStep(state, vocabularyLimit, decode, kernels));
+            }
+            catch (CudaException)
+            {
+                // The context is the device's primary one, shared by every model in the process, and CUDA invalidates a
+                // capture when another thread makes a context-wide call meanwhile (cuCtxSynchronize). The capture is
+                // abandoned and the stream usable: this step runs launch by launch (a real fault fails there too) and
+                // the next one captures again.
+                EnqueueStep(state, vocabularyLimit, decode, kernels);
+                return;
+            }
+            state.GraphPlan = plan;
         }
         state.Graph.Launch(decode.Stream);
     }
 
-    /// <summary>The whole step on the decode stream: ids in, every layer, the head, the greedy pick, picked ids out.</summary>
-    private void EnqueueStep(CudaDecodeState d, int vocabularyLimit, DecodeLaunch decode)
+    /// <summary>
+    /// Waits for what the legacy default stream (plain copies and memsets) and the model's blocking stream (prefill,
+    /// weight conversion) were given. Not cuCtxSynchronize: CUDA refuses a context-wide synchronisation while any
+    /// stream of the context is being captured, and the context is the device's primary one, on which another thread
+    /// may be capturing another model's step.
+    /// </summary>
+    private void WaitForWorkOutsideDecodeStream()
+    {
+        _stream.Synchronize();
+        _context.MakeCurrent();
+        CudaException.CheckDriver(Driver.cuStreamSynchronize(IntPtr.Zero), "cuStreamSynchronize", "(the legacy default stream)");
+    }
+
+    /// <summary>
+    /// The whole step on the decode stream: ids in, every layer (the fused <paramref name="kernels"/>, or the batched
+    /// path when null), the head, the greedy pick, picked ids out.
+    /// </summary>
+    private void EnqueueStep(CudaDecodeState d, int vocabularyLimit, DecodeLaunch decode, FusedKernels? kernels)
     {
         d.Tokens.CopyToDeviceAsync(d.PinnedTokens, decode.Stream);
-        bool fused = d.Batch <= decode.MaxFusedBatch;
-        if (fused) EnqueueFusedLayers(d, decode);
+        bool fused = kernels is not null;
+        if (kernels is not null && _persistentDecodeKernel) EnqueuePersistentStep(d, decode, kernels);
+        else if (kernels is not null) EnqueueFusedLayers(d, decode, kernels);
         else EnqueueBatchedLayers(d, decode);
         // After the fused head the pick may overlap it too; after a cuBLAS product it waits as usual.
-        EnqueueOnDecodeStream(decode, decode.Argmax, new Dim3(ArgmaxParts, (uint)d.Batch), decode.ArgmaxThreads, 0, fused && _overlapDecodeKernels,
+        EnqueueOnDecodeStream(decode, decode.Argmax, new Dim3(ArgmaxParts, (uint)d.Batch), decode.ArgmaxThreads, 0, fused && OverlapsKernels,
             d.Logits, vocabularyLimit, d.PartValues, d.PartIndices, d.Counters, d.NextIds);
         d.NextIds.CopyToHostAsync(d.PinnedNext, decode.Stream);
     }
 
     /// <summary>Small batches: per layer the fused in_proj (norm, conv), x_proj, Δ + scan, out_proj kernels; then the head.</summary>
-    private void EnqueueFusedLayers(CudaDecodeState d, DecodeLaunch decode)
+    private void EnqueueFusedLayers(CudaDecodeState d, DecodeLaunch decode, FusedKernels kernels)
     {
         var s = _shape;
         var layout = _parameters.Layout;
@@ -221,19 +320,59 @@ public sealed partial class CudaMambaModel
             var o = layout.LayerOffsets[layer];
             // The first layer reads its residual rows straight from the embedding by token id.
             // The first kernel follows the token copy, not a kernel: it starts as usual.
-            FusedRows(decode, decode.InProj, 2 * s.DInner, normedBytes, layer > 0,
+            FusedRows(decode, kernels.InProj, 2 * s.DInner, normedBytes, layer > 0,
                 layer == 0 ? d.Tokens.DevicePointer : 0UL, Weight(layout.Embedding), residualIn, layer == 0 ? 0UL : d.MixerOut.DevicePointer,
-                Weight(o.Norm), residualOut, ComputeWeight(o.InProj), o.InProjBias < 0 ? 0UL : Weight(o.InProjBias), d.ConvOf(layer),
+                Weight(o.Norm), residualOut, FusedWeight(decode, o.InProj), o.InProjBias < 0 ? 0UL : Weight(o.InProjBias), d.ConvOf(layer),
                 Weight(o.ConvWeight), o.ConvBias < 0 ? 0UL : Weight(o.ConvBias), d.Xc, d.Xz, batch);
             (residualIn, residualOut) = (residualOut, residualIn);
             if (s.XProjRows > 0)
-                FusedRows(decode, decode.Rows, s.XProjRows, innerBytes, true, d.Xc, ComputeWeight(o.XProj), 0UL, d.XDbl, s.XProjRows, batch);
-            EnqueueOnDecodeStream(decode, decode.SsmStep, ChannelBlocks(batch), DecodeChannelThreads, 0, _overlapDecodeKernels,
+                FusedRows(decode, kernels.Rows, s.XProjRows, innerBytes, true, d.Xc, FusedWeight(decode, o.XProj), 0UL, d.XDbl, s.XProjRows, batch);
+            EnqueueOnDecodeStream(decode, kernels.SsmStep, ChannelBlocks(batch, FusedChannelThreads), FusedChannelThreads, 0, OverlapsKernels,
                 d.Xc, d.XDbl, s.SelectiveDelta ? Weight(o.DtProjWeight) : 0UL, Weight(o.DtProjBias), ScaledA(layer),
                 s.SelectiveB ? 0UL : Weight(o.B), s.SelectiveC ? 0UL : Weight(o.C), Weight(o.D), d.Xz, d.SsmOf(layer), d.Y, batch);
-            FusedRows(decode, decode.Rows, s.DModel, innerBytes, true, d.Y, ComputeWeight(o.OutProj), o.OutProjBias < 0 ? 0UL : Weight(o.OutProjBias), d.MixerOut, s.DModel, batch);
+            FusedRows(decode, kernels.Rows, s.DModel, innerBytes, true, d.Y, FusedWeight(decode, o.OutProj), o.OutProjBias < 0 ? 0UL : Weight(o.OutProjBias), d.MixerOut, s.DModel, batch);
         }
-        FusedRows(decode, decode.Head, s.Vocab, normedBytes, true, residualIn, d.MixerOut, Weight(layout.NormF), ComputeWeight(HeadOffset), d.Logits, batch);
+        FusedRows(decode, kernels.Head, s.Vocab, normedBytes, true, residualIn, d.MixerOut, Weight(layout.NormF), FusedWeight(decode, HeadOffset), d.Logits, batch);
+    }
+
+    /// <summary>Small batches, one launch: every layer and the head in the persistent kernel (its layer table written before).</summary>
+    private void EnqueuePersistentStep(CudaDecodeState d, DecodeLaunch decode, FusedKernels kernels)
+    {
+        var s = _shape;
+        var layout = _parameters.Layout;
+        uint sharedBytes = (uint)(d.Batch * Math.Max(s.DModel, s.DInner) * sizeof(float));
+        // The grid barrier counts arrivals from zero in every launch (a memset node in the graph).
+        d.Barrier.MemsetAsync(0u, decode.Stream);
+        EnqueueOnDecodeStream(decode, kernels.Persistent, new Dim3((uint)decode.PersistentBlocks), decode.PersistentThreads, sharedBytes, false,
+            d.Tokens, Weight(layout.Embedding), d.LayerTable, s.Layers, d.ResidualA, d.ResidualB, d.MixerOut, d.Xc, d.Xz, d.XDbl, d.Y,
+            Weight(layout.NormF), FusedWeight(decode, HeadOffset), d.Logits, d.Barrier, d.Batch);
+    }
+
+    /// <summary>
+    /// Writes the persistent kernel's table of per-layer pointers (decode_step.cu's DecodeLayer: 16 per layer, 0 where
+    /// the variant has no such tensor): the weights' places never change and the state's buffers are its own, so once
+    /// per state and weight type is enough.
+    /// </summary>
+    private void WriteLayerTable(CudaDecodeState d, DecodeLaunch decode)
+    {
+        var s = _shape;
+        var layout = _parameters.Layout;
+        ulong Optional(long offset) => offset < 0 ? 0UL : Weight(offset);
+        var table = new ulong[s.Layers * CudaDecodeState.LayerTablePointers];
+        for (int layer = 0; layer < s.Layers; layer++)
+        {
+            var o = layout.LayerOffsets[layer];
+            ReadOnlySpan<ulong> row =
+            [
+                Weight(o.Norm), FusedWeight(decode, o.InProj), Optional(o.InProjBias), d.ConvOf(layer), Weight(o.ConvWeight), Optional(o.ConvBias),
+                s.XProjRows > 0 ? FusedWeight(decode, o.XProj) : 0UL, s.SelectiveDelta ? Weight(o.DtProjWeight) : 0UL, Weight(o.DtProjBias), ScaledA(layer),
+                s.SelectiveB ? 0UL : Weight(o.B), s.SelectiveC ? 0UL : Weight(o.C), Weight(o.D), d.SsmOf(layer), FusedWeight(decode, o.OutProj), Optional(o.OutProjBias),
+            ];
+            row.CopyTo(table.AsSpan(layer * CudaDecodeState.LayerTablePointers));
+        }
+        d.LayerTable.CopyToDevice(table);
+        d.LayerTableWeights = _decodeWeights;
+        d.WrittenOutsideDecodeStream = true;
     }
 
     /// <summary>
@@ -315,12 +454,19 @@ public sealed partial class CudaMambaModel
     {
         int warps = decode.FusedThreads / 32;
         long blocks = Math.Min((rows + warps - 1) / warps, (long)_context.MultiprocessorCount * DecodeBlocksPerMultiprocessor);
-        EnqueueOnDecodeStream(decode, kernel, (uint)blocks, decode.FusedThreads, sharedBytes, afterKernel && _overlapDecodeKernels, arguments);
+        EnqueueOnDecodeStream(decode, kernel, (uint)blocks, decode.FusedThreads, sharedBytes, afterKernel && OverlapsKernels, arguments);
     }
 
+    /// <summary>Threads per block of the per-channel kernels of the batched path.</summary>
     private const int DecodeChannelThreads = 128;
 
-    private Dim3 ChannelBlocks(int batch) => new((uint)(((long)batch * _shape.DInner + DecodeChannelThreads - 1) / DecodeChannelThreads));
+    /// <summary>
+    /// Threads per block of the fused path's per-channel kernel: one warp, so a small batch's few channels spread over
+    /// many multiprocessors (each thread reads its own rows of A and dt_proj: many cache lines per load).
+    /// </summary>
+    private const int FusedChannelThreads = 32;
+
+    private Dim3 ChannelBlocks(int batch, int threads = DecodeChannelThreads) => new((uint)(((long)batch * _shape.DInner + threads - 1) / threads));
 
     private static Dim3 ElementwiseBlocks(long work) => new((uint)Math.Clamp((work + ElementwiseThreads - 1) / ElementwiseThreads, 1, 65_535L * 16));
 
@@ -336,6 +482,30 @@ public sealed partial class CudaMambaModel
 
     /// <summary>The decode stream, its cuBLAS handle and the fused kernels, made on the first step.</summary>
     private DecodeLaunch Decoding() => _decode ??= new DecodeLaunch(_context, _module, _shape, BlasWorkspaceBytes);
+
+    /// <summary>
+    /// The fused kernels of the current <see cref="DecodeWeights"/>: the compute build's, or the fp16 build's, which is
+    /// compiled (and the fp16 weight buffer allocated) on first use.
+    /// </summary>
+    private FusedKernels FusedKernelsFor(DecodeLaunch decode)
+    {
+        if (_decodeWeights == DecodeWeightType.Compute) return decode.Fused;
+        if (decode.HalfFused is null)
+        {
+            var options = _precision == GpuPrecision.BFloat16 ? BFloat16CompileOptions : CompileOptions;
+            var image = _kernelSource.Compiler.CompileFor(_context, _kernelSource.Text, _kernelSource.Name, [.. options, "-DMAMBA_DECODE_F16=1"]);
+            decode.LoadHalfBuild(_context.LoadModule(image.Image), _shape, new CudaDeviceVariable<ushort>(_context, _weights.Count));
+        }
+        return decode.HalfFused!;
+    }
+
+    /// <summary>The matrix at <paramref name="offset"/> as the fused kernels read it: in the fp16 copy, or the compute weight.</summary>
+    private ulong FusedWeight(DecodeLaunch decode, long offset) => _decodeWeights == DecodeWeightType.Float16
+        ? decode.HalfWeights!.DevicePointer + (ulong)offset * sizeof(ushort)
+        : ComputeWeight(offset);
+
+    /// <summary>What a captured step graph depends on besides the state's buffers.</summary>
+    internal readonly record struct StepPlan(int VocabularyLimit, bool Overlap, bool Persistent, DecodeWeightType Weights);
 
     private void DisposeDecoding()
     {
@@ -357,24 +527,20 @@ public sealed partial class CudaMambaModel
                 // The stream first: setting it resets the handle's workspace.
                 Blas = Own(new CublasHandle(context, Stream));
                 Blas.SetWorkspace(workspace);
-                InProj = module.GetKernel("mamba_decode_in_proj");
-                Rows = module.GetKernel("mamba_decode_rows");
-                SsmStep = module.GetKernel("mamba_decode_ssm_step");
-                Head = module.GetKernel("mamba_decode_head");
                 Argmax = module.GetKernel("mamba_decode_argmax");
-                var config = module.ReadConstant<int>("mamba_decode_config", 3);
+                ToHalf = module.GetKernel("mamba_decode_to_f16");
+                var config = module.ReadConstant<int>("mamba_decode_config", 4);
                 FusedThreads = config[1];
                 ArgmaxThreads = config[2];
+                PersistentThreads = config[3];
+                // One block per multiprocessor: all resident at once, as the grid barrier needs (a cooperative launch
+                // checks it).
+                PersistentBlocks = context.MultiprocessorCount;
                 // The fused kernels hold batch × depth floats of input in shared memory: as many sequences as fit.
                 int widest = Math.Max(s.DModel, s.DInner) * sizeof(float);
                 const int StaticSharedBytes = 1024;
                 MaxFusedBatch = Math.Min(config[0], (context.MaxSharedMemoryPerBlockOptin - StaticSharedBytes) / widest);
-                if (MaxFusedBatch > 0)
-                {
-                    AllowSharedMemory(InProj, MaxFusedBatch * s.DModel * sizeof(float));
-                    AllowSharedMemory(Head, MaxFusedBatch * s.DModel * sizeof(float));
-                    AllowSharedMemory(Rows, MaxFusedBatch * s.DInner * sizeof(float));
-                }
+                Fused = new FusedKernels(module, s, MaxFusedBatch);
             }
             catch
             {
@@ -385,12 +551,22 @@ public sealed partial class CudaMambaModel
 
         public CudaStream Stream { get; } = null!;
         public CublasHandle Blas { get; } = null!;
-        public CudaKernel InProj { get; } = null!;
-        public CudaKernel Rows { get; } = null!;
-        public CudaKernel SsmStep { get; } = null!;
-        public CudaKernel Head { get; } = null!;
         public CudaKernel Argmax { get; } = null!;
+        public CudaKernel ToHalf { get; } = null!;
+
+        /// <summary>The fused kernels of the compute build.</summary>
+        public FusedKernels Fused { get; } = null!;
+
+        /// <summary>The fp16 build's fused kernels and the fp16 weights they read (null until first asked for).</summary>
+        public FusedKernels? HalfFused { get; private set; }
+        public CudaDeviceVariable<ushort>? HalfWeights { get; private set; }
+
+        /// <summary>The model's upload count when the fp16 weights were last converted (−1: never).</summary>
+        public long HalfWeightsUploads { get; set; } = -1;
+
         public int FusedThreads { get; }
+        public int PersistentThreads { get; }
+        public int PersistentBlocks { get; }
         public int ArgmaxThreads { get; }
 
         /// <summary>Largest batch the fused kernels take (0: none fits the device's shared memory).</summary>
@@ -399,15 +575,49 @@ public sealed partial class CudaMambaModel
         /// <summary>The model's upload count when the decode stream last caught up with the legacy stream.</summary>
         public long UploadsSeen { get; set; } = -1;
 
-        private static void AllowSharedMemory(CudaKernel kernel, int bytes)
+        /// <summary>Takes over the fp16 build's module and the fp16 weight buffer (disposed with this).</summary>
+        public void LoadHalfBuild(CudaModule module, MambaShape s, CudaDeviceVariable<ushort> weights)
         {
-            if (bytes > kernel.MaxDynamicSharedMemory) kernel.MaxDynamicSharedMemory = bytes;
+            Own(module);
+            HalfWeights = Own(weights);
+            HalfFused = new FusedKernels(module, s, MaxFusedBatch);
         }
 
         private T Own<T>(T resource) where T : IDisposable => _owned.Own(resource);
 
         /// <summary>Frees in reverse order of making: the handle, its workspace, the stream.</summary>
         public void Dispose() => _owned.Dispose();
+    }
+}
+
+/// <summary>The small-batch decode kernels of one build (compute weights, or fp16 weights).</summary>
+internal sealed class FusedKernels
+{
+    /// <summary>Looks the kernels up and lets each take the shared memory <paramref name="maxBatch"/> sequences need.</summary>
+    public FusedKernels(CudaModule module, MambaShape s, int maxBatch)
+    {
+        InProj = module.GetKernel("mamba_decode_in_proj");
+        Rows = module.GetKernel("mamba_decode_rows");
+        SsmStep = module.GetKernel("mamba_decode_ssm_step");
+        Head = module.GetKernel("mamba_decode_head");
+        Persistent = module.GetKernel("mamba_decode_persistent");
+        Persistent.Cooperative = true;
+        if (maxBatch <= 0) return;
+        AllowSharedMemory(InProj, maxBatch * s.DModel * sizeof(float));
+        AllowSharedMemory(Head, maxBatch * s.DModel * sizeof(float));
+        AllowSharedMemory(Rows, maxBatch * s.DInner * sizeof(float));
+        AllowSharedMemory(Persistent, maxBatch * Math.Max(s.DModel, s.DInner) * sizeof(float));
+    }
+
+    public CudaKernel InProj { get; }
+    public CudaKernel Rows { get; }
+    public CudaKernel SsmStep { get; }
+    public CudaKernel Head { get; }
+    public CudaKernel Persistent { get; }
+
+    private static void AllowSharedMemory(CudaKernel kernel, int bytes)
+    {
+        if (bytes > kernel.MaxDynamicSharedMemory) kernel.MaxDynamicSharedMemory = bytes;
     }
 }
 
@@ -449,6 +659,8 @@ public sealed class CudaDecodeState : Generation.IGreedyDecodeState, IDisposable
             NextIds = Add(new CudaDeviceVariable<int>(context, batch));
             PinnedTokens = Add(new CudaPinnedHostMemory<int>(context, batch));
             PinnedNext = Add(new CudaPinnedHostMemory<int>(context, batch));
+            LayerTable = Add(new CudaDeviceVariable<ulong>(context, (long)s.Layers * LayerTablePointers));
+            Barrier = Add(new CudaDeviceVariable<uint>(context, 1));
             Counters.Memset(0u);
             Reset();
         }
@@ -479,13 +691,22 @@ public sealed class CudaDecodeState : Generation.IGreedyDecodeState, IDisposable
     internal readonly CudaDeviceVariable<int> PartIndices = null!, NextIds = null!;
     internal readonly CudaDeviceVariable<uint> Counters = null!;
 
+    /// <summary>Pointers per layer in the persistent kernel's table (decode_step.cu's DecodeLayer).</summary>
+    internal const int LayerTablePointers = 16;
+
+    /// <summary>The persistent kernel's per-layer pointers, once written, and its grid barrier's arrival count.</summary>
+    internal readonly CudaDeviceVariable<ulong> LayerTable = null!;
+    internal readonly CudaDeviceVariable<uint> Barrier = null!;
+
+    /// <summary>The weight type the layer table was written for (null: not yet written).</summary>
+    internal DecodeWeightType? LayerTableWeights;
+
     /// <summary>Page-locked copies of the step's input ids and picked ids (asynchronous copies, also inside a graph).</summary>
     internal readonly CudaPinnedHostMemory<int> PinnedTokens = null!, PinnedNext = null!;
 
-    /// <summary>The captured step, the vocabulary limit its greedy pick was captured with, and whether its kernels overlap.</summary>
+    /// <summary>The captured step and what it was captured for (its vocabulary limit and kernel plan).</summary>
     internal CudaGraphExec? Graph;
-    internal int GraphLimit;
-    internal bool GraphOverlaps;
+    internal CudaMambaModel.StepPlan? GraphPlan;
 
     /// <summary>Whether a one-token step has run on this state (the first is never captured).</summary>
     internal bool HasStepped;

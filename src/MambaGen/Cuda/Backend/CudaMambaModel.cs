@@ -77,6 +77,7 @@ public sealed partial class CudaMambaModel : IMambaBackend
             _stream = owned.Own(new CudaStream(_context, nonBlocking: false));
             _blas = owned.Own(new CublasHandle(_context, _stream));
             compiler ??= new KernelCompiler();
+            _kernelSource = (cudaSource, sourceName, compiler);
             bool bf16 = _precision == GpuPrecision.BFloat16;
             _module = owned.Own(_context.LoadModule(compiler.CompileFor(_context, cudaSource, sourceName, bf16 ? BFloat16CompileOptions : CompileOptions).Image));
             _compute = new KernelSet(_module);

@@ -141,6 +141,9 @@ internal enum LaunchAttributeId
 {
     /// <summary>The kernel may start before the previous kernel in the stream has finished (it waits with griddepcontrol.wait).</summary>
     ProgrammaticStreamSerialization = 6,
+
+    /// <summary>Every block of the grid is resident at once (the launch fails otherwise), so blocks may wait for each other.</summary>
+    Cooperative = 2,
 }
 
 /// <summary>CUstreamCaptureMode.</summary>
