@@ -26,4 +26,10 @@ public sealed record CheckpointLoadOptions
     /// fp32 GPU arithmetic are refused with an error that names this option.
     /// </summary>
     public bool KeepSixteenBitWeights { get; init; }
+
+    /// <summary>
+    /// The longest parameter segment the loaded layout may have (<see cref="ParameterLayout.MaxSegmentLength"/> unless a
+    /// test asks for shorter ones, so that a small checkpoint exercises the storage mamba-2.8b needs).
+    /// </summary>
+    internal int MaxSegmentLength { get; init; } = ParameterLayout.MaxSegmentLength;
 }

@@ -71,7 +71,7 @@ public static class MambaCheckpoint
                 : $"{dir}: there is no {WeightsFileName}.");
         }
 
-        var layout = new ParameterLayout(shape);
+        var layout = new ParameterLayout(shape, options.MaxSegmentLength);
         using var file = SafeTensorsFile.Open(weightsPath);
         var sourceKeys = MatchKeys(file, layout, $" {configPath} beside it describes the model type, so the two files disagree (they come from different checkpoints).");
         if (options.KeepSixteenBitWeights) return ReadSixteenBitOnly(file, layout, sourceKeys, options);

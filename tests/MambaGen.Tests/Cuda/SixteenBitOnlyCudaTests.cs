@@ -66,4 +66,36 @@ public class SixteenBitOnlyCudaTests
         Assert.Contains(nameof(CheckpointLoadOptions.KeepSixteenBitWeights), error.Message);
         Assert.Equal(DecodeWeightType.Compute, gpu.DecodeWeights);
     }
+
+    /// <summary>
+    /// Parameters split into many segments (mamba-2.8b's are two) upload and compute on the GPU exactly as in one
+    /// segment: fp32 masters in fp32 and in bf16 arithmetic, and a 16-bit-only load, each bit for bit.
+    /// </summary>
+    [GpuFact]
+    public void ParametersSplitIntoSegmentsComputeTheSameOnTheGpu()
+    {
+        var whole = BiasedUntiedModel.Create(5).Parameters;
+        var split = LargeModelStorageTests.Split(whole);
+        Assert.True(split.Layout.Segments.Count > 4);
+        AssertSame(whole, split, Device.Cuda());
+        AssertSame(whole, split, Bf16);
+
+        using var dir = new ScratchDirectory();
+        LargeModelStorageTests.WriteSixteenBitCheckpoint(dir.Path, whole, DType.BF16);
+        var oneSegment = MambaCheckpoint.Load(dir.Path, whole.Shape, new CheckpointLoadOptions { KeepSixteenBitWeights = true });
+        var segmented = MambaCheckpoint.Load(dir.Path, whole.Shape,
+            new CheckpointLoadOptions { KeepSixteenBitWeights = true, MaxSegmentLength = whole.Layout.Tensors.Max(t => t.Length) });
+        Assert.True(segmented.Layout.Segments.Count > 4);
+        AssertSame(oneSegment, segmented, Bf16);
+
+        static void AssertSame(MambaParameters first, MambaParameters second, Device device)
+        {
+            using var a = BiasedUntiedModel.FromParameters(first).To(device);
+            using var b = BiasedUntiedModel.FromParameters(second).To(device);
+            int[] tokens = [5, 3, 11, 2, 7, 1, 9, 4];
+            Assert.Equal(a.Forward(tokens, 2), b.Forward(tokens, 2));
+            var options = new GenerationOptions { MaxNewTokens = 6 };
+            Assert.Equal(TokenGenerator.Generate(a, tokens, options), TokenGenerator.Generate(b, tokens, options));
+        }
+    }
 }

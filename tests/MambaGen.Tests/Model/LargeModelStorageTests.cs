@@ -86,6 +86,22 @@ public sealed class LargeModelStorageTests
         Assert.Contains("segments", error.Message);
     }
 
+    /// <summary>A 16-bit-only load laid out in many segments (the loader's placement, as mamba-2.8b needs) computes exactly as in one.</summary>
+    [Fact]
+    public void SixteenBitOnlyLoadInManySegmentsGivesTheSameNumbers()
+    {
+        using var dir = new ScratchDirectory();
+        var source = BiasedUntiedModel.Create(8).Parameters;
+        WriteSixteenBitCheckpoint(dir.Path, source, DType.BF16);
+        var one = BiasedUntiedModel.FromParameters(MambaCheckpoint.Load(dir.Path, source.Shape, new CheckpointLoadOptions { KeepSixteenBitWeights = true }));
+        var many = BiasedUntiedModel.FromParameters(MambaCheckpoint.Load(dir.Path, source.Shape,
+            new CheckpointLoadOptions { KeepSixteenBitWeights = true, MaxSegmentLength = source.Layout.Tensors.Max(t => t.Length) }));
+        Assert.True(many.Parameters.Layout.Segments.Count > 4);
+        int[] tokens = [3, 1, 4, 1, 5, 9, 2, 6];
+        Assert.Equal(one.Forward(tokens, 2), many.Forward(tokens, 2));
+        Assert.Equal(DecodeLogits(one, tokens), DecodeLogits(many, tokens));
+    }
+
     /// <summary>
     /// A bf16 checkpoint loaded 16-bit only keeps the file's bits: its one-token steps equal, bit for bit, those of the fp32
     /// load decoding from a bf16 copy (the same bits rounded back); its prefill (16-bit products) stays within 1e-5 of the
@@ -142,7 +158,7 @@ public sealed class LargeModelStorageTests
     }
 
     /// <summary>The same values in a layout whose segments are as short as its largest tensor allows.</summary>
-    private static MambaParameters Split(MambaParameters whole)
+    internal static MambaParameters Split(MambaParameters whole)
     {
         var layout = new ParameterLayout(whole.Shape, whole.Layout.Tensors.Max(t => t.Length));
         var split = new MambaParameters(layout);
