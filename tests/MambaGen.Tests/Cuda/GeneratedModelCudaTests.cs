@@ -37,7 +37,14 @@ public class GeneratedModelCudaTests
     private static (string, string, Func<int, IMambaModel>) Variant(string name, string source, Func<int, IMambaModel> create) =>
         (name, source, create);
 
+    /// <summary>
+    /// The tests that only compile CUDA C: what they check does not depend on the host CPU, so CI runs them once, not
+    /// again on each narrower vector path (.ci/run filters on this category there).
+    /// </summary>
+    public const string CudaCompileCategory = "CudaCompile";
+
     [NvrtcFact]
+    [Trait("Category", CudaCompileCategory)]
     public void EveryDeclaredTestVariantsKernelsCompileWithNvrtc()
     {
         var variants = DeclaredVariantKernels.Find([typeof(GeneratedModelCudaTests).Assembly]);
@@ -50,6 +57,7 @@ public class GeneratedModelCudaTests
     }
 
     [NvrtcFact]
+    [Trait("Category", CudaCompileCategory)]
     public void EveryTemplateCompilesOnItsOwnWithItsDefaultConstants()
     {
         string templates = Path.Combine(Path.GetDirectoryName(typeof(GeneratedModelCudaTests).Assembly.Location)!, "templates");
