@@ -1,6 +1,7 @@
 using MambaGen.Checkpoints;
 using MambaGen.Tests.Checkpoints;
 using MambaGen.Cpu;
+using MambaGen.Cuda.Backend;
 using MambaGen.Tests.Cuda;
 
 namespace MambaGen.Tests.Model;
@@ -84,6 +85,19 @@ public sealed class LargeModelStorageTests
         Assert.Equal(whole.Parameters.Values, BiasedUntiedModel.Load(dir.Path).Parameters.Values);
         var error = Assert.Throws<NotSupportedException>(() => split.ForwardBackward(tokens, tokens, 2, new float[whole.Parameters.Values.Length]));
         Assert.Contains("segments", error.Message);
+    }
+
+    /// <summary>
+    /// The CUDA backend refuses a model past 2³¹ parameters (its one GPU run gave wrong logits) before touching a device,
+    /// naming the count and the CPU as the way to run it; a small model passes the same check.
+    /// </summary>
+    [Fact]
+    public void TheCudaBackendRefusesModelsPastOneArray()
+    {
+        var error = Assert.Throws<NotSupportedException>(() => CudaMambaModel.RequireValidatedSize(new ParameterLayout(Mamba2_8BShape.ModelShape)));
+        Assert.Contains("2768345600 parameters", error.Message);
+        Assert.Contains("Device.Cpu", error.Message);
+        CudaMambaModel.RequireValidatedSize(new ParameterLayout(BiasedUntiedModel.ModelShape));
     }
 
     /// <summary>A 16-bit-only load laid out in many segments (the loader's placement, as mamba-2.8b needs) computes exactly as in one.</summary>
