@@ -2215,25 +2215,6 @@ __device__ __forceinline__ void lane_reduce(float* v, int lane)
     }
 }
 
-// Reduce-scatter over the TPC lanes of a channel: on entry each lane holds LEN partial sums (one per step), on
-// exit lane j holds the channel's totals for steps j·LEN/TPC ... in pt[0 .. LEN/TPC). Fixed order, no barrier.
-template <int O, int LEN>
-__device__ __forceinline__ void reduce_scatter(float* pt, int j)
-{
-    if constexpr (O >= 1)
-    {
-        const bool upper = (j & O) != 0;
-#pragma unroll
-        for (int i = 0; i < LEN / 2; ++i)
-        {
-            const float send = upper ? pt[i] : pt[i + LEN / 2];
-            const float keep = upper ? pt[i + LEN / 2] : pt[i];
-            pt[i] = keep + __shfl_xor_sync(0xffffffffu, send, O);
-        }
-        reduce_scatter<O / 2, LEN / 2>(pt, j);
-    }
-}
-
 } // namespace mg_scan
 
 // Launch facts for the host: read with cuModuleGetGlobal. Grid = batch × blocks_per_batch blocks (1-D).
@@ -2486,7 +2467,7 @@ __device__ __forceinline__ void scan_forward(const mg_in_t* __restrict__ u, cons
         if constexpr (SHUFFLE)
         {
             constexpr int R = TT / TPC;
-            reduce_scatter<TPC / 2, TT>(pt, j);
+            lane_reduce<TPC / 2, 1, TT>(pt, j);   // reduce-scatter: lane j keeps steps j·TT/TPC … of the totals
 #pragma unroll
             for (int i = 0; i < R; ++i)
             {
