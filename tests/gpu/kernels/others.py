@@ -110,17 +110,17 @@ def check_conv(nv, results, compare):
                     print(("PASS " if ok else "FAIL ") + case + ("" if ok else str(parts)), flush=True)
 
 
-def gpu_ms(fn, iters=30):
-    """(median, min, max) GPU milliseconds of fn(i) between CUDA events. The GPU is held busy (torch.cuda._sleep, about
-    1 ms) while the host enqueues each call, so host launch overhead, comparable to these kernels' tens of
-    microseconds, is not counted."""
+def gpu_ms(fn, iters=30, hold_busy=True):
+    """(median, min, max) GPU milliseconds of fn(i) between CUDA events, after 3 warm-up calls. With hold_busy the GPU
+    is held busy (torch.cuda._sleep, about 1 ms) while the host enqueues each call, so host launch overhead, comparable
+    to the conv's and cross-entropy's tens of microseconds, is not counted; the scan timings run without it."""
     for i in range(3):
         fn(i)
     torch.cuda.synchronize()
     times = []
     for i in range(iters):
         s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        if hasattr(torch.cuda, "_sleep"):
+        if hold_busy and hasattr(torch.cuda, "_sleep"):
             torch.cuda._sleep(2_000_000)
         s.record()
         fn(i)
